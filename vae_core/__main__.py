@@ -1,0 +1,232 @@
+"""Command line: python -m vae_core train | eval | info.
+
+    python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
+    python -m vae_core eval checkpoints/cvae.safetensors --json
+    python -m vae_core info checkpoints/cvae.safetensors
+
+Bad arguments or bad files exit with status 2 and one line on stderr, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import DatasetUnavailable, load_dataset
+from .evaluation import encode_dataset, evaluate
+from .models import build_model
+from .training import Callback, prepare_data, fit
+
+USER_ERRORS = (ValueError, CheckpointError, DatasetUnavailable, OSError)
+
+
+class CliError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise CliError(f"{message} (see 'python -m vae_core {self.prog.split()[-1]} --help')")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One flag per dataclass field (--latent-dim, --hidden-dims 512 512, ...), defaults from the class."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, tuple):
+            parser.add_argument(flag, type=int, nargs="+", default=list(default), help=f"default {default}")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, type=_bool, default=default, help=f"default {default}")
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=f"default {default!r}")
+
+
+def _config_from(args, cls):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls.from_dict(values)
+
+
+class ProgressBar(Callback):
+    """tqdm bar over all steps, with loss, images/s and ETA; also enforces --max-seconds."""
+
+    def __init__(self, total: int, max_seconds: float = 0, quiet: bool = False):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, disable=quiet)
+        self.max_seconds, self.elapsed = max_seconds, 0.0
+
+    def on_step(self, info):
+        self.elapsed = info.elapsed
+        self.bar.update(1)
+        if info.step % 20 == 0:
+            self.bar.set_postfix(epoch=info.epoch + 1, loss=f"{info.loss:.1f}", img_s=f"{info.images_per_sec:,.0f}")
+
+    def on_epoch(self, info):
+        if info.eval is not None:
+            self.bar.write(f"epoch {info.epoch + 1}/{info.epochs}: train loss {info.train['loss']:.2f}, "
+                           f"eval loss {info.eval['loss']:.2f} (recon {info.eval['recon']:.2f}, "
+                           f"kl {info.eval['kl']:.2f}), {info.images_per_sec:,.0f} images/s")
+
+    def should_stop(self):
+        return bool(self.max_seconds) and self.elapsed >= self.max_seconds
+
+    def close(self):
+        self.bar.close()
+
+
+def _thin(values: list, limit: int = 2000) -> list:
+    if len(values) <= limit:
+        return values
+    step = len(values) / limit
+    return [values[int(i * step)] for i in range(limit)]
+
+
+def compact_history(history: dict) -> dict:
+    """Per-epoch records as they are; per-step curves thinned to at most 2,000 points for the file."""
+    out = {k: _thin(v) for k, v in history.items() if k != "epochs"}
+    out["epochs"] = history.get("epochs", [])
+    return out
+
+
+def cmd_train(args) -> int:
+    model_cfg = _config_from(args, ModelConfig)
+    train_cfg = _config_from(args, TrainConfig)
+    out = Path(args.out)
+    data = prepare_data(train_cfg, args.data_dir)
+    model = build_model(model_cfg, seed=train_cfg.seed)
+    print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
+          f"{model.num_parameters():,} parameters)", file=sys.stderr)
+    bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
+    started = time.time()
+    try:
+        result = fit(model, data, train_cfg, [bar])
+    finally:
+        bar.close()
+    wall = time.time() - started
+    print(f"{result.status}: {result.message} ({result.images_per_sec:,.0f} images/s)", file=sys.stderr)
+    meta = {"dataset": train_cfg.dataset, "train_config": train_cfg.to_dict(), "status": result.status,
+            "message": result.message, "epochs_completed": result.epochs_completed,
+            "train_seconds": round(result.elapsed, 2), "wall_seconds": round(wall, 2),
+            "images_per_sec": round(result.images_per_sec, 1),
+            "command": "python -m vae_core " + shlex.join(sys.argv[1:]),
+            "history": compact_history(result.history), "name": args.name or out.stem}
+    extras = {}
+    if result.epochs_completed or result.status != "diverged":
+        test = load_dataset(train_cfg.dataset, "test", args.data_dir)
+        if args.eval_samples > 0:
+            meta["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
+            print(json.dumps(meta["metrics"], indent=1), file=sys.stderr)
+        if model_cfg.has_latent and model_cfg.latent_dim == 2 and model_cfg.condition != "quadrants":
+            mu, _, labels = encode_dataset(model, test)
+            extras = {"test_latent_means": mu, "test_labels": labels}
+        path = save_checkpoint(out, model, meta, extras=extras,
+                               dtype=torch.float16 if args.float16 else torch.float32)
+        print(f"saved {path}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _metrics(model, test, samples: int, limit: int = 0) -> dict:
+    if limit:
+        test = test.subset(0, limit)
+    cfg = model.config
+    if cfg.condition == "quadrants" and cfg.quadrants == 0:
+        return {f"q{k}": evaluate(model, test, samples, quadrants=k) for k in (1, 2, 3)}
+    return evaluate(model, test, samples)
+
+
+def cmd_eval(args) -> int:
+    model, meta = load_checkpoint(args.checkpoint)
+    test = load_dataset(meta.get("dataset", "mnist"), "test", args.data_dir)
+    metrics = _metrics(model, test, args.samples, args.limit)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model_config"].describe(),
+                          "dataset": meta.get("dataset"), "metrics": metrics}))
+    else:
+        print(f"{args.checkpoint}: {meta['model_config'].describe()} on {meta.get('dataset')}")
+        _print_metrics(metrics)
+    return 0
+
+
+def _print_metrics(metrics: dict, indent: str = "  ") -> None:
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            print(f"{indent}{k}:")
+            _print_metrics(v, indent + "  ")
+        else:
+            print(f"{indent}{k:10s} {v:.3f}" if isinstance(v, float) else f"{indent}{k:10s} {v}")
+
+
+def cmd_info(args) -> int:
+    meta = read_meta(args.checkpoint)
+    cfg = meta["model_config"]
+    print(f"{args.checkpoint}: {cfg.describe()}")
+    print(f"  data set     {meta.get('dataset')}")
+    print(f"  model config {json.dumps(cfg.to_dict())}")
+    if meta.get("train_config"):
+        print(f"  train config {json.dumps(meta['train_config'])}")
+    for key in ("status", "epochs_completed", "train_seconds", "command"):
+        if key in meta:
+            print(f"  {key:12s} {meta[key]}")
+    if meta.get("metrics"):
+        print("  metrics:")
+        _print_metrics(meta["metrics"], "    ")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vae_core", description="Latent Lab model core: train, evaluate and inspect models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train a model and write a checkpoint")
+    _add_config_flags(t, ModelConfig)
+    _add_config_flags(t, TrainConfig)
+    t.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    t.add_argument("--name", default="", help="display name stored in the checkpoint")
+    t.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
+    t.add_argument("--max-seconds", type=float, default=0, help="stop training after this many seconds")
+    t.add_argument("--eval-samples", type=int, default=100, help="S for the likelihood estimates (0: skip)")
+    t.add_argument("--test-limit", type=int, default=0, help="final metrics on the first N test images (0: all)")
+    t.add_argument("--float16", action="store_true", help="store the weights in float16")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
+    e.add_argument("checkpoint")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--samples", type=int, default=100, help="S for the likelihood estimates")
+    e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    e.add_argument("--data-dir", default=None)
+    i = sub.add_parser("info", help="print a checkpoint's config and metrics")
+    i.add_argument("checkpoint")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        return {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}[args.command](args)
+    except (CliError, *USER_ERRORS) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

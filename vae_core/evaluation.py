@@ -1,0 +1,188 @@
+"""Evaluation: likelihood estimates, sample diversity, manifold grids, interpolation, encoding a split.
+
+The two conditional log-likelihood estimators are the paper's (Sohn et al. 2015, section 4.2),
+computed per example in log space:
+
+    Monte Carlo          log p(y|x) ~ logsumexp_s log p(y|x,z_s)                                - log S,  z_s ~ p(z|x)
+    importance sampling  log p(y|x) ~ logsumexp_s [log p(y|x,z_s) + log p(z_s|x) - log q(z_s|x,y)] - log S,  z_s ~ q(z|x,y)
+
+For the unconditional VAE, importance sampling with q(z|y) and p(z) = N(0, I) is the importance-weighted
+log-likelihood of Burda et al. (2016). Figures are reported as negative log-likelihoods in nats per
+image (quadrant models: over the missing pixels only).
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import torch
+
+from .data import ImageDataset, make_batch, target_mask
+from .losses import bernoulli_log_likelihood, gaussian_log_density
+from .training import evaluate_loss
+
+__all__ = [
+    "log_likelihood", "conditional_nll", "evaluate", "sample_diversity", "manifold_grid",
+    "interpolate", "encode_dataset", "evaluate_loss",
+]
+
+
+@torch.no_grad()
+def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int = 100,
+                   method: str = "is", chunk: int = 50) -> torch.Tensor:
+    """Per-example estimate of log p(y|x) in nats: [B]. method 'mc' (z from the prior) or 'is' (z from q)."""
+    if method not in ("mc", "is"):
+        raise ValueError(f"method must be 'mc' or 'is'; got {method!r}")
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1; got {samples}")
+    y = model._flat(y)
+    batch = y.shape[0]
+    h = model.features(x, batch)
+    mask = target_mask(x, y.shape[-1])
+    if model.baseline_net is not None:  # deterministic: both estimators are exact
+        return bernoulli_log_likelihood(model.baseline_net(h), y, mask)
+    mu_p, logvar_p = model.prior(h, batch)
+    if method == "is":
+        mu_q, logvar_q = model.recognition(h, y)
+    else:
+        mu_q, logvar_q = mu_p, logvar_p
+    parts = []
+    for start in range(0, samples, chunk):
+        s = min(chunk, samples - start)
+        eps = torch.randn(s, *mu_q.shape, device=mu_q.device)
+        z = mu_q + torch.exp(0.5 * logvar_q) * eps                     # [s, B, D]
+        h_rep = None if h is None else h.expand(s, *h.shape)
+        logits = model.generation_net(torch.cat([t for t in (h_rep, z) if t is not None], dim=-1))
+        log_w = bernoulli_log_likelihood(logits, y, mask)               # [s, B]
+        if method == "is":
+            log_w = log_w + gaussian_log_density(z, mu_p, logvar_p) - gaussian_log_density(z, mu_q, logvar_q)
+        parts.append(log_w)
+    log_w = torch.cat(parts, dim=0)
+    return torch.logsumexp(log_w, dim=0) - math.log(samples)
+
+
+@torch.no_grad()
+def conditional_nll(model, dataset: ImageDataset, samples: int = 100, method: str = "is",
+                    quadrants: int | None = None, batch_size: int = 500, seed: int = 0) -> float:
+    """Mean negative (conditional) log-likelihood over a data set, nats per image."""
+    model.eval()
+    device = model.device
+    total, gen = 0.0, torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(dataset), batch_size):
+            imgs = dataset.images[start:start + batch_size].to(device)
+            labels = dataset.labels[start:start + batch_size].to(device)
+            y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+            total += float(-log_likelihood(model, y, x, samples, method).sum())
+    return total / max(1, len(dataset))
+
+
+@torch.no_grad()
+def sample_diversity(model, x: torch.Tensor | None, n: int = 10, seed: int = 0) -> float:
+    """Mean pairwise Euclidean distance between n samples drawn for the same condition, averaged over
+    the conditions in x (over the predicted pixels only, for quadrant inputs). 0 means deterministic."""
+    if n < 2:
+        raise ValueError("diversity needs at least 2 samples")
+    model.eval()
+    device = model.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        if x is None:
+            s = model.sample(None, n).unsqueeze(0)
+            masks = None
+        else:
+            x = torch.as_tensor(x)
+            batched = x if (x.dim() == (1 if model.config.condition == "label" else 2)) else x.unsqueeze(0)
+            s = model.sample(batched, n)                               # [B, n, P]
+            masks = target_mask(batched.to(device), s.shape[-1]) if model.config.condition == "quadrants" else None
+    if masks is not None:
+        s = s * masks.unsqueeze(1)
+    d = torch.cdist(s, s)                                               # [B, n, n]
+    return float(d.sum(dim=(1, 2)).mean() / (n * (n - 1)))
+
+
+@torch.no_grad()
+def evaluate(model, dataset: ImageDataset, samples: int = 100, quadrants: int | None = None,
+             diversity_n: int = 10, diversity_examples: int = 100, seed: int = 0) -> dict[str, float]:
+    """The standard report for one model on one data set (nats per image).
+
+    neg_elbo, recon, kl: the training objective with beta = 1 (for gsnn and baseline, recon only);
+    nll_is / nll_mc: negative log-likelihood by importance sampling / Monte Carlo with `samples` draws;
+    diversity: sample_diversity over the first `diversity_examples` conditions.
+    """
+    model.eval()
+    terms = evaluate_loss(model, dataset, beta=1.0, quadrants=quadrants, seed=seed)
+    out = {"neg_elbo": terms["loss"], "recon": terms["recon"], "kl": terms["kl"], "samples": samples}
+    if model.config.has_latent:
+        out["nll_is"] = conditional_nll(model, dataset, samples, "is", quadrants, seed=seed)
+    if model.config.is_conditional:
+        out["nll_mc"] = conditional_nll(model, dataset, samples, "mc", quadrants, seed=seed)
+        sub = dataset.subset(0, diversity_examples)
+        _, x = make_batch(model.config, sub.images.to(model.device), sub.labels.to(model.device),
+                          quadrants=quadrants, generator=torch.Generator().manual_seed(seed))
+        out["diversity"] = sample_diversity(model, x, diversity_n, seed)
+    elif model.config.has_latent:
+        out["diversity"] = sample_diversity(model, None, diversity_n, seed)
+    return out
+
+
+@torch.no_grad()
+def manifold_grid(model, n: int = 15, x: torch.Tensor | int | None = None, dims: tuple[int, int] = (0, 1),
+                  z_base: torch.Tensor | None = None, coverage: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode an n x n grid over two latent dimensions, spaced by the N(0,1) quantiles
+    (Kingma and Welling, 2014, fig. 4). Returns (images [n, n, H, W], coordinates [n] along each axis).
+    Row 0 is the top of the picture (highest value of the second dimension)."""
+    model._require_latent()
+    c = model.config
+    lo = (1 - coverage) / 2
+    coords = torch.tensor([NormalDist().inv_cdf(lo + (1 - 2 * lo) * i / (n - 1)) for i in range(n)])
+    z = torch.zeros(n, n, c.latent_dim) if z_base is None else z_base.reshape(1, 1, -1).repeat(n, n, 1).float()
+    if c.latent_dim == 1:
+        z[:, :, 0] = coords.reshape(1, n)
+    else:
+        z[:, :, dims[0]] = coords.reshape(1, n)
+        z[:, :, dims[1]] = coords.flip(0).reshape(n, 1)
+    cond = None
+    if x is not None:
+        cond = torch.as_tensor(x).reshape(1, -1) if c.condition == "quadrants" else torch.as_tensor(x).reshape(1)
+        cond = cond.repeat_interleave(n * n, dim=0)
+    model.eval()
+    imgs = model.decode(z.reshape(n * n, -1).to(model.device), cond)
+    return imgs.reshape(n, n, c.image_size, c.image_size).cpu(), coords
+
+
+@torch.no_grad()
+def interpolate(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = 10,
+                x: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Decode `steps` points on the straight line from z0 to z1: [steps, H, W]."""
+    c = model.config
+    model._require_latent()
+    t = torch.linspace(0, 1, steps).reshape(-1, 1)
+    z = (1 - t) * torch.as_tensor(z0).float().reshape(1, -1) + t * torch.as_tensor(z1).float().reshape(1, -1)
+    cond = None
+    if x is not None:
+        cond = torch.as_tensor(x).reshape(1, -1) if c.condition == "quadrants" else torch.as_tensor(x).reshape(1)
+        cond = cond.repeat_interleave(steps, dim=0)
+    model.eval()
+    return model.decode(z.to(model.device), cond).reshape(steps, c.image_size, c.image_size).cpu()
+
+
+@torch.no_grad()
+def encode_dataset(model, dataset: ImageDataset, batch_size: int = 2000,
+                   quadrants: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Encode a whole split: (latent means [N, D], log-variances [N, D], labels [N]), on the CPU.
+    Label-conditioned models encode each image with its true label."""
+    model._require_latent()
+    model.eval()
+    mus, logvars = [], []
+    gen = torch.Generator().manual_seed(0)
+    for start in range(0, len(dataset), batch_size):
+        imgs = dataset.images[start:start + batch_size].to(model.device)
+        labels = dataset.labels[start:start + batch_size].to(model.device)
+        y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+        mu, logvar = model.encode(y, x)
+        mus.append(mu.cpu())
+        logvars.append(logvar.cpu())
+    return torch.cat(mus), torch.cat(logvars), dataset.labels.clone()
+

@@ -1,0 +1,209 @@
+"""One family of conditional generative models (Sohn, Lee and Yan, 2015).
+
+Three networks, named as in the paper and in Pyro's CVAE example:
+
+    prior_net        p(z | x)      x -> (mu, logvar)     absent for a standard N(0, I) prior
+    recognition_net  q(z | x, y)   (x, y) -> (mu, logvar)
+    generation_net   p(y | x, z)   (x, z) -> pixel logits (Bernoulli)
+
+plus `baseline_net`, a deterministic x -> y network. The variants (vae, cvae, gsnn, hybrid,
+baseline) are the same module with different objectives; `VARIANTS` says which networks each one
+builds and which loss it trains with (vae_core.losses).
+
+Shapes: y is float [B, P] in [0, 1] (P = image pixels, images of [B, H, W] are flattened);
+x is None (vae), int64 labels [B] (label condition), or float [B, P] with hidden pixels at -1
+(quadrant condition).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+from .losses import bernoulli_log_likelihood, gaussian_log_density  # noqa: F401 (re-exported)
+from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    objective: Callable  # (model, y, x, beta) -> dict of named terms
+    nets: tuple[str, ...]  # which of prior / recognition / generation / baseline it builds
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "vae": Variant(losses.elbo_objective, ("recognition", "generation"),
+                   "VAE: recon + KL(q(z|y) || N(0, I))"),
+    "cvae": Variant(losses.elbo_objective, ("prior", "recognition", "generation"),
+                    "CVAE: recon with z ~ q(z|x,y) + KL(q(z|x,y) || p(z|x))"),
+    "gsnn": Variant(losses.gsnn_objective, ("prior", "generation"),
+                    "GSNN: recon with z ~ p(z|x); the recognition net is the prior net"),
+    "hybrid": Variant(losses.hybrid_objective, ("prior", "recognition", "generation"),
+                      "hybrid: alpha * L_cvae + (1 - alpha) * L_gsnn"),
+    "baseline": Variant(losses.baseline_objective, ("baseline",),
+                        "baseline: recon of a deterministic x -> y network"),
+}
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class GaussianNet(nn.Module):
+    """inputs -> (mu, logvar) of a diagonal Gaussian."""
+
+    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], latent_dim: int):
+        super().__init__()
+        self.body = mlp([in_dim, *hidden, 2 * latent_dim])
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.body(h).chunk(2, dim=-1)
+        return mu, logvar
+
+
+class LatentModel(nn.Module):
+    """Every variant of the family; `config.variant` picks the networks and the objective."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        nets = VARIANTS[c.variant].nets
+        x_dim = {"none": 0, "label": c.num_classes, "quadrants": c.num_pixels}[c.condition]
+        hidden = tuple(c.hidden_dims)
+        self.x_dim = x_dim
+        self.prior_net = (GaussianNet(in_dim=x_dim, hidden=hidden, latent_dim=c.latent_dim)
+                          if "prior" in nets and c.prior == "learned" else None)
+        self.recognition_net = (GaussianNet(in_dim=x_dim + c.num_pixels, hidden=hidden, latent_dim=c.latent_dim)
+                                if "recognition" in nets else None)
+        self.generation_net = (mlp([x_dim + c.latent_dim, *reversed(hidden), c.num_pixels])
+                               if "generation" in nets else None)
+        self.baseline_net = mlp([x_dim, *hidden, c.num_pixels]) if "baseline" in nets else None
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def features(self, x: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The condition as a float tensor [B, x_dim] (one-hot labels, or masked pixels)."""
+        c = self.config
+        if c.condition == "none":
+            return None
+        if x is None:
+            raise ValueError(f"this {c.variant} model is conditioned on {c.condition}: pass x")
+        if c.condition == "label":
+            x = torch.as_tensor(x, device=self.device).long().reshape(-1)
+            if x.numel() == 1 and batch > 1:
+                x = x.expand(batch)
+            if int(x.min()) < 0 or int(x.max()) >= c.num_classes:
+                raise ValueError(f"labels must lie in 0..{c.num_classes - 1}")
+            return F.one_hot(x, c.num_classes).float()
+        x = x.to(self.device).float().reshape(x.shape[0], -1)
+        if x.shape[0] == 1 and batch > 1:
+            x = x.expand(batch, -1)
+        return x
+
+    def _flat(self, y: torch.Tensor) -> torch.Tensor:
+        return y.to(self.device).float().reshape(y.shape[0], -1)
+
+    @staticmethod
+    def _cat(*parts: torch.Tensor | None) -> torch.Tensor:
+        return torch.cat([p for p in parts if p is not None], dim=-1)
+
+    # ------------------------------------------------------------------ distributions
+    def prior(self, h: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(z|x) as (mu, logvar); N(0, I) for a vae or a standard prior."""
+        if self.prior_net is None:
+            zeros = torch.zeros(batch, self.config.latent_dim, device=self.device)
+            return zeros, zeros
+        return self.prior_net(h)
+
+    def recognition(self, h: torch.Tensor | None, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x,y) as (mu, logvar); for a GSNN the recognition net is the prior net."""
+        if self.recognition_net is None:
+            return self.prior(h, y.shape[0])
+        return self.recognition_net(self._cat(h, y))
+
+    def generation_logits(self, z: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        return self.generation_net(self._cat(h, z))
+
+    def _require_latent(self) -> None:
+        if not self.config.has_latent:
+            raise ValueError("a baseline model is deterministic and has no latent space")
+
+    # ------------------------------------------------------------------ public API
+    def encode(self, y: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x,y): the latent mean and log-variance of images y (given condition x)."""
+        self._require_latent()
+        y = self._flat(y)
+        return self.recognition(self.features(x, y.shape[0]), y)
+
+    def decode(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """p(y|x,z): pixel probabilities [B, P] for latent codes z [B, latent_dim]."""
+        z = z.to(self.device).float().reshape(-1, self.config.latent_dim) if self.config.has_latent else z
+        batch = z.shape[0] if z is not None else (1 if x is None else len(x))
+        h = self.features(x, batch)
+        if self.baseline_net is not None:
+            return torch.sigmoid(self.baseline_net(h))
+        return torch.sigmoid(self.generation_logits(z, h))
+
+    def sample(self, x: torch.Tensor | int | None, n: int) -> torch.Tensor:
+        """n samples of y from the prior p(z|x), decoded to pixel probabilities.
+
+        One condition (None, an int label, or one masked image [P]) gives [n, P];
+        a batch of conditions (labels [B], masked images [B, P]) gives [B, n, P].
+        """
+        c = self.config
+        if x is None:
+            return self._sample_flat(None, n)
+        x = torch.as_tensor(x, device=self.device)
+        single = x.dim() == (0 if c.condition == "label" else 1)
+        xs = x.reshape(-1) if c.condition == "label" else x.reshape(-1, c.num_pixels)
+        out = self._sample_flat(xs.repeat_interleave(n, dim=0), xs.shape[0] * n).reshape(xs.shape[0], n, -1)
+        return out[0] if single else out
+
+    def _sample_flat(self, x: torch.Tensor | None, batch: int) -> torch.Tensor:
+        h = self.features(x, batch)
+        if self.baseline_net is not None:
+            return torch.sigmoid(self.baseline_net(h))
+        mu, logvar = self.prior(h, batch)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return torch.sigmoid(self.generation_logits(z, h))
+
+    def reconstruct(self, y: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode the recognition mean of y: [B, P] pixel probabilities (the baseline: its prediction)."""
+        y = self._flat(y)
+        h = self.features(x, y.shape[0])
+        if self.baseline_net is not None:
+            return torch.sigmoid(self.baseline_net(h))
+        mu, _ = self.recognition(h, y)
+        return torch.sigmoid(self.generation_logits(mu, h))
+
+    def loss(self, y: torch.Tensor, x: torch.Tensor | None = None, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """The variant's training objective, averaged over the batch: {'loss', 'recon', 'kl'}."""
+        return VARIANTS[self.config.variant].objective(self, self._flat(y), x, beta)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(config: ModelConfig | dict, seed: int | None = 0) -> LatentModel:
+    """A fresh model for `config`, with weights initialised from `seed` (None: the global RNG)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    if seed is None:
+        return LatentModel(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LatentModel(config)

@@ -1,0 +1,263 @@
+"""fit(): the training loop. It knows nothing of the maths (model.loss does) and nothing of the UI:
+it reports plain dataclasses to callbacks and never prints.
+
+A callback is any object with some of these methods:
+    on_step(StepInfo)     after every optimiser step
+    on_epoch(EpochInfo)   after every epoch, with the evaluation loss when there is an eval set
+    should_stop() -> bool asked before every batch: a stop takes effect within one batch
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+
+from .config import TrainConfig
+from .data import ImageDataset, load_dataset, make_batch
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int            # counts from 0
+    step: int             # step within the epoch, from 0
+    steps_per_epoch: int
+    global_step: int      # from 1
+    total_steps: int
+    loss: float
+    recon: float
+    kl: float
+    kl_weight: float
+    images_per_sec: float
+    elapsed: float        # seconds of training so far
+    eta: float            # seconds left, estimated
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    epoch: int            # counts from 0
+    epochs: int
+    train: dict[str, float]
+    eval: dict[str, float] | None
+    images_per_sec: float
+    elapsed: float
+    eta: float
+    is_best: bool
+
+
+@dataclass
+class FitResult:
+    status: str                      # "completed", "stopped" or "diverged"
+    message: str
+    epochs_completed: int
+    elapsed: float
+    images_per_sec: float
+    best_epoch: int | None
+    history: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "diverged"
+
+
+class Callback:
+    """Base class with no-op hooks; subclass and override what you need."""
+
+    def on_step(self, info: StepInfo) -> None:
+        pass
+
+    def on_epoch(self, info: EpochInfo) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainingData:
+    """The training images and, optionally, the images evaluated after every epoch."""
+
+    train: ImageDataset
+    eval: ImageDataset | None = None
+
+
+def prepare_data(config: TrainConfig, root=None) -> TrainingData:
+    """Load config.dataset and carve the splits the config asks for.
+
+    With val_fraction > 0 a validation set is held out of the training split (a fixed shuffle, the
+    same for every seed), so that early stopping never looks at the test set; otherwise the test split
+    is evaluated each epoch.
+    """
+    train = load_dataset(config.dataset, "train", root)
+    if config.val_fraction > 0:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(20150101))
+        n_val = max(1, int(round(len(train) * config.val_fraction)))
+        evaluation = train.take(order[:n_val])
+        evaluation = ImageDataset(evaluation.images, evaluation.labels, train.name, "validation", train.source)
+        train = train.take(order[n_val:])
+    else:
+        evaluation = load_dataset(config.dataset, "test", root)
+    if config.train_limit:
+        train = train.subset(0, config.train_limit)
+    if config.eval_limit:
+        evaluation = evaluation.subset(0, config.eval_limit)
+    return TrainingData(train, evaluation)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def check_compatible(model, data: TrainingData) -> None:
+    """Refuse, before any work, a model whose condition or image size the data cannot give."""
+    c = model.config
+    size = data.train.image_size
+    if size != c.image_size:
+        raise ValueError(f"the model expects {c.image_size}x{c.image_size} images but the data set has "
+                         f"{size}x{size}")
+    if c.condition == "label":
+        top = int(data.train.labels.max()) if len(data.train) else 0
+        if top >= c.num_classes:
+            raise ValueError(f"condition 'label' needs labels below {c.num_classes}; the data has label {top}")
+    if len(data.train) == 0:
+        raise ValueError("the training set is empty")
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                  quadrants: int | None = None, seed: int = 0) -> dict[str, float]:
+    """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
+
+    With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image).
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(dataset), batch_size):
+            imgs = dataset.images[start:start + batch_size].to(device)
+            labels = dataset.labels[start:start + batch_size].to(device)
+            y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+            terms = model.loss(y, x, beta)
+            for k in sums:
+                sums[k] += float(terms[k]) * y.shape[0]
+    model.train(was_training)
+    n = max(1, len(dataset))
+    return {k: v / n for k, v in sums.items()}
+
+
+def _state_copy(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
+        callbacks: Iterable[Any] = ()) -> FitResult:
+    """Train `model` in place on `data` with `train_config`; report through `callbacks`.
+
+    Seeded and reproducible on the CPU. Returns a FitResult whose status is 'completed', 'stopped'
+    (a callback asked to stop) or 'diverged' (a NaN or infinite loss: the model is put back to the state
+    at the end of its last good epoch, and the message says so).
+    """
+    cfg = train_config
+    if isinstance(data, ImageDataset):
+        data = TrainingData(data, None)
+    check_compatible(model, data)
+    callbacks = list(callbacks)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    images, labels = data.train.images.to(device), data.train.labels.to(device)
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    history: dict[str, list] = {"step": [], "loss": [], "recon": [], "kl": [], "epochs": []}
+    good_state = _state_copy(model)
+    best_state, best_loss, best_epoch = None, math.inf, None
+    train_time, seen, global_step, epochs_done = 0.0, 0, 0, 0
+    status, message = "completed", f"trained {cfg.epochs} epochs"
+
+    def result() -> FitResult:
+        return FitResult(status, message, epochs_done, train_time, seen / max(train_time, 1e-9),
+                         best_epoch, history)
+
+    model.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        epoch_seen = 0
+        for step in range(steps_per_epoch):
+            if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
+                status = "stopped"
+                message = f"stopped by request in epoch {epoch + 1}, after {global_step} steps"
+                return result()
+            t0 = time.perf_counter()
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            y, x = make_batch(model.config, images[idx], labels[idx], generator=gen)
+            beta = cfg.kl_weight(epoch, step / steps_per_epoch)
+            terms = model.loss(y, x, beta)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                model.load_state_dict(good_state)
+                status = "diverged"
+                where = f"the end of epoch {epochs_done}" if epochs_done else "its initial weights"
+                message = (f"the loss became {values['loss']} at epoch {epoch + 1}, step {step + 1}; "
+                           f"training stopped and the model was put back to {where}. "
+                           "Try a lower learning rate.")
+                return result()
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            batch = y.shape[0]
+            train_time += time.perf_counter() - t0
+            seen += batch
+            epoch_seen += batch
+            global_step += 1
+            for k in sums:
+                sums[k] += values[k] * batch
+            history["step"].append(global_step)
+            for k in ("loss", "recon", "kl"):
+                history[k].append(values[k])
+            if callbacks:
+                rate = seen / max(train_time, 1e-9)
+                info = StepInfo(epoch, step, steps_per_epoch, global_step, total_steps, values["loss"],
+                                values["recon"], values["kl"], beta, rate, train_time,
+                                (total_steps - global_step) * cfg.batch_size / rate)
+                for cb in callbacks:
+                    if hasattr(cb, "on_step"):
+                        cb.on_step(info)
+        scheduler.step()
+        epochs_done = epoch + 1
+        train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
+        eval_terms = evaluate_loss(model, data.eval, beta=1.0, seed=cfg.seed) if data.eval is not None else None
+        is_best = False
+        if eval_terms is not None and math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < best_loss:
+            best_loss, best_epoch, is_best = eval_terms["loss"], epoch, True
+            if cfg.keep_best:
+                best_state = _state_copy(model)
+        good_state = _state_copy(model)
+        history["epochs"].append({"epoch": epoch, "train": train_avg, "eval": eval_terms})
+        rate = seen / max(train_time, 1e-9)
+        info = EpochInfo(epoch, cfg.epochs, train_avg, eval_terms, rate, train_time,
+                         (total_steps - global_step) * cfg.batch_size / rate, is_best)
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch"):
+                cb.on_epoch(info)
+    if cfg.keep_best and best_state is not None:
+        model.load_state_dict(best_state)
+        message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
+    return result()
