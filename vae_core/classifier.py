@@ -1,0 +1,119 @@
+"""A small convolutional digit classifier, used only to score conditional samples: the share of
+label-conditioned samples that it reads as the requested digit (Sohn et al. report the same kind of figure).
+
+Saved like the models: one safetensors file whose header holds a JSON record (no pickle).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
+from torch import nn
+
+from .checkpoints import CheckpointError
+from .data import ImageDataset
+
+FORMAT = "latent-lab-classifier"
+
+
+class DigitClassifier(nn.Module):
+    """conv(32) -> conv(64) -> pool -> fc(128) -> 10, on 28x28 images in [0, 1]."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.25), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+                                  nn.Linear(128, num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: float [B, 784] or [B, 28, 28] in [0, 1] -> logits [B, classes]."""
+        return self.head(self.features(images.reshape(-1, 1, 28, 28)))
+
+
+def train_classifier(train: ImageDataset, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3,
+                     seed: int = 0, shift: int = 2) -> DigitClassifier:
+    """Train with small random shifts (data augmentation) so that it also reads generated digits."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = DigitClassifier()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = math.ceil(len(train) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps * epochs)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(train), generator=gen)
+        for i in range(steps):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            x = train.images[idx].float().div(255).unsqueeze(1)
+            if shift:
+                dx, dy = torch.randint(-shift, shift + 1, (2,), generator=gen).tolist()
+                x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+            loss = F.cross_entropy(model(x), train.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(classifier: DigitClassifier, dataset: ImageDataset, batch_size: int = 1000) -> float:
+    classifier.eval()
+    correct = 0
+    for s in range(0, len(dataset), batch_size):
+        x = dataset.images[s:s + batch_size].float().div(255)
+        correct += int((classifier(x).argmax(-1) == dataset.labels[s:s + batch_size]).sum())
+    return correct / max(1, len(dataset))
+
+
+@torch.no_grad()
+def label_accuracy(model, classifier: DigitClassifier, per_label: int = 100, seed: int = 0) -> float:
+    """Share of samples from a label-conditioned model that the classifier reads as the requested label."""
+    if model.config.condition != "label":
+        raise ValueError("label accuracy needs a label-conditioned model")
+    model.eval()
+    classifier.eval()
+    labels = torch.arange(model.config.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        samples = model.sample(labels.to(model.device), per_label).cpu()      # [10, n, 784]
+    predicted = classifier(samples.reshape(-1, 784)).argmax(-1).reshape(len(labels), per_label)
+    return float((predicted == labels.unsqueeze(1)).float().mean())
+
+
+def save_classifier(path: str | os.PathLike, model: DigitClassifier, meta: dict | None = None) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    record = dict(meta or {}, format=FORMAT, format_version=1)
+    save_file({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+              metadata={"latent_lab": json.dumps(record)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No classifier file at {path}.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads((f.metadata() or {}).get("latent_lab", "{}"))
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path.name} is not a readable classifier file: {e}") from None
+    if record.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is not a Latent Lab digit classifier.")
+    model = DigitClassifier()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path.name} does not match the classifier's layers: {e}") from None
+    return model.eval(), record
