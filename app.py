@@ -1,6 +1,20 @@
-"""Latent Lab: streamlit run app.py"""
+"""Latent Lab: streamlit run app.py
+
+The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/.
+"""
 import streamlit as st
 
+PAGES = {
+    "Start": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    ],
+    "Explore": [
+        st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
+        st.Page("pages/decoder.py", title="Decoder", icon=":material/tune:"),
+        st.Page("pages/compare.py", title="Compare CVAE vs GSNN", icon=":material/compare:"),
+    ],
+}
+
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide")
-st.title("Latent Lab")
-st.write("An interactive latent-space explorer for variational autoencoders.")
+st.navigation(PAGES).run()

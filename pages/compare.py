@@ -1,0 +1,5 @@
+"""Placeholder: the app-explore helper writes this page."""
+import streamlit as st
+
+st.title("compare")
+st.caption("This page is being built.")

@@ -1,0 +1,64 @@
+"""Home: what Latent Lab is, how to use it in a class, which models are here, and whether the data set is."""
+import streamlit as st
+
+from ui.data import dataset_folder, download, missing_data_note
+from ui.models import available_models, model_dirs
+from ui.summaries import models_table
+
+st.title("🧭 Latent Lab")
+st.markdown(
+    "An interactive explorer for **variational autoencoders** on handwritten digits. Train a VAE, a "
+    "conditional VAE (CVAE) or a GSNN and watch it learn; look at where each digit lands in the latent "
+    "space; turn the latent knobs and see the decoded digit change; compare how CVAE and GSNN fill in "
+    "a half-hidden digit (Sohn, Lee and Yan, 2015)."
+)
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("In class, in five steps")
+    st.markdown(
+        """
+1. **Train** a small VAE with a 2-D latent for 3 epochs: the loss curves fall and the digit clusters form live.
+2. **Latent map**: every test digit is a dot at its latent mean; click one to see it and its reconstruction,
+   or lasso a region to see which digits live there.
+3. **Decoder**: drag the two latent sliders and watch one digit morph into another; walk the manifold grid.
+4. **Compare CVAE vs GSNN**: hide part of a digit and see which model proposes varied, plausible completions.
+5. Repeat with a **CVAE** conditioned on the label: the map now shows *style* (slant, thickness), not class.
+"""
+    )
+    st.caption("Pick the model in the sidebar on each page; a model you train and save appears there at once.")
+
+with right:
+    st.subheader("Data")
+    for name in ("mnist", "fashion-mnist"):
+        folder = dataset_folder(name)
+        if folder is not None:
+            st.success(f"**{name}** found in `{folder}`.", icon=":material/check_circle:")
+        else:
+            st.warning(missing_data_note(name), icon=":material/folder_off:")
+            if st.button(f"Download {name}", key=f"download_{name}"):
+                with st.spinner(f"Downloading {name}…"):
+                    problem = download(name)
+                if problem:
+                    st.error(problem)
+                else:
+                    st.rerun()
+
+st.subheader("Models")
+entries = available_models()
+if not entries:
+    folders = ", ".join(f"`{d}`" for d in model_dirs())
+    st.info(f"No models yet: train one on the Train page, or put checkpoints in {folders}.")
+else:
+    table = models_table(entries)
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={
+            "test −ELBO": st.column_config.NumberColumn(format="%.1f", help="negative ELBO on the test set, nats per image (lower is better)"),
+            "test NLL": st.column_config.NumberColumn(format="%.1f", help="negative log-likelihood by importance sampling, nats per image (quadrant models: over the hidden pixels, averaged over 1-3 visible quadrants)"),
+            "epochs": st.column_config.NumberColumn(format="%d"),
+        },
+    )
+    broken = [e for e in entries if e.error]
+    for e in broken:
+        st.error(f"`{e.name}` cannot be used: {e.error}", icon=":material/error:")

@@ -1,0 +1,108 @@
+"""Helpers for the AppTests (importable: `from apptest_helpers import ...`; conftest.py holds the fixtures).
+
+A session-scoped folder of tiny checkpoints trained here by vae_core (hidden_dims=(32,), a few hundred
+images, seconds in all), plus a corrupt file; LATENT_LAB_MODEL_DIRS points at it for every test.
+When the real MNIST files are not found, a small synthetic MNIST-shaped data set is written in IDX
+format and VAE_DATA_DIR points at it, so the pages and the Train page work offline too.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, evaluate, fit, load_dataset,
+                      locate_dataset, save_checkpoint)
+from vae_core.training import TrainingData
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+TRAIN_IMAGES = 300
+TEST_IMAGES = 500
+
+# name -> model config; the fixture trains each one for a couple of epochs
+FIXTURE_MODELS = {
+    "vae_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,)),
+    "cvae_label": ModelConfig(variant="cvae", condition="label", latent_dim=2, hidden_dims=(32,)),
+    "gsnn_label": ModelConfig(variant="gsnn", condition="label", latent_dim=2, hidden_dims=(32,)),
+    "hybrid_label": ModelConfig(variant="hybrid", condition="label", latent_dim=2, hidden_dims=(32,)),
+    "cvae_quadrants": ModelConfig(variant="cvae", condition="quadrants", quadrants=0, latent_dim=2, hidden_dims=(32,)),
+    "gsnn_quadrants": ModelConfig(variant="gsnn", condition="quadrants", quadrants=0, latent_dim=2, hidden_dims=(32,)),
+    "hybrid_quadrants": ModelConfig(variant="hybrid", condition="quadrants", quadrants=0, latent_dim=2,
+                                    hidden_dims=(32,)),
+    "baseline_quadrants": ModelConfig(variant="baseline", condition="quadrants", quadrants=0, hidden_dims=(32,)),
+    "vae_3d": ModelConfig(variant="vae", condition="none", latent_dim=3, hidden_dims=(32,)),
+}
+BROKEN = "broken.safetensors"
+
+
+def _synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-shaped stand-ins: class c is a bright bar whose position and angle depend on c, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    images = np.zeros((n, 28, 28), dtype=np.float32)
+    for i, c in enumerate(labels):
+        angle = np.pi * c / 10 + rng.normal(0, 0.08)
+        cx, cy = 14 + rng.normal(0, 1.5), 14 + rng.normal(0, 1.5)
+        dist = np.abs((xx - cx) * np.sin(angle) - (yy - cy) * np.cos(angle))
+        along = np.abs((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle))
+        images[i] = np.clip(1.6 - dist, 0, 1) * (along < 4 + c % 5)
+    images = np.clip(images + rng.normal(0, 0.03, images.shape), 0, 1)
+    return (images * 255).astype(np.uint8), labels
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_synthetic_mnist(root: Path, n_train: int = 1000, n_test: int = TEST_IMAGES) -> Path:
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
+        images, labels = _synthetic_digits(n, seed)
+        _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", images)
+        _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def train_fixture_model(name: str, config: ModelConfig, root: Path, out: Path) -> None:
+    tcfg = TrainConfig(dataset="mnist", epochs=2, batch_size=64, seed=0, train_limit=TRAIN_IMAGES,
+                       eval_limit=200, device="cpu")
+    train = load_dataset("mnist", "train", root, download=False).subset(0, TRAIN_IMAGES)
+    test = load_dataset("mnist", "test", root, download=False)
+    model = build_model(config, seed=0)
+    result = fit(model, TrainingData(train, test.subset(0, 200)), tcfg)
+    model.eval()
+    small = test.subset(0, 100)
+    if config.condition == "quadrants" and config.quadrants == 0:
+        metrics = {f"q{k}": evaluate(model, small, samples=10, quadrants=k, diversity_examples=10) for k in (1, 2, 3)}
+    else:
+        metrics = evaluate(model, small, samples=10, diversity_examples=10)
+    meta = {"name": name, "description": f"test fixture: {config.describe()}", "dataset": "mnist",
+            "train_config": tcfg.to_dict(), "status": result.status, "message": result.message,
+            "epochs_completed": result.epochs_completed, "metrics": metrics, "history": result.history,
+            "command": "tests/app/conftest.py"}
+    extras = {}
+    if config.has_latent and config.latent_dim == 2 and config.condition != "quadrants":
+        mu, _, labels = encode_dataset(model, test)
+        extras = {"test_latent_means": mu, "test_labels": labels}
+    save_checkpoint(out / f"{name}.safetensors", model, meta, extras=extras)
+
+
+def errors_of(at) -> list[str]:
+    """Exceptions shown in the page (each as its message): a page must show none."""
+    return [e.value for e in at.exception]
+
+
+def texts_of(at) -> str:
+    """All markdown, captions, info/warning/error/success texts of the page, joined (for 'in' checks)."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader"):
+        parts += [str(el.value) for el in getattr(at, kind)]
+    return "\n".join(parts)

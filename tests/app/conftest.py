@@ -1,0 +1,63 @@
+"""Fixtures shared by the AppTests of every page (helpers and constants: apptest_helpers.py).
+
+A session-scoped folder of tiny checkpoints trained here by vae_core (hidden_dims=(32,), a few hundred
+images, seconds in all), plus a corrupt file; LATENT_LAB_MODEL_DIRS points at it for every test.
+When the real MNIST files are not found, a small synthetic MNIST-shaped data set is written in IDX
+format and VAE_DATA_DIR points at it, so the pages and the Train page work offline too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from apptest_helpers import APP, BROKEN, FIXTURE_MODELS, train_fixture_model, write_synthetic_mnist
+from vae_core import locate_dataset
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A folder holding mnist/: the real one when found, else a synthetic one."""
+    found = locate_dataset("mnist")
+    if found is not None:
+        return found.parent
+    return write_synthetic_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, data_root) -> Path:
+    """Tiny checkpoints of every kind the pages handle, plus a corrupt file."""
+    out = tmp_path_factory.mktemp("models")
+    with torch.random.fork_rng(devices=[]):
+        for name, config in FIXTURE_MODELS.items():
+            train_fixture_model(name, config, data_root, out)
+    (out / BROKEN).write_bytes(b"\x00\x01 this is not a safetensors file" * 10)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _app_environment(monkeypatch, model_dir, data_root):
+    """Every AppTest sees the fixture models and a data set (tests of the missing-data path override it)."""
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(model_dir))
+    monkeypatch.setenv("VAE_DATA_DIR", str(data_root))
+
+
+@pytest.fixture
+def no_data(monkeypatch, tmp_path):
+    """No data set anywhere: VAE_DATA_DIR is an empty folder and the working folder has no ./data."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("VAE_DATA_DIR", str(empty))
+    monkeypatch.chdir(tmp_path)
+    return empty
+
+
+@pytest.fixture
+def app():
+    """An AppTest of the whole app (start page: Home), already run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    return at
