@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +76,11 @@ class ImageDataset:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # a damaged or truncated .gz
+        raise DatasetUnavailable(f"{path} could not be read (it may be corrupt or truncated): {e}") from None
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetUnavailable(f"{path} is not an IDX file of unsigned bytes (it may be corrupt)")
     ndim = raw[3]
