@@ -1,0 +1,81 @@
+"""Every shipped checkpoint rebuilds from its own config and still earns the figures it stores.
+
+The training command stored `metrics_test1000`: the same metrics on the first 1,000 test images, with fixed
+seeds. Re-evaluating here must give them back (up to float summation order), so a checkpoint whose weights,
+config or figures drifted apart fails.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import vae_core as V
+from vae_core.classifier import accuracy, load_classifier
+
+ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
+SHIPPED = sorted(ROOT.glob("*.safetensors"))
+CLASSIFIER = ROOT / "classifier" / "mnist-digits.safetensors"
+RTOL = 0.01  # 1 %: the seeds are fixed, so only summation order differs
+
+
+def _test_subset(name: str) -> V.ImageDataset:
+    try:
+        return V.load_dataset(name, "test", download=False).subset(0, 1000)
+    except V.DatasetUnavailable as e:
+        pytest.skip(f"needs the {name} test set ({e})")
+
+
+def test_checkpoints_are_shipped_and_small():
+    assert SHIPPED, "checkpoints/ ships no model"
+    total = sum(p.stat().st_size for p in ROOT.rglob("*.safetensors"))
+    assert total <= 30e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 30 MB)"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_checkpoint_rebuilds_from_its_config(path):
+    model, meta = V.load_checkpoint(path)
+    fresh = V.build_model(meta["model_config"])
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert meta["command"].startswith("python -m vae_core train")
+    assert meta.get("float16_max_abs_diff", 0.0) <= 1e-3
+    assert meta["metrics"] and meta["metrics_test1000"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_checkpoint_metrics_reproduce_on_1000_test_images(path):
+    model, meta = V.load_checkpoint(path)
+    test = _test_subset(meta["dataset"])
+    stored = meta["metrics_test1000"]
+    c = model.config
+    per_k = {f"q{k}": k for k in (1, 2, 3)} if c.condition == "quadrants" and c.quadrants == 0 else {None: None}
+    for key, k in per_k.items():
+        want = stored[key] if key else stored
+        got = V.evaluate(model, test, want["samples"], quadrants=k)
+        for name in ("neg_elbo", "nll_is", "nll_mc", "diversity"):
+            if name in want:
+                assert got[name] == pytest.approx(want[name], rel=RTOL, abs=1e-3), (key, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in SHIPPED if "test_latent_means" in V.load_checkpoint(p)[1]["extras"]],
+                         ids=lambda p: p.stem)
+def test_stored_latent_means_match_the_encoder(path):
+    model, meta = V.load_checkpoint(path)
+    means = meta["extras"]["test_latent_means"]
+    assert means.shape == (10000, model.config.latent_dim)
+    test = _test_subset(meta["dataset"])
+    mu, _, labels = V.encode_dataset(model, test)
+    assert torch.allclose(mu, means[:1000].float(), atol=1e-3)
+    assert torch.equal(labels, meta["extras"]["test_labels"][:1000])
+
+
+@pytest.mark.slow
+def test_classifier_reads_test_digits():
+    if not CLASSIFIER.exists():
+        pytest.fail("checkpoints/classifier/mnist-digits.safetensors is missing")
+    clf, meta = load_classifier(CLASSIFIER)
+    assert meta["test_accuracy"] >= 0.99
+    assert accuracy(clf, _test_subset("mnist")) >= 0.98
