@@ -1,5 +1,228 @@
-"""Placeholder: the app-explore helper writes this page."""
+"""Decoder: drag the latent code and watch the digit change.
+
+One slider (and an exact number) per latent dimension, a class picker for label-conditioned models,
+the decoded digit shown large; for a 2-D latent, the decoded manifold grid with the current z marked
+(click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; and a
+canvas to draw a digit and see where the encoder puts it.
+
+Each section is a fragment: moving a slider reruns only the explorer, not the whole page.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("decoder")
-st.caption("This page is being built.")
+from ui import decoder_tools as dt
+from vae_core import CLASS_NAMES
+from ui.data import missing_data_note, test_set
+from ui.images import grid, png_bytes, upscale
+from ui.models import model_picker
+from ui.plots import class_color, latent_scatter
+
+try:  # a maintained drawing component (pinned in requirements.txt); the page falls back to an upload
+    from streamlit_drawable_canvas import st_canvas
+except Exception:  # noqa: BLE001 - missing or incompatible: use the PNG upload instead
+    st_canvas = None
+
+st.title("Decoder")
+st.caption("Pick a point in the latent space and see what the decoder draws there. Quadrant-completion "
+           "models need a partly visible image as input, so they live on the Compare page, not here.")
+
+picked = model_picker(where=dt.decodable)
+if picked is None:
+    st.stop()
+model, meta = picked
+cfg = model.config
+path = meta["path"]
+dataset_name = meta.get("dataset") or "mnist"
+class_names = list(CLASS_NAMES.get(dataset_name, [str(c) for c in range(cfg.num_classes)]))
+st.sidebar.caption(cfg.describe())
+dt.ensure_z(path, model)
+
+
+def class_picker(key: str, label: str = "Class") -> int | None:
+    """A horizontal choice of the class for a label-conditioned model (None for a plain VAE)."""
+    if cfg.condition != "label":
+        return None
+    return st.radio(label, range(cfg.num_classes), format_func=lambda c: class_names[c], horizontal=True, key=key)
+
+
+def random_sample() -> None:
+    dt.set_z(dt.prior_sample(model, st.session_state.get("decoder_label")))
+
+
+def centre() -> None:
+    dt.set_z(dt.prior(model, st.session_state.get("decoder_label"))[0])
+
+
+@st.fragment(key="decoder_explorer")
+def explorer() -> None:
+    label = class_picker("decoder_label", "Decode as class")
+    clicked = dt.clicked_cell(st.session_state.get(f"decoder_grid_{st.session_state.get(dt.GRID_CLICKS_KEY, 0)}"))
+    if clicked is not None and cfg.latent_dim == 2:  # a click on the grid: jump there, give the chart a fresh key
+        dt.set_z(clicked)
+        st.session_state[dt.GRID_CLICKS_KEY] = st.session_state.get(dt.GRID_CLICKS_KEY, 0) + 1
+
+    controls, image_col, grid_col = st.columns([1.1, 1, 1.4] if cfg.latent_dim == 2 else [1.6, 1, 0.01])
+    with controls:
+        st.markdown(f"**Latent code z** ({cfg.latent_dim} dimensions)")
+        lo, hi = dt.slider_range()
+        for i in range(cfg.latent_dim):
+            slider, number = st.columns([3, 1.3], vertical_alignment="bottom")
+            slider.slider(f"z{i + 1}", lo, hi, step=0.01, key=dt.slider_key(i),
+                          on_change=dt.on_slider, args=(i,))
+            number.number_input(f"z{i + 1} exactly", -dt.NUMBER_LIMIT, dt.NUMBER_LIMIT, step=0.1, format="%.3f",
+                                key=dt.number_key(i), on_change=dt.on_number, args=(i,), label_visibility="collapsed")
+        b1, b2 = st.columns(2)
+        b1.button("Sample", icon=":material/casino:", on_click=random_sample, width="stretch",
+                  help="Draw z from the prior p(z|x) (N(0, I) for a plain VAE)")
+        b2.button("Centre", icon=":material/center_focus_strong:", on_click=centre, width="stretch",
+                  help="Go to the prior's mean (the origin for a plain VAE)")
+        if cfg.condition == "label" and cfg.prior == "learned":
+            mu, std = dt.prior(model, label)
+            st.caption("The prior p(z | class " + class_names[label or 0] + ") has mean ("
+                       + ", ".join(f"{v:.2f}" for v in mu[:4]) + (", …" if len(mu) > 4 else "") + ") and sd ("
+                       + ", ".join(f"{v:.2f}" for v in std[:4]) + (", …" if len(std) > 4 else "") + ").")
+
+    z = dt.current_z()
+    digit = dt.decode(model, z, label)
+    with image_col:
+        st.markdown("**Decoded image**")
+        big = upscale(digit, 10)
+        st.image(big, output_format="PNG", caption="z = (" + ", ".join(f"{v:.2f}" for v in z[:6])
+                 + (", …" if len(z) > 6 else "") + ")")
+        st.download_button("PNG", png_bytes(big), file_name="decoded.png", mime="image/png",
+                           icon=":material/download:", key="decoder_download")
+
+    if cfg.latent_dim == 2:
+        with grid_col:
+            st.markdown("**Manifold** (click a cell to jump there)")
+            png, z1, z2, cell = dt.grid_picture(path, label)
+            fig = dt.grid_figure(png, z1, z2, cell, z)
+            st.plotly_chart(fig, on_select="rerun", selection_mode="points", width="stretch",
+                            key=f"decoder_grid_{st.session_state.get(dt.GRID_CLICKS_KEY, 0)}",
+                            config={"displayModeBar": False})
+    else:
+        st.caption(f"The manifold grid needs a 2-D latent; this model has {cfg.latent_dim} dimensions.")
+
+
+st.subheader("Explore")
+explorer()
+
+
+@st.fragment(key="decoder_interpolation")
+def interpolation() -> None:
+    st.subheader("Interpolation")
+    test = test_set(dataset_name)
+    modes = ["Two latent points", "Two test digits"]
+    mode = st.radio("Between", modes, horizontal=True, key="interp_mode")
+    label = class_picker("interp_label", "Decode as class") if cfg.condition == "label" else None
+    if mode == "Two test digits":
+        if test is None:
+            st.info(missing_data_note(dataset_name) + " Interpolating between test digits needs it; "
+                    "two latent points work without it.")
+            return
+        a, b, _ = st.columns([1, 1, 2])
+        i0 = a.number_input("First test digit (#)", 0, len(test) - 1, 0, key="interp_i0")
+        i1 = b.number_input("Second test digit (#)", 0, len(test) - 1, 1, key="interp_i1")
+        ends = []
+        for i in (i0, i1):
+            own = int(test.labels[i]) if cfg.condition == "label" else None
+            mu, _, _ = dt.encode_digit(model, test.images[i].numpy(), own)
+            ends.append(mu)
+        z0, z1 = ends
+        st.caption(f"From test digit #{i0} (a {class_names[int(test.labels[i0])]}) to #{i1} "
+                   f"(a {class_names[int(test.labels[i1])]}), through their latent means"
+                   + (f", decoded as class {class_names[label]}." if label is not None else "."))
+    else:
+        z0 = st.session_state.setdefault("interp_z0", [-1.5] * cfg.latent_dim)
+        z1 = st.session_state.setdefault("interp_z1", [1.5] * cfg.latent_dim)
+        if len(z0) != cfg.latent_dim or len(z1) != cfg.latent_dim:
+            z0 = st.session_state["interp_z0"] = [-1.5] * cfg.latent_dim
+            z1 = st.session_state["interp_z1"] = [1.5] * cfg.latent_dim
+        c = st.columns(4)
+        if c[0].button("Start = sliders", key="interp_set0", width="stretch"):
+            z0 = st.session_state["interp_z0"] = list(map(float, dt.current_z()))
+        if c[1].button("End = sliders", key="interp_set1", width="stretch"):
+            z1 = st.session_state["interp_z1"] = list(map(float, dt.current_z()))
+        if c[2].button("Random ends", key="interp_random", width="stretch"):
+            rng = np.random.default_rng()
+            z0 = st.session_state["interp_z0"] = list(map(float, dt.prior_sample(model, label, rng)))
+            z1 = st.session_state["interp_z1"] = list(map(float, dt.prior_sample(model, label, rng)))
+        st.caption("From z = (" + ", ".join(f"{v:.2f}" for v in z0[:6]) + ") to z = ("
+                   + ", ".join(f"{v:.2f}" for v in z1[:6]) + "). Set the ends from the sliders above.")
+    steps = st.slider("Steps", 3, 20, 10, key="interp_steps")
+    frames = dt.interpolation_frames(model, z0, z1, steps, label)
+    strip = upscale(grid(frames, ncols=steps, pad=2), 3)
+    st.image(strip, output_format="PNG")
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("GIF", dt.gif_bytes(frames), file_name="interpolation.gif", mime="image/gif",
+                       icon=":material/download:", key="interp_gif", width="stretch")
+    d2.download_button("PNG strip", png_bytes(strip), file_name="interpolation.png", mime="image/png",
+                       icon=":material/download:", key="interp_png", width="stretch")
+
+
+interpolation()
+
+
+def send_to_sliders(mu) -> None:
+    dt.set_z(mu)
+    st.rerun(["decoder_explorer", "decoder_drawing"])
+
+
+@st.fragment(key="decoder_drawing")
+def drawing() -> None:
+    st.subheader("Draw a digit")
+    left, mid, right = st.columns([1.1, 1, 1.4])
+    with left:
+        if st_canvas is not None:
+            result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
+                               height=280, width=280, drawing_mode="freedraw", return_image_data=True,
+                               key="decoder_canvas")
+            raw = result.image_data
+            st.caption("Draw in white on the black square; the toolbar clears it.")
+        else:
+            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload")
+            raw = None
+            if upload is not None:
+                from PIL import Image
+                raw = np.asarray(Image.open(upload).convert("L"))
+    digit = dt.drawing_to_digit(raw)
+    if digit is None:
+        mid.info("Draw a digit to see how the model reads it.")
+        return
+    label = None
+    with mid:
+        if cfg.condition == "label":
+            label = class_picker("draw_label", "It is a")
+        mu, std, recon = dt.encode_digit(model, digit, label)
+        st.image(grid([digit, (recon * 255).astype(np.uint8)], ncols=2, pad=2), output_format="PNG",
+                 caption="As the model sees it (28 x 28) | its reconstruction", width="stretch")
+        st.markdown("Latent mean " + ", ".join(f"{m:.2f}" for m in mu[:6]) + (" …" if len(mu) > 6 else "")
+                    + "  \nStandard deviation " + ", ".join(f"{s:.2f}" for s in std[:6]) + (" …" if len(std) > 6 else ""))
+        st.button("Send to the sliders", icon=":material/arrow_upward:", on_click=send_to_sliders, args=(mu,),
+                  key="draw_send")
+    with right:
+        if cfg.latent_dim != 2:
+            st.caption("The map needs a 2-D latent.")
+            return
+        means = meta.get("extras", {}).get("test_latent_means")
+        labels = meta.get("extras", {}).get("test_labels")
+        if means is not None and labels is not None:
+            keep = slice(0, 3000)
+            fig = latent_scatter(means[keep].numpy(), labels[keep].numpy(), class_names, marker_size=3,
+                                 opacity=0.45, height=380)
+        else:
+            fig = go.Figure()
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                              xaxis_title="z₁", yaxis_title="z₂")
+        fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name="your digit",
+                                 marker=dict(size=18, symbol="star", color="#111",
+                                             line=dict(color=class_color(label or 0), width=1.5))))
+        st.plotly_chart(fig, width="stretch", key="draw_map", config={"displayModeBar": False})
+        st.caption("Your digit (black star) among the test set's latent means"
+                   if means is not None else "Where your digit lands (this checkpoint stores no test-set map).")
+
+
+drawing()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import plotly.graph_objects as go
@@ -19,13 +20,14 @@ from vae_core import ModelConfig, interpolate, manifold_grid
 from ui.images import png_bytes, to_uint8, upscale
 from ui.models import load_model
 
-SLIDER_LIMIT = 3.0      # sliders span [-3, 3]; the number inputs accept a wider range
-NUMBER_LIMIT = 10.0
+SLIDER_LIMIT = 3.0      # sliders span [-3, 3] (wider where a learned prior puts its mass further out)
+NUMBER_LIMIT = 50.0     # the exact number inputs accept more
 GRID_CELLS = 15         # cells per side of the decoded manifold grid
-GRID_COVERAGE = 0.997   # the grid spans the N(0, 1) quantiles of [0.15%, 99.85%], about +-3 like the sliders
+GRID_COVERAGE = 0.997   # the grid spans the prior's quantiles 0.15%..99.85%: mean +- 3 sd, like the sliders
 
 Z_KEY = "decoder_z"                 # the current latent code (list of floats), the one source of truth
 Z_OWNER_KEY = "decoder_z_model"     # which model (path, latent size) the code belongs to
+RANGE_KEY = "decoder_slider_range"  # [lo, hi] of the sliders for that model
 GRID_CLICKS_KEY = "decoder_grid_clicks"  # bumped after each click on the grid, to give the chart a fresh key
 
 
@@ -48,23 +50,35 @@ def current_z() -> np.ndarray:
     return np.asarray(st.session_state[Z_KEY], dtype=np.float32)
 
 
+def slider_range() -> tuple[float, float]:
+    lo, hi = st.session_state.get(RANGE_KEY, (-SLIDER_LIMIT, SLIDER_LIMIT))
+    return float(lo), float(hi)
+
+
+def _on_slider_scale(v: float) -> float:
+    lo, hi = slider_range()
+    return round(float(np.clip(v, lo, hi)), 2)
+
+
 def set_z(z) -> None:
     """Write a new latent code and every slider / number input that shows it (session state).
     Call it from a callback, or before the widgets are drawn in this run."""
     z = np.clip(np.asarray(z, dtype=np.float64).reshape(-1), -NUMBER_LIMIT, NUMBER_LIMIT)
     st.session_state[Z_KEY] = [round(float(v), 3) for v in z]
     for i, v in enumerate(st.session_state[Z_KEY]):
-        st.session_state[slider_key(i)] = float(np.clip(v, -SLIDER_LIMIT, SLIDER_LIMIT))
+        st.session_state[slider_key(i)] = _on_slider_scale(v)
         st.session_state[number_key(i)] = v
 
 
-def ensure_z(model_path: str, latent_dim: int) -> None:
-    """Start at the origin for a new model; restore widget values that Streamlit dropped while the
+def ensure_z(model_path: str, model) -> None:
+    """Start at the prior mean for a new model; restore widget values that Streamlit dropped while the
     user was on another page (it forgets the state of widgets that were not drawn)."""
+    latent_dim = model.config.latent_dim
     owner = [model_path, latent_dim]
     if st.session_state.get(Z_OWNER_KEY) != owner or len(st.session_state.get(Z_KEY, [])) != latent_dim:
         st.session_state[Z_OWNER_KEY] = owner
-        set_z(np.zeros(latent_dim))
+        st.session_state[RANGE_KEY] = list(prior_range(model))
+        set_z(prior(model, 0)[0])
         return
     z = st.session_state[Z_KEY]
     for i, v in enumerate(z):
@@ -85,7 +99,7 @@ def on_number(i: int) -> None:
     v = st.session_state[number_key(i)]
     v = 0.0 if v is None else float(v)
     st.session_state[Z_KEY][i] = v
-    st.session_state[slider_key(i)] = float(np.clip(v, -SLIDER_LIMIT, SLIDER_LIMIT))
+    st.session_state[slider_key(i)] = _on_slider_scale(v)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -112,6 +126,17 @@ def prior(model, label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     x = label_tensor(model, label)
     mu, logvar = model.prior(model.features(x, 1), 1)
     return mu[0].cpu().numpy(), torch.exp(0.5 * logvar[0]).cpu().numpy()
+
+
+def prior_range(model) -> tuple[float, float]:
+    """A slider range that holds mean +- 3 sd of the prior for every class (at least [-3, 3]), rounded
+    out to half units. A learned prior p(z|x) can sit far from N(0, I): the scale of z is arbitrary."""
+    labels = range(model.config.num_classes) if model.config.condition == "label" else [None]
+    lo, hi = -SLIDER_LIMIT, SLIDER_LIMIT
+    for label in labels:
+        mu, std = prior(model, label)
+        lo, hi = min(lo, float((mu - 3 * std).min())), max(hi, float((mu + 3 * std).max()))
+    return float(np.floor(lo * 2) / 2), float(np.ceil(hi * 2) / 2)
 
 
 def prior_sample(model, label: int | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -141,66 +166,100 @@ def _mtime(path: str) -> int:
         return 0
 
 
+@torch.no_grad()
+def prior_grid(model, label: int | None = None, cells: int = GRID_CELLS,
+               coverage: float = GRID_COVERAGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode a cells x cells grid spaced by the prior's quantiles (Kingma and Welling 2014, fig. 4), for a
+    2-D latent. For N(0, I) this is vae_core.manifold_grid; a learned prior p(z|x) shifts and stretches it.
+    Returns (images [cells, cells, H, W] float, z1 of each column [cells], z2 of each row [cells], top row highest)."""
+    x = None if model.config.condition != "label" else int(label or 0)
+    mu, std = prior(model, label)
+    if np.allclose(mu, 0) and np.allclose(std, 1):
+        imgs, coords = manifold_grid(model, cells, x=x, coverage=coverage)
+        c = coords.numpy()
+        return imgs.numpy(), c, c[::-1].copy()
+    unit = normal_quantiles(cells, coverage)
+    z1, z2 = mu[0] + std[0] * unit, (mu[1] + std[1] * unit)[::-1].copy()
+    zz = np.stack(np.meshgrid(z1, z2, indexing="xy"), axis=-1).reshape(-1, 2)
+    size = model.config.image_size
+    cond = None if x is None else torch.full((len(zz),), x)
+    imgs = model.decode(torch.from_numpy(zz.astype(np.float32)), cond).reshape(cells, cells, size, size)
+    return imgs.cpu().numpy(), z1, z2
+
+
+def normal_quantiles(cells: int, coverage: float = GRID_COVERAGE) -> np.ndarray:
+    """The N(0, 1) quantiles that vae_core.manifold_grid spaces its cells by, lowest first."""
+    lo = (1 - coverage) / 2
+    return np.array([NormalDist().inv_cdf(lo + (1 - 2 * lo) * i / (cells - 1)) for i in range(cells)])
+
+
+def _mtime(path: str) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def _grid_picture(path: str, mtime_ns: int, label: int | None, cells: int) -> tuple[bytes, np.ndarray, int]:
+def _grid_picture(path: str, mtime_ns: int, label: int | None, cells: int):
     model, _ = load_model(path)
-    imgs, coords = manifold_grid(model, cells, x=None if model.config.condition != "label" else int(label or 0),
-                                 coverage=GRID_COVERAGE)
+    imgs, z1, z2 = prior_grid(model, label, cells)
     n, _, h, w = imgs.shape
     picture = to_uint8(imgs).transpose(0, 2, 1, 3).reshape(n * h, n * w)   # rows of cells, no padding
-    return png_bytes(picture), coords.numpy(), h
+    return png_bytes(picture), z1, z2, h
 
 
-def grid_picture(path: str, label: int | None = None, cells: int = GRID_CELLS) -> tuple[bytes, np.ndarray, int]:
-    """(PNG of the decoded grid, the z value of each row/column [cells], cell size in pixels), cached
-    per model file and label. Columns follow z1 left to right, rows z2 top (high) to bottom (low)."""
+def grid_picture(path: str, label: int | None = None, cells: int = GRID_CELLS):
+    """(PNG of the decoded grid, z1 of each column [cells] left to right, z2 of each row [cells] top to
+    bottom, cell size in pixels), cached per model file and label."""
     return _grid_picture(path, _mtime(path), label, cells)
 
 
 def grid_position(value: float, coords: np.ndarray) -> float:
-    """Where a latent value falls on the grid axis, in cells (fractional; the grid's cells are spaced
-    by normal quantiles, not evenly), extrapolated linearly past the ends."""
-    idx = np.arange(len(coords), dtype=np.float64)
+    """Where a latent value falls along a grid axis, in cells from the first one (fractional: the cells are
+    spaced by quantiles, not evenly), extrapolated linearly past the ends. coords may run either way."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords[0] > coords[-1]:
+        return len(coords) - 1 - grid_position(value, coords[::-1])
     if value < coords[0]:
         return float((value - coords[0]) / (coords[1] - coords[0]))
     if value > coords[-1]:
-        return float(idx[-1] + (value - coords[-1]) / (coords[-1] - coords[-2]))
-    return float(np.interp(value, coords, idx))
+        return float(len(coords) - 1 + (value - coords[-1]) / (coords[-1] - coords[-2]))
+    return float(np.interp(value, coords, np.arange(len(coords))))
 
 
-def grid_figure(png: bytes, coords: np.ndarray, cell: int, z=None, height: int = 460) -> go.Figure:
+def grid_figure(png: bytes, z1: np.ndarray, z2: np.ndarray, cell: int, z=None, height: int = 420) -> go.Figure:
     """The decoded grid as a picture, an invisible point at every cell centre (click it to jump there;
     Plotly cannot select image pixels) and a red ring at the current z."""
-    n = len(coords)
+    n = len(z1)
     side = n * cell
     source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    z1, z2 = coords[cols.ravel()], coords[::-1][rows.ravel()]
     fig = go.Figure()
     fig.add_layout_image(source=source, x=0, y=0, sizex=side, sizey=side, xref="x", yref="y",
                          sizing="stretch", layer="below")
     fig.add_trace(go.Scatter(
         x=(cols.ravel() + 0.5) * cell, y=(rows.ravel() + 0.5) * cell, mode="markers", name="cells",
-        customdata=np.stack([z1, z2], axis=1).round(3),
-        marker=dict(size=max(6, int(0.9 * height / n)), symbol="square", color="rgba(0,0,0,0)"),
+        customdata=np.stack([z1[cols.ravel()], z2[rows.ravel()]], axis=1).round(3),
+        marker=dict(size=max(6, int(0.8 * height / n)), symbol="square", color="rgba(0,0,0,0)"),
         selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
         hovertemplate="click to jump to z = (%{customdata[0]:.2f}, %{customdata[1]:.2f})<extra></extra>",
     ))
     if z is not None:
-        col = grid_position(float(z[0]), coords)
-        row = (n - 1) - grid_position(float(z[1]), coords)
+        col, row = grid_position(float(z[0]), z1), grid_position(float(z[1]), z2)
         fig.add_trace(go.Scatter(
             x=[(col + 0.5) * cell], y=[(row + 0.5) * cell], mode="markers", name="current z",
             marker=dict(size=18, symbol="circle-open", color="#ff3b30", line=dict(width=3)),
             hoverinfo="skip",
         ))
-    ticks = list(range(0, n, max(1, n // 5)))
+    ticks = list(range(0, n, max(1, n // 5))) + ([n - 1] if (n - 1) % max(1, n // 5) else [])
     fig.update_xaxes(range=[0, side], showgrid=False, zeroline=False, fixedrange=True, title_text="z₁",
-                     tickvals=[(i + 0.5) * cell for i in ticks], ticktext=[f"{coords[i]:.1f}" for i in ticks])
+                     tickvals=[(i + 0.5) * cell for i in ticks], ticktext=[f"{z1[i]:.1f}" for i in ticks])
     fig.update_yaxes(range=[side, 0], showgrid=False, zeroline=False, fixedrange=True, title_text="z₂",
-                     scaleanchor="x", scaleratio=1,
-                     tickvals=[(i + 0.5) * cell for i in ticks], ticktext=[f"{coords[::-1][i]:.1f}" for i in ticks])
-    fig.update_layout(height=height, margin=dict(l=40, r=10, t=10, b=40), showlegend=False,
+                     scaleanchor="x", scaleratio=1, constrain="domain",
+                     tickvals=[(i + 0.5) * cell for i in ticks], ticktext=[f"{z2[i]:.1f}" for i in ticks])
+    fig.update_xaxes(constrain="domain")
+    fig.update_layout(height=height, margin=dict(l=45, r=5, t=5, b=40), showlegend=False,
                       plot_bgcolor="white", dragmode="pan", clickmode="event+select")
     return fig
 

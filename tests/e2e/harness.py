@@ -1,0 +1,136 @@
+"""A real browser against `streamlit run app.py`: start the server, launch Debian's chromium through
+playwright, open pages and wait on what the page shows (never on network idle: Streamlit keeps a
+websocket open). Used by the e2e tests and by bench/app_speed.py.
+
+Never run `playwright install`: we drive the system chromium (apt-get install chromium).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def chromium_path() -> str | None:
+    """The system chromium, or None."""
+    for candidate in (os.environ.get("CHROMIUM_PATH"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def missing_browser_reason() -> str | None:
+    """Why the browser tests cannot run here (a sentence), or None when they can."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install -r requirements-dev.txt)"
+    if chromium_path() is None:
+        return "no chromium at /usr/bin/chromium (apt-get install chromium); never run `playwright install`"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitServer:
+    """`streamlit run app.py` on 127.0.0.1 in a child process; `url` once it listens."""
+
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, log: Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.log_path = log
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> "StreamlitServer":
+        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(self.port),
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_listening(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with status {self.proc.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"streamlit did not listen on port {self.port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.log_path and self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str] | None = None, log: Path | None = None):
+    server = StreamlitServer(env, log=log).start()
+    try:
+        server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+
+
+# ----------------------------------------------------------------------------- page helpers
+
+
+
+def open_page(page, base_url: str, path: str = "", timeout: float = 30_000) -> None:
+    """Go to a page of the app and wait until its first heading is drawn."""
+    page.goto(f"{base_url}/{path}", wait_until="domcontentloaded", timeout=timeout)
+    page.locator("h1").first.wait_for(timeout=timeout)
+
+
+def go_to(page, link: str, heading: str | None = None, timeout: float = 30_000) -> None:
+    """Click a page in the sidebar navigation and wait for its title (h1) to contain `heading` (default: link)."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
+    page.locator("h1", has_text=heading or link).first.wait_for(timeout=timeout)
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until Streamlit's 'running' indicator is gone (the script run ended)."""
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")",
+                           timeout=timeout)
+
+
+def exceptions_on(page) -> list[str]:
+    """The text of every exception box Streamlit draws in the page."""
+    return [e.inner_text() for e in page.locator("[data-testid='stException']").all()]
+
+
+def image_srcs(page, scope: str = "[data-testid='stMain']") -> list[str]:
+    return page.eval_on_selector_all(f"{scope} [data-testid='stImage'] img", "els => els.map(e => e.src)")

@@ -1,0 +1,236 @@
+"""Helpers of the Compare page: finding the CVAE / GSNN / hybrid / baseline models, sampling them with
+the same noise, quadrant completions, labelled figures, and the table of conditional log-likelihoods.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import Image, ImageDraw
+
+from vae_core import conditional_nll, quadrant_input
+from ui.data import test_set
+from ui.images import BACKGROUND, grid, to_uint8
+from ui.models import load_model
+
+TITLES = {"baseline": "Baseline NN", "gsnn": "GSNN", "cvae": "CVAE", "hybrid": "Hybrid"}
+SAMPLERS = ("gsnn", "cvae", "hybrid")              # the paper's order of the stochastic models
+TABLE_ORDER = ("baseline", "gsnn", "cvae", "hybrid")
+NLL_IMAGES = 500    # when a checkpoint stores no likelihoods: this many test images ...
+NLL_SAMPLES = 100   # ... and this many z samples per image
+HIDDEN_TINT = (38, 52, 92)   # how hidden pixels are shown in an input
+
+
+def _ok(entry) -> bool:
+    return entry.error is None and entry.meta is not None
+
+
+def handles(config, quadrants: int) -> bool:
+    """Does a quadrant model complete images with `quadrants` visible quadrants?"""
+    return config.condition == "quadrants" and config.quadrants in (0, quadrants)
+
+
+def models_by_variant(entries, condition: str, variants=TABLE_ORDER, quadrants: int | None = None) -> dict:
+    """variant -> the usable entries for a condition (and a visible-quadrant count), in listing order."""
+    out = {v: [] for v in variants}
+    for e in entries:
+        if not _ok(e):
+            continue
+        cfg = e.config
+        if cfg.condition != condition or cfg.variant not in out:
+            continue
+        if quadrants is not None and not handles(cfg, quadrants):
+            continue
+        out[cfg.variant].append(e)
+    return out
+
+
+def missing_sentence(missing: list[str], condition: str) -> str | None:
+    """One sentence naming the variants that have no model, or None."""
+    if not missing:
+        return None
+    names = ", ".join(TITLES[v] for v in missing)
+    what = "label-conditioned" if condition == "label" else "quadrant-completion"
+    return (f"No {what} {names} model was found: train one on the Train page (variant "
+            f"{' / '.join(missing)}, condition {condition}) or put its checkpoint in a model folder.")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+@torch.no_grad()
+def same_noise_samples(model, x: torch.Tensor, n: int, seed: int) -> np.ndarray:
+    """n samples per condition with the RNG seeded the same way for every model, so models with the
+    same latent size get the very same noise eps (z = mu(x) + sigma(x) * eps). Returns float [B, n, H, W]."""
+    size = model.config.image_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        s = model.sample(x, n)
+    if s.dim() == 2:
+        s = s.unsqueeze(0)
+    return s.reshape(s.shape[0], n, size, size).cpu().numpy()
+
+
+def completions(x_masked: torch.Tensor, predictions: np.ndarray) -> np.ndarray:
+    """Visible pixels from the input, hidden ones from each prediction: [n, H, W] float."""
+    x = x_masked.reshape(-1).cpu().numpy()
+    pred = predictions.reshape(predictions.shape[0], -1)
+    out = np.where(x[None, :] < 0, pred, x[None, :])
+    size = int(round(math.sqrt(out.shape[-1])))
+    return out.reshape(-1, size, size)
+
+
+def masked_rgb(x_masked: torch.Tensor) -> np.ndarray:
+    """The conditioning input as RGB uint8 [H, W, 3]: visible pixels grey, hidden ones tinted."""
+    x = x_masked.reshape(-1).cpu().numpy()
+    size = int(round(math.sqrt(x.shape[-1])))
+    grey = to_uint8(np.clip(x, 0, 1)).reshape(size, size)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgb[(x < 0).reshape(size, size)] = HIDDEN_TINT
+    return rgb
+
+
+def condition(image_uint8: torch.Tensor, quadrants: int) -> torch.Tensor:
+    """The masked input x [P] of one test image with `quadrants` quadrants visible."""
+    y = image_uint8.reshape(1, -1).float() / 255.0
+    return quadrant_input(y, quadrants)[0]
+
+
+def upscale_any(arr: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of a grey [H, W] or RGB [H, W, 3] uint8 picture."""
+    return np.repeat(np.repeat(to_uint8(arr), scale, axis=0), scale, axis=1)
+
+
+def labelled_figure(rows: list[tuple[str, np.ndarray]], scale: int = 2, label_width: int = 150) -> np.ndarray:
+    """A figure for a report: one row per (label, images [n, H, W] or one RGB [H, W, 3] strip), the label
+    written at the left. Returns RGB uint8."""
+    strips = []
+    for _, imgs in rows:
+        arr = to_uint8(imgs)
+        strip = arr if arr.ndim == 3 and arr.shape[-1] == 3 else grid(arr, ncols=len(arr), pad=2)
+        if strip.ndim == 2:
+            strip = np.repeat(strip[..., None], 3, axis=-1)
+        strips.append(upscale_any(strip, scale))
+    width = label_width + max(s.shape[1] for s in strips)
+    height = sum(s.shape[0] for s in strips) + 4 * (len(strips) - 1)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    top = 0
+    for (label, _), strip in zip(rows, strips):
+        canvas.paste(Image.fromarray(strip), (label_width, top))
+        draw.text((6, top + strip.shape[0] // 2 - 6), label, fill=(20, 20, 20))
+        top += strip.shape[0] + 4
+    return np.asarray(canvas)
+
+
+def strip_rgb(images: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Grey or RGB pictures of one size side by side with grey gaps: RGB uint8."""
+    rgbs = [np.repeat(to_uint8(i)[..., None], 3, axis=-1) if to_uint8(i).ndim == 2 else to_uint8(i) for i in images]
+    h, w = rgbs[0].shape[:2]
+    out = np.full((h + 2 * pad, len(rgbs) * (w + pad) + pad, 3), BACKGROUND, dtype=np.uint8)
+    for i, img in enumerate(rgbs):
+        out[pad:pad + h, pad + i * (w + pad):pad + i * (w + pad) + w] = img
+    return out
+
+
+# ----------------------------------------------------------------------------- the likelihood table
+
+def stored_nll(meta: dict, quadrants: int, method: str) -> float | None:
+    """A negative conditional log-likelihood stored in the checkpoint for this quadrant count, or None.
+    A baseline is deterministic: both estimators are exact and equal, so 'is' falls back to 'mc'."""
+    cfg = meta["model_config"]
+    metrics = meta.get("metrics") or {}
+    block = metrics.get(f"q{quadrants}") if cfg.quadrants == 0 else (metrics if cfg.quadrants == quadrants else None)
+    if not isinstance(block, dict):
+        return None
+    key = f"nll_{method}"
+    if key not in block and cfg.variant == "baseline":
+        key = "nll_mc"
+    value = block.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def stored_samples(meta: dict) -> int | None:
+    metrics = meta.get("metrics") or {}
+    for block in [metrics, *[v for v in metrics.values() if isinstance(v, dict)]]:
+        if isinstance(block.get("samples"), (int, float)):
+            return int(block["samples"])
+    return None
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _computed_nll(path: str, mtime_ns: int, dataset: str, quadrants: int, method: str,
+                  images: int, samples: int) -> float | None:
+    test = test_set(dataset)
+    if test is None:
+        return None
+    model, _ = load_model(path)
+    if method == "is" and not model.config.has_latent:
+        method = "mc"  # exact for a deterministic baseline
+    return conditional_nll(model, test.subset(0, images), samples=samples, method=method, quadrants=quadrants)
+
+
+def computed_nll(path: str, dataset: str, quadrants: int, method: str,
+                 images: int = NLL_IMAGES, samples: int = NLL_SAMPLES) -> float | None:
+    """The estimate on the first `images` test images, cached per file (None without the data set)."""
+    try:
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _computed_nll(path, mtime, dataset, quadrants, method, images, samples)
+
+
+def nll_table(entries, compute: bool = True) -> pd.DataFrame:
+    """One row per quadrant model and visible-quadrant count: NLL by Monte Carlo and by importance sampling,
+    in nats per image (over the hidden pixels), and where each figure comes from."""
+    rows = []
+    by_variant = models_by_variant(entries, "quadrants")
+    for variant in TABLE_ORDER:
+        for e in by_variant[variant]:
+            for k in (1, 2, 3):
+                if not handles(e.config, k):
+                    continue
+                mc, is_ = stored_nll(e.meta, k, "mc"), stored_nll(e.meta, k, "is")
+                s = stored_samples(e.meta)
+                source = f"stored in the checkpoint (S = {s})" if s else "stored in the checkpoint"
+                if (mc is None or is_ is None) and compute:
+                    dataset = e.meta.get("dataset") or "mnist"
+                    mc = mc if mc is not None else computed_nll(e.path, dataset, k, "mc")
+                    is_ = is_ if is_ is not None else computed_nll(e.path, dataset, k, "is")
+                    source = (f"computed here ({NLL_IMAGES} test images, S = {NLL_SAMPLES})"
+                              if mc is not None else "not available (needs the data set)")
+                rows.append({"model": e.name, "variant": TITLES[variant], "visible quadrants": k,
+                             "NLL (MC)": mc, "NLL (IS)": is_, "source": source})
+    return pd.DataFrame(rows, columns=["model", "variant", "visible quadrants", "NLL (MC)", "NLL (IS)", "source"])
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """The paper's layout: a row per model, a column per (quadrant count, estimator)."""
+    if long.empty:
+        return long
+    wide = long.set_index(["variant", "model", "visible quadrants"])[["NLL (MC)", "NLL (IS)"]].unstack()
+    wide.columns = [f"{k} quadrant{'s' if k > 1 else ''}: {m.split('(')[1].rstrip(')')}" for m, k in wide.columns]
+    order = [f"{k} quadrant{'s' if k > 1 else ''}: {m}" for k in (1, 2, 3) for m in ("MC", "IS")]
+    wide = wide[[c for c in order if c in wide.columns]].reset_index()
+    rank = {TITLES[v]: i for i, v in enumerate(TABLE_ORDER)}
+    return wide.sort_values("variant", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
+
+
+def finding(long: pd.DataFrame) -> str | None:
+    """One sentence on what this table shows for the models present (CVAE vs GSNN, by the MC estimate)."""
+    if long.empty:
+        return None
+    best = long.groupby(["variant", "visible quadrants"])["NLL (MC)"].min().unstack(0)
+    if not {"CVAE", "GSNN"} <= set(best.columns):
+        return None
+    gaps = (best["GSNN"] - best["CVAE"]).dropna()
+    if gaps.empty:
+        return None
+    parts = ", ".join(f"{gap:+.1f} nats with {k} visible quadrant{'s' if k > 1 else ''}" for k, gap in gaps.items())
+    if (gaps > 0).all():
+        return f"Here too, the CVAE's NLL is lower than the GSNN's (GSNN minus CVAE: {parts})."
+    return (f"Here the CVAE's NLL is not lower than the GSNN's everywhere (GSNN minus CVAE: {parts}); "
+            "small or briefly trained models may not show the paper's gap.")
