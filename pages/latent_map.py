@@ -1,3 +1,139 @@
+"""Latent map: where every test digit lands in the latent space, coloured by its class.
+
+Click a point to see the digit, its reconstruction and its posterior mean and spread; lasso or box a
+region to see which digits live there. A latent space with more than two dimensions is projected
+(PCA, or any two raw dimensions).
+"""
+import numpy as np
 import streamlit as st
 
-st.title("latent_map")
+from ui.data import missing_data_note, test_set
+from ui.images import grid, upscale
+from ui.latent import (decoded_background, map_unavailable_reason, pca_axes, point_details, selected_indices,
+                       test_latents)
+from ui.models import model_picker
+from ui.plots import class_color, latent_scatter
+
+CHART_KEY = "latent_map_chart"
+GALLERY_MAX = 60
+
+st.title("🗺️ Latent map")
+st.caption("Each dot is one test image, placed at the mean of its latent code q(z|y) and coloured by its class. "
+           "Click a dot to inspect it; choose the lasso or box tool in the chart's toolbar to gather a region. "
+           "Click a class in the legend to hide it.")
+
+picked = model_picker(prefer=lambda c: map_unavailable_reason(c) is None and c.latent_dim == 2)
+if picked is None:
+    st.stop()
+model, meta = picked
+cfg = meta["model_config"]
+reason = map_unavailable_reason(cfg)
+if reason:
+    st.info(reason, icon=":material/info:")
+    st.stop()
+
+dataset_name = meta.get("dataset", "mnist")
+data = test_set(dataset_name)
+table = test_latents(meta["path"], meta)
+if table is None:
+    st.warning("This checkpoint has no stored latent means, so the map needs the test set to encode. "
+               + missing_data_note(dataset_name), icon=":material/folder_off:")
+    st.stop()
+if data is None:
+    st.warning("The map below comes from the means stored in the checkpoint; showing the digits themselves "
+               "needs the data set. " + missing_data_note(dataset_name), icon=":material/folder_off:")
+if cfg.condition == "label":
+    st.info("This model is given the label, so each image is encoded with its true label: the map shows "
+            "**style** (slant, width, stroke), not class, and the colours overlap by design.",
+            icon=":material/palette:")
+
+class_names = list(data.class_names) if data is not None else [str(i) for i in range(cfg.num_classes)]
+
+# ---------------------------------------------------------------------------- view options
+with st.sidebar:
+    st.markdown("**View**")
+    axes_titles = ("z₁", "z₂")
+    if cfg.latent_dim > 2:
+        projection = st.radio("Projection", ["PCA", "Two latent dimensions"], key="latent_projection",
+                              help=f"The latent space has {cfg.latent_dim} dimensions; show two at a time.")
+        if projection == "PCA":
+            scores, ratio = pca_axes(table.mu)
+            names = [f"PC{i + 1} ({ratio[i]:.0%})" for i in range(cfg.latent_dim)]
+        else:
+            scores = table.mu
+            names = [f"z{i + 1}" for i in range(cfg.latent_dim)]
+        ax_x = st.selectbox("Horizontal axis", range(cfg.latent_dim), index=0, format_func=names.__getitem__,
+                            key="latent_axis_x")
+        ax_y = st.selectbox("Vertical axis", range(cfg.latent_dim), index=1, format_func=names.__getitem__,
+                            key="latent_axis_y")
+        points = scores[:, [ax_x, ax_y]]
+        axes_titles = (names[ax_x], names[ax_y])
+    else:
+        points = table.mu
+    show_background = False
+    if cfg.latent_dim == 2:
+        show_background = st.toggle("Decoded digits underneath", key="latent_background",
+                                    help="Decode a grid of latent points and draw the digits under the dots.")
+        background_label = None
+        if show_background and cfg.condition == "label":
+            background_label = st.selectbox("Label for the decoded digits", range(cfg.num_classes),
+                                            format_func=class_names.__getitem__, key="latent_background_label")
+    marker_size = st.slider("Dot size", 2, 10, 4, key="latent_marker_size")
+
+# ---------------------------------------------------------------------------- the map
+labels = table.labels
+fig = latent_scatter(points, labels, class_names, marker_size=marker_size, axis_titles=axes_titles, height=640)
+if show_background:
+    lo, hi = np.percentile(points, [0.5, 99.5], axis=0)
+    uri = decoded_background(model, (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])),
+                             label=background_label)
+    fig.add_layout_image(source=uri, xref="x", yref="y", x=float(lo[0]), y=float(hi[1]),
+                         sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
+                         opacity=0.45, layer="below")
+    fig.update_yaxes(scaleanchor=None)
+
+map_col, detail_col = st.columns([3, 2], gap="large")
+with map_col:
+    event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            config={"scrollZoom": True, "displaylogo": False})
+    where = "stored in the checkpoint" if table.source == "stored" else "encoded from the test set"
+    st.caption(f"{len(labels):,} test images; latent means {where}.")
+
+members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.any(labels == c)]
+chosen = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
+
+with detail_col:
+    if not chosen:
+        st.markdown("**Nothing selected yet**")
+        st.caption("Click a dot to see its digit, its reconstruction and its latent mean and spread; "
+                   "or pick the lasso in the chart's toolbar and circle a region.")
+    elif len(chosen) == 1:
+        i = chosen[0]
+        label = int(labels[i])
+        st.markdown(f"**Test image #{i}** · class "
+                    f"<span style='color:{class_color(label)};font-weight:700'>{class_names[label]}</span>",
+                    unsafe_allow_html=True)
+        if data is None:
+            st.caption("Its image and reconstruction need the data set.")
+            st.dataframe({"latent mean": table.mu[i].round(3)}, width="content")
+        else:
+            info = point_details(model, data.images[i], label)
+            left, right = st.columns(2)
+            left.image(upscale(data.images[i], 7), output_format="PNG", caption="the test image")
+            right.image(upscale(info["recon"], 7), output_format="PNG", caption="its reconstruction")
+            st.dataframe({"dimension": [f"z{d + 1}" for d in range(cfg.latent_dim)],
+                          "mean μ": info["mu"].round(3), "std σ": info["std"].round(3)},
+                         hide_index=True, width="stretch")
+            st.caption("μ and σ of q(z|y): where the encoder puts this digit, and how sure it is.")
+    else:
+        shown = chosen[:GALLERY_MAX]
+        counts = np.bincount(labels[chosen], minlength=len(class_names))
+        summary = ", ".join(f"{n}× {class_names[c]}" for c, n in sorted(enumerate(counts), key=lambda t: -t[1]) if n)
+        st.markdown(f"**{len(chosen):,} digits selected**")
+        st.caption(summary)
+        if data is None:
+            st.caption("Showing the digits needs the data set.")
+        else:
+            st.image(upscale(grid(data.images[shown], ncols=10), 2), output_format="PNG")
+            if len(chosen) > GALLERY_MAX:
+                st.caption(f"Showing the first {len(shown)} of them.")

@@ -113,12 +113,14 @@ def load_model(path: str | os.PathLike) -> tuple[LatentModel, dict]:
 
 
 def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: str = "Model",
-                 key: str = "model", help: str | None = None) -> tuple[LatentModel, dict] | None:
+                 key: str = "model", help: str | None = None,
+                 prefer: Callable[[ModelConfig], bool] | None = None) -> tuple[LatentModel, dict] | None:
     """A sidebar selectbox over the available models; the choice (a path) is kept in
     st.session_state[key] and shared by every page that uses the same key.
 
     `where` keeps only the models whose ModelConfig passes; unreadable files stay listed so that a
-    user who picks one is told why it cannot be used. Returns (model, meta), or None after showing
+    user who picks one is told why it cannot be used. `prefer` picks the first choice when the session
+    has none yet (or its choice is not listed here). Returns (model, meta), or None after showing
     a sentence (nothing fits, or the chosen file is broken).
     """
     entries = [e for e in available_models() if e.error or where is None or where(e.config)]
@@ -131,7 +133,9 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: s
     widget = f"_{key}_picker"
     stored = st.session_state.get(key)
     if stored not in by_path:
-        stored = next(e.path for e in entries if e.error is None)
+        usable = [e for e in entries if e.error is None]
+        preferred = [e for e in usable if prefer is not None and prefer(e.config)]
+        stored = (preferred or usable)[0].path
     # Streamlit forgets a widget's state on pages that do not draw it: restore it from the shared key.
     if st.session_state.get(widget) not in by_path or st.session_state.get(widget) != stored:
         st.session_state[widget] = stored

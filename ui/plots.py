@@ -42,3 +42,41 @@ def latent_scatter(points, labels, class_names=None, *, marker_size: int = 4, op
     fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=True, zerolinecolor="#ccc",
                      scaleanchor="x", scaleratio=1)
     return fig
+
+
+def loss_curves(steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int,
+                smoothing: float = 0.9, height: int = 300) -> go.Figure:
+    """Total loss, reconstruction and KL side by side: the training curve per step (faint raw, bold
+    smoothed) and the test curve per epoch (markers), against epochs so both share one axis."""
+    from plotly.subplots import make_subplots
+
+    from ui.training import smooth
+
+    titles = {"loss": "total loss", "recon": "reconstruction", "kl": "KL divergence"}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles.values()), horizontal_spacing=0.06)
+    per = max(1, steps_per_epoch)
+    x = np.asarray(steps.get("step", []), dtype=np.float64) / per
+    stride = max(1, len(x) // 1500)  # at most ~1,500 points a curve: a redraw stays light
+    for col, key in enumerate(titles, start=1):
+        color = CURVE_COLORS[key]
+        values = steps.get(key, [])
+        if values:
+            fig.add_trace(go.Scatter(x=x[::stride], y=values[::stride], mode="lines", line=dict(color=color, width=1),
+                                     opacity=0.25, name="train (per step)", legendgroup="raw",
+                                     showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x[::stride], y=smooth(values, smoothing)[::stride], mode="lines",
+                                     line=dict(color=color, width=2.5), name="train (smoothed)",
+                                     legendgroup="smooth", showlegend=col == 1,
+                                     hovertemplate="epoch %{x:.2f}: %{y:.2f}<extra>train</extra>"), row=1, col=col)
+        evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]
+        if evals:
+            ex, ey = zip(*evals)
+            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines+markers", line=dict(color="#222", width=2, dash="dot"),
+                                     marker=dict(size=8, symbol="diamond"), name="test (per epoch)",
+                                     legendgroup="test", showlegend=col == 1,
+                                     hovertemplate="end of epoch %{x}: %{y:.2f}<extra>test</extra>"), row=1, col=col)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), uirevision="loss")
+    fig.update_xaxes(title_text="epoch", showgrid=True, gridcolor="#eee", rangemode="tozero")
+    fig.update_yaxes(showgrid=True, gridcolor="#eee")
+    return fig

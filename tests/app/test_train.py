@@ -1,0 +1,126 @@
+"""The Train page: settings, refusing bad ones, a live run, stop, save."""
+import os
+import time
+
+import pytest
+
+from apptest_helpers import errors_of, texts_of
+
+JOB = "train_job"
+
+
+@pytest.fixture
+def train(app, tmp_path, model_dir, monkeypatch):
+    """The Train page, saving into a fresh runs folder listed before the fixture models."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{runs}{os.pathsep}{model_dir}")
+    app.switch_page("pages/train.py").run()
+    yield app
+    if JOB in app.session_state:  # never leave a worker thread behind
+        app.session_state[JOB].stop()
+        app.session_state[JOB].join(timeout=5)
+
+
+def tiny_settings(at, epochs=1, batch=128):
+    at.text_input(key="train_hidden").set_value("32")
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.select_slider(key="train_images").set_value(1000)
+    at.select_slider(key="train_batch").set_value(batch)
+    return at.run()
+
+
+def wait_until(at, done, deadline_s=60.0):
+    """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        at.run()
+        assert not errors_of(at)
+        if done(at):
+            return at
+        time.sleep(0.2)
+    raise AssertionError("the page did not reach the expected state before the deadline")
+
+
+def test_train_page_renders_with_defaults(train):
+    assert not errors_of(train)
+    assert "Train" in train.title[0].value
+    assert not train.button(key="train_start").disabled
+    assert train.button(key="train_stop").disabled
+    assert "vae | 2-D latent" in texts_of(train)
+
+
+@pytest.mark.parametrize("hidden, words", [("abc", "hidden layers must be whole numbers"),
+                                           ("0", "hidden_dims must be one or more layer sizes")])
+def test_invalid_settings_are_refused_with_a_sentence(train, hidden, words):
+    train.text_input(key="train_hidden").set_value(hidden).run()
+    assert not errors_of(train)
+    assert any(words in e.value for e in train.error)
+    assert train.button(key="train_start").disabled
+
+
+def test_only_valid_conditions_are_offered(train):
+    assert all(s.key != "train_condition" for s in train.selectbox)
+    train.selectbox(key="train_variant").set_value("hybrid").run()
+    assert set(train.selectbox(key="train_condition").options) == {"the digit label", "visible quadrants of the image"}
+    assert any(s.key == "train_alpha" for s in train.slider)
+
+
+def test_a_tiny_run_trains_live_and_saves_into_the_picker(train):
+    tiny_settings(train)
+    train.button(key="train_start").click().run()
+    job = train.session_state[JOB]
+    wait_until(train, lambda at: not job.running)
+    snap = job.snapshot()
+    assert snap.status == "completed", snap.message
+    assert len(snap.steps["step"]) == snap.total_steps > 0
+    assert len(snap.epoch_records) == 1 and snap.epoch_records[0]["eval"] is not None
+    assert any("Training finished" in s.value for s in train.success)
+    assert snap.preview is not None and snap.latent is not None
+
+    train.text_input(key="train_save_name").set_value("bad name!")
+    submit = [b for b in train.button if b.label == "Save"][0]
+    submit.click().run()
+    assert any("Not saved" in e.value and "letters, digits" in e.value for e in train.error)
+
+    train.text_input(key="train_save_name").set_value("class_demo")
+    [b for b in train.button if b.label == "Save"][0].click().run()
+    assert not errors_of(train)
+    assert any("Saved to" in s.value for s in train.success)
+
+    train.switch_page("pages/latent_map.py").run()
+    picker = train.sidebar.selectbox[0]
+    assert any("class_demo" in o for o in picker.options)
+    assert "class_demo" in picker.value
+
+
+def test_stop_ends_a_run_within_a_second(train):
+    tiny_settings(train, epochs=100, batch=16)
+    train.button(key="train_start").click().run()
+    job = train.session_state[JOB]
+    wait_until(train, lambda at: job.snapshot().global_step > 0)
+    assert not train.button(key="train_stop").disabled
+    asked = time.monotonic()
+    train.button(key="train_stop").click().run()
+    job.join(timeout=1.0)
+    assert not job.running and time.monotonic() - asked < 5  # the page itself waits at most 2 s
+    assert job.snapshot().status == "stopped"
+    assert any("Stopped by request" in i.value for i in train.info)
+
+
+def test_training_survives_a_page_switch(train):
+    tiny_settings(train, epochs=100, batch=16)
+    train.button(key="train_start").click().run()
+    job = train.session_state[JOB]
+    train.switch_page("pages/home.py").run()
+    assert not errors_of(train)
+    train.switch_page("pages/train.py").run()
+    assert train.session_state[JOB] is job and job.running
+    assert train.text_input(key="train_hidden").value == "32"  # the settings came back too
+    train.button(key="train_stop").click().run()
+    assert job.snapshot().status == "stopped"
+
+
+def test_without_data_the_page_says_so_and_cannot_start(no_data, train):
+    assert not errors_of(train)
+    assert any("was not found" in w.value for w in train.warning)
+    assert train.button(key="train_start").disabled

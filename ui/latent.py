@@ -1,0 +1,115 @@
+"""The test set in latent space, for the Latent map page: means, projections, one point's details,
+and the decoded digits drawn under the points."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from ui.data import test_set
+from ui.images import grid, png_bytes
+from ui.models import load_model
+from vae_core import LatentModel, encode_dataset, make_batch
+
+
+@dataclass(frozen=True)
+class LatentTable:
+    """Latent means of a test set: mu [N, D], labels [N], and where they came from."""
+
+    mu: np.ndarray
+    labels: np.ndarray
+    source: str  # "stored" (saved in the checkpoint) or "encoded" (computed here)
+
+
+def map_unavailable_reason(config) -> str | None:
+    """Why a model has no latent map, in one sentence, or None when it has one."""
+    if not config.has_latent:
+        return ("A baseline model is deterministic and has no latent space, so there is no map to draw: "
+                "pick a vae, cvae, gsnn or hybrid model.")
+    if config.condition == "quadrants":
+        return ("This model encodes a digit together with its visible quadrants, so its latent space has no single "
+                "map of the test set: pick a vae or a label-conditioned model (quadrant models live on the Compare page).")
+    return None
+
+
+@st.cache_data(show_spinner="Encoding the test set…", max_entries=8)
+def _encoded(path: str, mtime_ns: int, dataset_name: str, data_source: str) -> tuple[np.ndarray, np.ndarray]:
+    model, _ = load_model(path)
+    data = test_set(dataset_name)
+    mu, _, labels = encode_dataset(model, data)
+    return mu.numpy(), labels.numpy()
+
+
+def test_latents(path: str, meta: dict) -> LatentTable | None:
+    """The test set's latent means: stored in the checkpoint when it has them, else encoded (needs the data)."""
+    extras = meta.get("extras") or {}
+    if "test_latent_means" in extras and "test_labels" in extras:
+        mu = extras["test_latent_means"].float().numpy()
+        if mu.ndim == 2 and mu.shape[1] == meta["model_config"].latent_dim:
+            return LatentTable(mu, extras["test_labels"].numpy(), "stored")
+    name = meta.get("dataset", "mnist")
+    data = test_set(name)
+    if data is None:
+        return None
+    mu, labels = _encoded(path, Path(path).stat().st_mtime_ns, name, data.source)
+    return LatentTable(mu, labels, "encoded")
+
+
+def pca_axes(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of the means: (scores [N, D] sorted by variance, explained-variance ratios [D])."""
+    x = torch.from_numpy(np.asarray(mu, dtype=np.float32))
+    x = x - x.mean(dim=0, keepdim=True)
+    _, s, v = torch.linalg.svd(x, full_matrices=False)
+    var = s.square()
+    return (x @ v.T).numpy(), (var / var.sum().clamp_min(1e-12)).numpy()
+
+
+@torch.no_grad()
+def point_details(model: LatentModel, image_uint8: torch.Tensor, label: int) -> dict:
+    """Encode one test image: its latent mean and standard deviation and its reconstruction [H, W] in [0, 1]."""
+    cfg = model.config
+    y, x = make_batch(cfg, image_uint8.reshape(1, *image_uint8.shape).to(model.device),
+                      torch.tensor([label], device=model.device))
+    mu, logvar = model.encode(y, x)
+    recon = model.reconstruct(y, x).reshape(cfg.image_size, cfg.image_size).cpu()
+    return {"mu": mu[0].cpu().numpy(), "std": torch.exp(0.5 * logvar[0]).cpu().numpy(), "recon": recon.numpy()}
+
+
+@torch.no_grad()
+def decoded_background(model: LatentModel, x_range: tuple[float, float], y_range: tuple[float, float],
+                       n: int = 16, label: int | None = None) -> str:
+    """The decoder's output on an n x n grid spanning the given ranges of a 2-D latent, as a PNG data URI
+    (dark digits on white, so coloured points stay readable on top). Row 0 is the top (highest z2)."""
+    cfg = model.config
+    xs = torch.linspace(x_range[0], x_range[1], n)
+    ys = torch.linspace(y_range[1], y_range[0], n)
+    z = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+    x = None if label is None else torch.full((n * n,), int(label), dtype=torch.long)
+    imgs = model.decode(z.to(model.device), x).reshape(n, n, cfg.image_size, cfg.image_size).cpu()
+    picture = 255 - grid(imgs, pad=0)
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode()
+
+
+def selected_indices(event, class_members: list[np.ndarray] | None = None) -> list[int]:
+    """Test-set rows of the selected points of a latent_scatter chart (from each point's customdata;
+    falls back to curve_number + point_index when customdata is missing)."""
+    if not event:
+        return []
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    points = (selection or {}).get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    out = []
+    for p in points or []:
+        custom = p.get("customdata")
+        if isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
+        if custom is not None:
+            out.append(int(custom))
+        elif class_members is not None and "curve_number" in p and "point_index" in p:
+            members = class_members[int(p["curve_number"])]
+            if 0 <= int(p["point_index"]) < len(members):
+                out.append(int(members[int(p["point_index"])]))
+    return list(dict.fromkeys(out))
