@@ -126,7 +126,7 @@ def cmd_train(args) -> int:
             "message": result.message, "epochs_completed": result.epochs_completed,
             "train_seconds": round(result.elapsed, 2), "wall_seconds": round(wall, 2),
             "images_per_sec": round(result.images_per_sec, 1),
-            "command": "python -m vae_core " + shlex.join(sys.argv[1:]),
+            "command": "python -m vae_core " + shlex.join(args.argv),
             "history": compact_history(result.history), "name": args.name or out.stem}
     extras = {}
     if result.epochs_completed or result.status != "diverged":
@@ -223,7 +223,7 @@ def cmd_classifier(args) -> int:
     model = train_classifier(train, epochs=args.epochs, seed=args.seed)
     acc = accuracy(model, load_dataset("mnist", "test", args.data_dir))
     meta = {"test_accuracy": acc, "epochs": args.epochs, "wall_seconds": round(time.time() - started, 1),
-            "command": "python -m vae_core " + shlex.join(sys.argv[1:])}
+            "command": "python -m vae_core " + shlex.join(args.argv)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_classifier(args.out, model, meta)
     print(f"test accuracy {100 * acc:.2f}%; saved {args.out}")
@@ -266,6 +266,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "table": cmd_table,
                     "classifier": cmd_classifier}
         return commands[args.command](args)
