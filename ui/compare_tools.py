@@ -174,8 +174,10 @@ def _computed_nll(path: str, mtime_ns: int, dataset: str, quadrants: int, method
 
 
 def computed_nll(path: str, dataset: str, quadrants: int, method: str,
-                 images: int = NLL_IMAGES, samples: int = NLL_SAMPLES) -> float | None:
-    """The estimate on the first `images` test images, cached per file (None without the data set)."""
+                 images: int | None = None, samples: int | None = None) -> float | None:
+    """The estimate on the first `images` (NLL_IMAGES) test images with `samples` (NLL_SAMPLES) draws,
+    cached per file (None without the data set)."""
+    images, samples = images or NLL_IMAGES, samples or NLL_SAMPLES
     try:
         mtime = Path(path).stat().st_mtime_ns
     except OSError:

@@ -1,0 +1,175 @@
+"""The Decoder page (AppTest from app.py), and its helpers in ui/decoder_tools.py."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from apptest_helpers import BROKEN, errors_of, texts_of
+from ui import decoder_tools as dt
+
+PAGE = "pages/decoder.py"
+
+
+def open_decoder(app, model_dir, model: str):
+    app.session_state["model"] = str(model_dir / f"{model}.safetensors")
+    app.switch_page(PAGE).run()
+    assert not errors_of(app)
+    return app
+
+
+def decoded(at) -> tuple[str, str]:
+    """(URL, caption) of the decoded image: the first image of the page."""
+    img = at.image[0]
+    return img.value[0], img.captions[0]
+
+
+def latent_sliders(at):
+    return [s for s in at.slider if s.key and s.key.startswith("decoder_slider_")]
+
+
+def test_vae_page_shows_one_slider_per_dimension_the_image_and_the_grid(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    assert at.title[0].value == "Decoder"
+    assert len(latent_sliders(at)) == 2
+    assert [n.value for n in at.number_input if n.key.startswith("decoder_number_")] == [0.0, 0.0]
+    assert decoded(at)[1] == "z = (0.00, 0.00)"
+    assert at.get("plotly_chart"), "the manifold grid is drawn for a 2-D latent"
+    assert not at.radio(key="interp_mode").value.startswith("Two test")  # starts on latent points
+
+
+def test_moving_a_slider_changes_the_decoded_image_and_the_number(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    before = decoded(at)[0]
+    at.slider(key=dt.slider_key(0)).set_value(2.0).run()
+    assert not errors_of(at)
+    url, caption = decoded(at)
+    assert url != before
+    assert caption == "z = (2.00, 0.00)"
+    assert at.number_input(key=dt.number_key(0)).value == pytest.approx(2.0)
+
+
+def test_an_exact_number_moves_the_slider_and_a_far_one_is_clipped_on_the_slider_only(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    at.number_input(key=dt.number_key(1)).set_value(-1.25).run()
+    assert at.slider(key=dt.slider_key(1)).value == pytest.approx(-1.25)
+    assert decoded(at)[1] == "z = (0.00, -1.25)"
+    at.number_input(key=dt.number_key(1)).set_value(7.5).run()
+    assert at.slider(key=dt.slider_key(1)).value == pytest.approx(3.0)
+    assert decoded(at)[1] == "z = (0.00, 7.50)"
+
+
+def test_a_click_on_the_grid_jumps_to_that_cell(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    before = decoded(at)[0]
+    at.session_state["decoder_grid_0"] = {"selection": {"points": [{"customdata": [1.2, -0.6], "point_index": 7}],
+                                                        "point_indices": [7], "box": [], "lasso": []}}
+    at.run()
+    assert not errors_of(at)
+    assert decoded(at)[1] == "z = (1.20, -0.60)"
+    assert decoded(at)[0] != before
+    assert [s.value for s in latent_sliders(at)] == [pytest.approx(1.2), pytest.approx(-0.6)]
+    # the chart got a fresh key, so the old selection does not pull z back on the next slider move
+    at.slider(key=dt.slider_key(0)).set_value(0.5).run()
+    assert decoded(at)[1] == "z = (0.50, -0.60)"
+
+
+def test_random_sample_and_centre(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    next(b for b in at.button if b.label == "Sample").click().run()
+    assert decoded(at)[1] != "z = (0.00, 0.00)"
+    next(b for b in at.button if b.label == "Centre").click().run()
+    assert decoded(at)[1] == "z = (0.00, 0.00)"
+
+
+def test_label_model_has_a_class_picker_that_changes_the_image(app, model_dir):
+    at = open_decoder(app, model_dir, "cvae_label")
+    picker = at.radio(key="decoder_label")
+    assert picker.options == [str(i) for i in range(10)]
+    before = decoded(at)[0]
+    picker.set_value(7).run()
+    assert not errors_of(at)
+    assert decoded(at)[0] != before
+    assert "class 7" in texts_of(at)  # the caption about the learned prior p(z | class 7)
+
+
+def test_three_dimensional_latent_has_three_sliders_and_no_grid(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_3d")
+    assert len(latent_sliders(at)) == 3
+    assert "needs a 2-D latent" in texts_of(at)
+
+
+def test_interpolation_between_latent_points_and_test_digits(app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    strips = len(at.image)
+    at.slider(key="interp_steps").set_value(6).run()
+    assert len(at.image) == strips
+    next(b for b in at.button if b.label == "Start = sliders").click().run()
+    assert "From z = (0.00, 0.00)" in texts_of(at)
+    at.radio(key="interp_mode").set_value("Two test digits").run()
+    assert not errors_of(at)
+    assert "From test digit #0" in texts_of(at)
+    assert {b.proto.label for b in at.get("download_button")} >= {"PNG", "GIF", "PNG strip"}
+
+
+def test_test_digit_interpolation_without_data_says_so_and_the_rest_works(no_data, app, model_dir):
+    at = open_decoder(app, model_dir, "vae_2d")
+    at.radio(key="interp_mode").set_value("Two test digits").run()
+    assert not errors_of(at)
+    assert any("was not found" in i.value for i in at.info)
+    at.slider(key=dt.slider_key(0)).set_value(-1.0).run()
+    assert decoded(at)[1] == "z = (-1.00, 0.00)"
+
+
+def test_no_suitable_model_is_a_sentence(app, model_dir, tmp_path, monkeypatch):
+    only_quadrants = tmp_path / "models"
+    only_quadrants.mkdir()
+    shutil.copy(model_dir / "cvae_quadrants.safetensors", only_quadrants)
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(only_quadrants))
+    app.switch_page(PAGE).run()
+    assert not errors_of(app)
+    assert any("No model here fits this page" in i.value for i in app.info)
+    assert not app.slider
+
+
+def test_a_corrupt_checkpoint_is_a_sentence(app, model_dir):
+    app.session_state["model"] = str(model_dir / BROKEN)
+    app.switch_page(PAGE).run()
+    assert not errors_of(app)
+    assert any("cannot be used" in e.value for e in app.error)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def test_drawing_to_digit_centres_and_scales_like_mnist():
+    canvas = np.zeros((280, 280, 4), dtype=np.uint8)
+    canvas[20:120, 200:230] = (255, 255, 255, 255)  # a bar in the top right corner
+    digit = dt.drawing_to_digit(canvas)
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, cols = np.nonzero(digit > 30)
+    assert rows.max() - rows.min() + 1 == pytest.approx(20, abs=1)  # the long side fits 20 pixels
+    mass = digit.astype(float)
+    cy, cx = (np.arange(28) @ mass.sum(1)) / mass.sum(), (np.arange(28) @ mass.sum(0)) / mass.sum()
+    assert abs(cy - 13.5) < 1 and abs(cx - 13.5) < 1
+    assert dt.drawing_to_digit(np.zeros((280, 280, 4), dtype=np.uint8)) is None
+    assert dt.drawing_to_digit(None) is None
+
+
+def test_grid_position_follows_uneven_cells_both_ways():
+    coords = np.array([-3.0, -1.0, 0.0, 1.0, 3.0])
+    assert dt.grid_position(0.0, coords) == pytest.approx(2.0)
+    assert dt.grid_position(2.0, coords) == pytest.approx(3.5)
+    assert dt.grid_position(5.0, coords) == pytest.approx(5.0)  # extrapolated past the end
+    assert dt.grid_position(2.0, coords[::-1]) == pytest.approx(0.5)
+
+
+def test_gif_is_an_animated_loop():
+    from io import BytesIO
+
+    from PIL import Image
+    frames = np.stack([np.full((28, 28), v, np.uint8) for v in (0, 100, 200, 255)])
+    gif = Image.open(BytesIO(dt.gif_bytes(frames, scale=2)))
+    assert gif.format == "GIF" and gif.size == (56, 56)
+    assert gif.n_frames == 6  # forth and back: 4 + 2
+    assert gif.info.get("loop") == 0
