@@ -3,32 +3,33 @@
 # `python -m vae_core info checkpoints/NAME.safetensors`). Needs MNIST and Fashion-MNIST under $VAE_DATA_DIR.
 # Early stopping / model choice use a validation split carved from the training set (--val-fraction), never
 # the test set; the test set is only used for the final figures.
-# Usage: bash checkpoints/train_all.sh [NAME ...]   (no names: all)
+# Usage: bash checkpoints/train_all.sh [NAME ...]   (no names: all, one after another)
+# --threads 1: on the 2-core machine these ran as two single-threaded queues side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run() {  # run NAME ARGS...: skip if the file exists (delete it to retrain)
+WANT=("$@")
+run() {  # run NAME CLI-ARGS...: runs only the names asked for (all when none were given)
   local name=$1; shift
-  if [ $# -gt 0 ] && { [ ${#WANT[@]} -eq 0 ] || [[ " ${WANT[*]} " == *" $name "* ]]; }; then
-    echo "=== $name"; python -m vae_core "$@"
+  if [ ${#WANT[@]} -eq 0 ] || [[ " ${WANT[*]} " == *" $name "* ]]; then
+    echo "=== $name $(date +%T)"; python -m vae_core "$@"
   fi
 }
-WANT=("$@")
-common="--val-fraction 0.1 --keep-best true --float16 --quiet"
+common="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --lr 1e-3 --lr-decay 0.95"
 
 # label-conditioned CVAE / GSNN / hybrid with a 2-D latent (Compare page, latent map, decoder)
 for v in cvae gsnn hybrid; do
-  run mnist-label-$v train --variant $v --condition label --latent-dim 2 --hidden-dims 256 256 \
-      --epochs 20 --lr 1e-3 --lr-decay 0.95 $common --name "MNIST $v (label, 2-D)" --out checkpoints/mnist-label-$v.safetensors
+  run mnist-label-$v train --variant $v --condition label --latent-dim 2 --hidden-dims 256 256 --epochs 12 \
+      $common --name "MNIST $v (label, 2-D)" --out checkpoints/mnist-label-$v.safetensors
 done
 # the digit classifier that scores label-conditioned samples
 run classifier classifier --epochs 3 --out checkpoints/classifier/mnist-digits.safetensors
 # plain 2-D VAEs
-run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 --epochs 30 --lr 1e-3 --lr-decay 0.95 \
+run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 --epochs 25 \
     $common --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
-run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 --epochs 20 \
-    --lr 1e-3 --lr-decay 0.95 $common --name "Fashion-MNIST VAE (2-D)" --out checkpoints/fashion-vae-2d.safetensors
+run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 --epochs 15 \
+    $common --name "Fashion-MNIST VAE (2-D)" --out checkpoints/fashion-vae-2d.safetensors
 # quadrant completion (Sohn et al. 2015, section 5.1): one model per variant handles 1, 2 and 3 visible quadrants
 for v in baseline gsnn cvae hybrid; do
   run mnist-quadrants-$v train --variant $v --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
-      --epochs 20 --lr 1e-3 --lr-decay 0.95 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
+      --epochs 15 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
 done

@@ -109,6 +109,8 @@ def compact_history(history: dict) -> dict:
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
     train_cfg = _config_from(args, TrainConfig)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
@@ -218,6 +220,7 @@ def cmd_table(args) -> int:
 
 def cmd_classifier(args) -> int:
     from .classifier import accuracy, save_classifier, train_classifier
+    torch.set_num_threads(1)  # small convolutions: one thread is as fast here and leaves a core free
     started = time.time()
     train = load_dataset("mnist", "train", args.data_dir)
     model = train_classifier(train, epochs=args.epochs, seed=args.seed)
@@ -244,6 +247,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-limit", type=int, default=0, help="final metrics on the first N test images (0: all)")
     t.add_argument("--float16", action="store_true", help="store the weights in float16")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     e.add_argument("checkpoint")
     e.add_argument("--json", action="store_true", help="print one JSON object")
