@@ -1,0 +1,112 @@
+"""Every page in a real browser (chromium via playwright) against `streamlit run app.py`.
+
+Selectors are what a user sees: headings, link and button labels, images. Waits are on page content
+(an image's src changing, a text appearing), never on network idle.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import exceptions_on, go_to, image_srcs, open_page, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+PAGES = [("Home", "Latent Lab"), ("Train", "Train"), ("Latent map", "Latent map"), ("Decoder", "Decoder"),
+         ("Compare CVAE vs GSNN", "Compare CVAE vs GSNN")]
+
+
+# points drawn by the Plotly chart under a selector, over all traces (_length: Plotly's decoded count;
+# the figure's x arrays travel as base64 typed arrays, so gd.data[i].x has no length)
+POINTS_JS = """(scope) => { const gd = document.querySelector(scope + ' .js-plotly-plot');
+    if (!gd || !gd._fullData) return -1;
+    return gd._fullData.reduce((n, t) => n + (t._length || 0), 0); }"""
+
+
+def plotly_point_count(page, scope: str) -> int:
+    return page.evaluate(POINTS_JS, scope)
+
+
+def test_home_page_opens(page, server):
+    open_page(page, server.url)
+    page.locator("h1", has_text="Latent Lab").wait_for()
+    wait_idle(page)
+    assert not exceptions_on(page)
+    nav = page.get_by_test_id("stSidebarNav").inner_text()
+    assert [title for title, _ in PAGES] == [t for t in (title for title, _ in PAGES) if t in nav]
+    assert "app" not in nav.split()  # no second, automatic menu from pages/
+
+
+def test_every_page_opens_without_an_exception(page, server):
+    open_page(page, server.url)
+    for link, heading in PAGES:
+        go_to(page, link, heading)
+        wait_idle(page)
+        assert not exceptions_on(page), link
+
+
+def test_train_curve_grows_then_stop(page, server):
+    open_page(page, server.url)
+    go_to(page, "Train")
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    curves = ".st-key-train_curves"
+    page.locator(f"{curves} .js-plotly-plot").wait_for(timeout=60_000)
+    first = plotly_point_count(page, curves)
+    page.wait_for_function(f"([scope, n]) => ({POINTS_JS})(scope) > n", arg=[curves, first], timeout=90_000)
+    assert plotly_point_count(page, curves) > first
+    page.get_by_role("button", name=re.compile("^.*Stop$")).click()
+    page.get_by_text(re.compile("stopped", re.I)).first.wait_for(timeout=30_000)
+    assert not exceptions_on(page)
+
+
+def test_latent_map_click_shows_the_image(page, server):
+    open_page(page, server.url)
+    go_to(page, "Latent map")
+    plot = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
+    plot.wait_for()
+    page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
+                           " return gd && gd._fullLayout && gd.data && gd.data.length > 0; }")
+    wait_idle(page)
+    before = len(image_srcs(page))
+    # the screen position of the first point of the first trace, from Plotly's own axes
+    x, y = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+        const L = gd._fullLayout, t = gd._fullData[0], r = gd.getBoundingClientRect();
+        return [r.left + L._size.l + L.xaxis.l2p(t.x[0]), r.top + L._size.t + L.yaxis.l2p(t.y[0])]; }""")
+    page.mouse.click(x, y)
+    page.get_by_text(re.compile(r"Test image #\d+")).wait_for(timeout=30_000)
+    page.wait_for_function("(n) => document.querySelectorAll(\"[data-testid='stMain'] [data-testid='stImage'] img\")"
+                           ".length > n", arg=before)
+    assert not exceptions_on(page)
+
+
+def test_decoder_slider_changes_the_image(page, server):
+    open_page(page, server.url)
+    go_to(page, "Decoder")
+    image = page.locator("[data-testid='stImage'] img").first
+    image.wait_for()
+    wait_idle(page)
+    before = image.get_attribute("src")
+    caption = page.get_by_text(re.compile(r"^z = \(")).first.inner_text()
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(30):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("(src) => { const img = document.querySelector(\"[data-testid='stImage'] img\");"
+                           " return img && img.src !== src && img.complete; }", arg=before)
+    assert page.get_by_text(re.compile(r"^z = \(")).first.inner_text() != caption
+    assert not exceptions_on(page)
+
+
+def test_compare_shows_label_rows_and_quadrant_rows(page, server):
+    open_page(page, server.url)
+    go_to(page, "Compare CVAE vs GSNN")
+    for heading in ("GSNN", "CVAE", "Hybrid"):
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
+    for row in ("GSNN", "CVAE", "Hybrid"):
+        page.get_by_text(re.compile(rf"^{row} · .* · diversity \d+\.\d\d$")).wait_for()
+    page.get_by_text("Truth", exact=True).wait_for()
+    page.locator("[data-testid='stDataFrame']").wait_for()
+    wait_idle(page)
+    assert len(image_srcs(page)) >= 3 + 3 + 3  # label grids, input/truth/baseline, three sample rows
+    assert not exceptions_on(page)
