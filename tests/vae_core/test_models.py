@@ -42,7 +42,7 @@ def test_shapes_and_finite_loss(variant, condition, quadrants, prior, tiny_data)
     y, x = batch_for(cfg, tiny_data)
     assert y.shape == (B, P) and 0 <= float(y.min()) and float(y.max()) <= 1
 
-    terms = model.loss(y, x, beta=1.0)
+    terms = {k: v.detach() for k, v in model.loss(y, x, beta=1.0).items()}
     assert set(terms) == {"loss", "recon", "kl"}
     for k, v in terms.items():
         assert v.dim() == 0 and math.isfinite(float(v.detach())), k
