@@ -5,7 +5,7 @@ from ui.data import dataset_folder, download, missing_data_note
 from ui.models import available_models, model_dirs
 from ui.summaries import models_table
 
-st.title("🧭 Latent Lab")
+st.title(":material/explore: Latent Lab")
 st.markdown(
     "An interactive explorer for **variational autoencoders** on handwritten digits. Train a VAE, a "
     "conditional VAE (CVAE) or a GSNN and watch it learn; look at where each digit lands in the latent "

@@ -17,12 +17,13 @@ from ui.plots import class_color, latent_scatter
 CHART_KEY = "latent_map_chart"
 GALLERY_MAX = 60
 
-st.title("🗺️ Latent map")
+st.title(":material/scatter_plot: Latent map")
 st.caption("Each dot is one test image, placed at the mean of its latent code q(z|y) and coloured by its class. "
            "Click a dot to inspect it; choose the lasso or box tool in the chart's toolbar to gather a region. "
            "Click a class in the legend to hide it.")
 
-picked = model_picker(prefer=lambda c: map_unavailable_reason(c) is None and c.latent_dim == 2)
+picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2,
+                              lambda c: map_unavailable_reason(c) is None))
 if picked is None:
     st.stop()
 model, meta = picked
@@ -90,9 +91,8 @@ if show_background:
     fig.add_layout_image(source=uri, xref="x", yref="y", x=float(lo[0]), y=float(hi[1]),
                          sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
                          opacity=0.45, layer="below")
-    fig.update_yaxes(scaleanchor=None)
 
-map_col, detail_col = st.columns([3, 2], gap="large")
+map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
     event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})
@@ -126,14 +126,17 @@ with detail_col:
                          hide_index=True, width="stretch")
             st.caption("μ and σ of q(z|y): where the encoder puts this digit, and how sure it is.")
     else:
-        shown = chosen[:GALLERY_MAX]
         counts = np.bincount(labels[chosen], minlength=len(class_names))
-        summary = ", ".join(f"{n}× {class_names[c]}" for c, n in sorted(enumerate(counts), key=lambda t: -t[1]) if n)
+        ranked = sorted(((n, c) for c, n in enumerate(counts) if n), reverse=True)
         st.markdown(f"**{len(chosen):,} digits selected**")
-        st.caption(summary)
+        st.caption(" · ".join(f"{class_names[c]}: {n:,}" for n, c in ranked))
         if data is None:
             st.caption("Showing the digits needs the data set.")
         else:
+            shown = np.asarray(chosen)
+            if len(shown) > GALLERY_MAX:  # a fair sample of the region, not just the first class listed
+                shown = np.random.default_rng(0).choice(shown, GALLERY_MAX, replace=False)
+            shown = shown[np.argsort(labels[shown], kind="stable")]
             st.image(upscale(grid(data.images[shown], ncols=10), 2), output_format="PNG")
             if len(chosen) > GALLERY_MAX:
-                st.caption(f"Showing the first {len(shown)} of them.")
+                st.caption(f"A random {GALLERY_MAX} of them, sorted by class.")

@@ -114,13 +114,13 @@ def load_model(path: str | os.PathLike) -> tuple[LatentModel, dict]:
 
 def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: str = "Model",
                  key: str = "model", help: str | None = None,
-                 prefer: Callable[[ModelConfig], bool] | None = None) -> tuple[LatentModel, dict] | None:
+                 prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()) -> tuple[LatentModel, dict] | None:
     """A sidebar selectbox over the available models; the choice (a path) is kept in
     st.session_state[key] and shared by every page that uses the same key.
 
     `where` keeps only the models whose ModelConfig passes; unreadable files stay listed so that a
-    user who picks one is told why it cannot be used. `prefer` picks the first choice when the session
-    has none yet (or its choice is not listed here). Returns (model, meta), or None after showing
+    user who picks one is told why it cannot be used. `prefer` (a predicate, or several tried in order)
+    picks the first choice when the session has none yet (or its choice is not listed here). Returns (model, meta), or None after showing
     a sentence (nothing fits, or the chosen file is broken).
     """
     entries = [e for e in available_models() if e.error or where is None or where(e.config)]
@@ -134,8 +134,8 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: s
     stored = st.session_state.get(key)
     if stored not in by_path:
         usable = [e for e in entries if e.error is None]
-        preferred = [e for e in usable if prefer is not None and prefer(e.config)]
-        stored = (preferred or usable)[0].path
+        tests = (prefer,) if callable(prefer) else tuple(prefer)
+        stored = next((e.path for test in tests for e in usable if test(e.config)), usable[0].path)
     # Streamlit forgets a widget's state on pages that do not draw it: restore it from the shared key.
     if st.session_state.get(widget) not in by_path or st.session_state.get(widget) != stored:
         st.session_state[widget] = stored

@@ -31,52 +31,79 @@ def latent_scatter(points, labels, class_names=None, *, marker_size: int = 4, op
         fig.add_trace(go.Scattergl(
             x=points[idx, 0], y=points[idx, 1], mode="markers", name=str(names[c]), customdata=idx,
             marker=dict(size=marker_size, color=class_color(c), opacity=opacity),
+            selected=dict(marker=dict(size=marker_size * 2.5, opacity=1.0)),
+            unselected=dict(marker=dict(opacity=0.12)),
             hovertemplate=f"{names[c]}<br>z = (%{{x:.2f}}, %{{y:.2f}})<br>test image #%{{customdata}}<extra></extra>",
         ))
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=10, b=10), legend_title_text="class",
-        legend=dict(itemsizing="constant"), xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+        legend=dict(itemsizing="constant", y=0.92, yanchor="top"), xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
         plot_bgcolor="white", dragmode="pan",
     )
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=True, zerolinecolor="#ccc")
-    fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=True, zerolinecolor="#ccc",
-                     scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=True, zerolinecolor="#ccc")
     return fig
+
+
+LOSS_TERMS = {"loss": "total loss", "recon": "reconstruction", "kl": "KL divergence"}
+
+
+def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int, smoothing: float):
+    """Per term: (x, raw y, smoothed y, test x, test y), at most ~1,500 points a curve."""
+    from ui.training import smooth
+
+    x = np.asarray(steps.get("step", []), dtype=np.float64) / max(1, steps_per_epoch)
+    stride = max(1, len(x) // 1500)
+    out = {}
+    for key in LOSS_TERMS:
+        y = np.asarray(steps.get(key, []), dtype=np.float64)
+        smoothed = np.asarray(smooth(y.tolist(), smoothing)) if y.size else y
+        evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]
+        ex, ey = (np.asarray(v, dtype=np.float64) for v in zip(*evals)) if evals else (np.empty(0), np.empty(0))
+        out[key] = (x[::stride], y[::stride], smoothed[::stride], ex, ey)
+    return out
 
 
 def loss_curves(steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int,
                 smoothing: float = 0.9, height: int = 300) -> go.Figure:
     """Total loss, reconstruction and KL side by side: the training curve per step (faint raw, bold
-    smoothed) and the test curve per epoch (markers), against epochs so both share one axis."""
+    smoothed) and the test curve per epoch (dotted diamonds), against epochs so both share one axis.
+
+    Always three traces per panel, so refresh_loss_curves can swap the data in place (a live chart
+    then costs milliseconds per redraw instead of rebuilding the figure)."""
     from plotly.subplots import make_subplots
 
-    from ui.training import smooth
-
-    titles = {"loss": "total loss", "recon": "reconstruction", "kl": "KL divergence"}
-    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles.values()), horizontal_spacing=0.06)
-    per = max(1, steps_per_epoch)
-    x = np.asarray(steps.get("step", []), dtype=np.float64) / per
-    stride = max(1, len(x) // 1500)  # at most ~1,500 points a curve: a redraw stays light
-    for col, key in enumerate(titles, start=1):
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(LOSS_TERMS.values()), horizontal_spacing=0.06)
+    data = _curve_data(steps, epoch_records, steps_per_epoch, smoothing)
+    for col, key in enumerate(LOSS_TERMS, start=1):
         color = CURVE_COLORS[key]
-        values = steps.get(key, [])
-        if values:
-            fig.add_trace(go.Scatter(x=x[::stride], y=values[::stride], mode="lines", line=dict(color=color, width=1),
-                                     opacity=0.25, name="train (per step)", legendgroup="raw",
-                                     showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
-            fig.add_trace(go.Scatter(x=x[::stride], y=smooth(values, smoothing)[::stride], mode="lines",
-                                     line=dict(color=color, width=2.5), name="train (smoothed)",
-                                     legendgroup="smooth", showlegend=col == 1,
-                                     hovertemplate="epoch %{x:.2f}: %{y:.2f}<extra>train</extra>"), row=1, col=col)
-        evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]
-        if evals:
-            ex, ey = zip(*evals)
-            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines+markers", line=dict(color="#222", width=2, dash="dot"),
-                                     marker=dict(size=8, symbol="diamond"), name="test (per epoch)",
-                                     legendgroup="test", showlegend=col == 1,
-                                     hovertemplate="end of epoch %{x}: %{y:.2f}<extra>test</extra>"), row=1, col=col)
+        x, y, smoothed, ex, ey = data[key]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                                 name="train (per step)", legendgroup="raw", showlegend=col == 1, hoverinfo="skip"),
+                      row=1, col=col)
+        fig.add_trace(go.Scatter(x=x, y=smoothed, mode="lines", line=dict(color=color, width=2.5),
+                                 name="train (smoothed)", legendgroup="smooth", showlegend=col == 1,
+                                 hovertemplate="epoch %{x:.2f}: %{y:.2f}<extra>train</extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines+markers", line=dict(color="#222", width=2, dash="dot"),
+                                 marker=dict(size=8, symbol="diamond"), name="test (per epoch)",
+                                 legendgroup="test", showlegend=col == 1,
+                                 hovertemplate="end of epoch %{x}: %{y:.2f}<extra>test</extra>"), row=1, col=col)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
                       legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), uirevision="loss")
     fig.update_xaxes(title_text="epoch", showgrid=True, gridcolor="#eee", rangemode="tozero")
     fig.update_yaxes(showgrid=True, gridcolor="#eee")
+    return fig
+
+
+def refresh_loss_curves(fig: go.Figure, steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int,
+                        smoothing: float = 0.9) -> go.Figure:
+    """Put new data into a figure made by loss_curves (same layout, same traces)."""
+    data = _curve_data(steps, epoch_records, steps_per_epoch, smoothing)
+    with fig.batch_update():
+        for i, key in enumerate(LOSS_TERMS):
+            x, y, smoothed, ex, ey = data[key]
+            raw, smooth_trace, test = fig.data[3 * i: 3 * i + 3]
+            raw.x, raw.y = x, y
+            smooth_trace.x, smooth_trace.y = x, smoothed
+            test.x, test.y = ex, ey
     return fig

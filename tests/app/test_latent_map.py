@@ -44,7 +44,7 @@ def test_a_lasso_shows_a_gallery_of_the_selected_digits(app):
     select(app, *range(100))
     assert not errors_of(app)
     assert "100 digits selected" in texts_of(app)
-    assert "Showing the first 60 of them" in texts_of(app)
+    assert "A random 60 of them" in texts_of(app)
 
 
 def test_label_model_says_the_map_shows_style(app):
