@@ -160,6 +160,15 @@ def _state_copy(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
+    """Adam, with torch's fused kernel where it has one: on the CPU the default (foreach) Adam takes about
+    a quarter of a training step of the 784-512-2 VAE, the fused one about a twelfth (bench/train_throughput.py)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused Adam
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = ()) -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks`.
@@ -179,7 +188,7 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
 
     n = len(data.train)
