@@ -80,7 +80,7 @@ def _find(models, variant, condition, dataset="mnist"):
 def _train_row(name, m, meta, folder: Path) -> str:
     size = os.path.getsize(folder / f"{name}.safetensors") / 1e6
     secs = meta.get("wall_seconds")
-    return (f"| `{name}` | {m.config.describe()} | {meta.get('dataset')} | {m.num_parameters():,} | {size:.1f} MB | "
+    return (f"| `{name}` | {m.config.describe().replace(' | ', ', ')} | {meta.get('dataset')} | {m.num_parameters():,} | {size:.1f} MB | "
             f"{meta.get('epochs_completed', '–')} | {_fmt(secs / 60 if secs else None)} min | `{meta.get('command', '–')}` |")
 
 
@@ -177,7 +177,7 @@ def write_report(folder: str | os.PathLike = "checkpoints", out: str | os.PathLi
             continue
         met = meta.get("metrics", {})
         acc = label_accuracy(m, classifier) if classifier is not None else None
-        lines.append(f"| `{name}`: {m.config.describe()} | {_fmt(met.get('neg_elbo'))} | {_fmt(met.get('nll_mc'))} | "
+        lines.append(f"| `{name}`: {m.config.describe().replace(' | ', ', ')} | {_fmt(met.get('neg_elbo'))} | {_fmt(met.get('nll_mc'))} | "
                      f"{_fmt(met.get('nll_is'))} | {_fmt(None if acc is None else 100 * acc)}% | "
                      f"{_fmt(met.get('diversity'), 2)} |")
     if classifier is not None:
