@@ -43,9 +43,11 @@ def scatter_png(points: torch.Tensor, labels: torch.Tensor, names, size: int = 6
     hi = torch.quantile(points, 0.995, dim=0)
     img = Image.new("RGB", (size + 120, size), "white")
     draw = ImageDraw.Draw(img)
-    xy = ((points - lo) / (hi - lo)).clamp(0, 1) * (size - 20) + 10
+    unit = (points - lo) / (hi - lo)
+    inside = ((unit >= 0) & (unit <= 1)).all(dim=1)  # the outer 1 % is left out, not piled on the border
+    xy = unit * (size - 20) + 10
     order = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))
-    for k in order.tolist():
+    for k in order[inside[order]].tolist():
         x, y = xy[k].tolist()
         draw.ellipse([x - 1.5, size - y - 1.5, x + 1.5, size - y + 1.5], fill=PALETTE[int(labels[k]) % 10])
     for i, name in enumerate(names):
