@@ -31,5 +31,5 @@ run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --
 # quadrant completion (Sohn et al. 2015, section 5.1): one model per variant handles 1, 2 and 3 visible quadrants
 for v in baseline gsnn cvae hybrid; do
   run mnist-quadrants-$v train --variant $v --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
-      --epochs 15 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
+      --epochs 40 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
 done

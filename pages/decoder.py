@@ -29,7 +29,7 @@ st.title("Decoder")
 st.caption("Pick a point in the latent space and see what the decoder draws there. Quadrant-completion "
            "models need a partly visible image as input, so they live on the Compare page, not here.")
 
-picked = model_picker(where=dt.decodable)
+picked = model_picker(where=dt.decodable, prefer=lambda c: c.latent_dim == 2 and c.condition == "none")
 if picked is None:
     st.stop()
 model, meta = picked

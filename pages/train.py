@@ -39,7 +39,10 @@ job: TrainingJob | None = st.session_state.get(JOB)
 busy = job is not None and job.running
 
 # ---------------------------------------------------------------------------- settings
-with st.container(border=True):
+# While a run trains its settings are fixed: fold them away so the live charts sit near the top.
+settings_box = (st.expander(f"Settings of this run: {job.model_config.describe()}", icon=":material/tune:")
+                if busy else st.container(border=True))
+with settings_box:
     model_col, optim_col, data_col = st.columns(3, gap="large")
     with model_col:
         st.markdown("**Model**")
@@ -104,12 +107,12 @@ with st.container(border=True):
         problem = f"These settings cannot be used: {e}."
         st.error(problem, icon=":material/block:")
 
-    start_col, stop_col, note_col = st.columns([1, 1, 4], vertical_alignment="center")
-    start = start_col.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                             disabled=busy or problem is not None or folder is None, width="stretch")
-    stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
-    if problem is None and not busy:
-        note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
+start_col, stop_col, note_col = st.columns([1, 1, 4], vertical_alignment="center")
+start = start_col.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
+                         disabled=busy or problem is not None or folder is None, width="stretch")
+stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
+if problem is None and not busy:
+    note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
 
 if start:
     if job is not None:
@@ -152,7 +155,8 @@ def draw(snap) -> None:
         else:  # swapping the data in is ~20x cheaper than rebuilding, and leaves the GIL to the worker
             refresh_loss_curves(figures["curves"], snap.steps, snap.epoch_records, snap.steps_per_epoch)
         st.plotly_chart(figures["curves"], key="train_curves", config={"displayModeBar": False})
-        st.caption("Nats per image. Thin lines: the training loss of each batch; bold: smoothed; "
+        st.caption("Nats per image (total and reconstruction on a log scale). Thin lines: the training loss of "
+                   "each batch; bold: smoothed; "
                    f"dotted diamonds: the test loss (first {snap.eval_images:,} test images, β = 1) after each epoch.")
 
     pictures, latent = st.columns([1, 1], gap="large")
@@ -190,7 +194,8 @@ def live() -> None:
 def outcome(snap) -> None:
     """The ending in one sentence, then the save form."""
     if snap.status == "completed":
-        st.success(f"Training finished: {snap.message}", icon=":material/check_circle:")
+        st.success(f"Training finished: {len(snap.epoch_records)} epoch{'s' * (len(snap.epoch_records) != 1)} "
+                   f"in {format_seconds(snap.elapsed)}.", icon=":material/check_circle:")
     elif snap.status == "stopped":
         st.info(snap.message, icon=":material/stop_circle:")
     else:
@@ -229,5 +234,5 @@ elif job.running:
     live()
 else:
     final = job.snapshot()
-    draw(final)
     outcome(final)
+    draw(final)

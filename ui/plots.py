@@ -89,9 +89,14 @@ def loss_curves(steps: dict[str, list], epoch_records: list[dict], steps_per_epo
                                  legendgroup="test", showlegend=col == 1,
                                  hovertemplate="end of epoch %{x}: %{y:.2f}<extra>test</extra>"), row=1, col=col)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0), uirevision="loss")
-    fig.update_xaxes(title_text="epoch", showgrid=True, gridcolor="#eee", rangemode="tozero")
+                      legend=dict(orientation="h", yanchor="top", y=-0.28, x=0.5, xanchor="center"),
+                      uirevision="loss")
+    fig.update_xaxes(showgrid=True, gridcolor="#eee", rangemode="tozero")
+    fig.update_xaxes(title_text="epoch", title_standoff=4, row=1, col=2)
     fig.update_yaxes(showgrid=True, gridcolor="#eee")
+    # the first steps' loss is several times the final one: a log axis keeps the later progress visible
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)
     return fig
 
 
