@@ -143,12 +143,12 @@ def write_report(folder: str | os.PathLike = "checkpoints", out: str | os.PathLi
     if "cvae" in quad:
         for k in range(3):
             v = quad["cvae"][k].get("nll_is")
-            checks.append(f"- CVAE importance-sampled NLL below Pyro's CVAE, {k + 1} quadrant(s): {_fmt(v)} vs "
+            checks.append(f"- CVAE importance-sampled NLL below Pyro's CVAE, {k + 1} quadrant(s): {_fmt(v, 2)} vs "
                           f"{PYRO['cvae'][k]}: **{'met' if v is not None and v < PYRO['cvae'][k] else 'missed'}**")
     if "baseline" in quad:
         for k in range(3):
             v = quad["baseline"][k].get("nll_is", quad["baseline"][k].get("neg_elbo"))
-            checks.append(f"- baseline within 2 nats of Pyro's baseline or better, {k + 1} quadrant(s): {_fmt(v)} vs "
+            checks.append(f"- baseline within 2 nats of Pyro's baseline or better, {k + 1} quadrant(s): {_fmt(v, 2)} vs "
                           f"{PYRO['baseline'][k]}: **{'met' if v is not None and v <= PYRO['baseline'][k] + 2 else 'missed'}**")
     if "gsnn" in quad and "baseline" in quad:
         for k in range(3):
