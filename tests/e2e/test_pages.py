@@ -19,9 +19,11 @@ PAGES = [("Home", "Latent Lab"), ("Train", "Train"), ("Latent map", "Latent map"
 
 # points drawn by the Plotly chart under a selector, over all traces (_length: Plotly's decoded count;
 # the figure's x arrays travel as base64 typed arrays, so gd.data[i].x has no length)
-POINTS_JS = """(scope) => { const gd = document.querySelector(scope + ' .js-plotly-plot');
-    if (!gd || !gd._fullData) return -1;
-    return gd._fullData.reduce((n, t) => n + (t._length || 0), 0); }"""
+# A fragment rerun can briefly leave a stale copy of a chart beside the new one: count the fullest.
+POINTS_JS = """(scope) => { let best = -1;
+    for (const gd of document.querySelectorAll(scope + ' .js-plotly-plot')) {
+        if (gd._fullData) best = Math.max(best, gd._fullData.reduce((n, t) => n + (t._length || 0), 0)); }
+    return best; }"""
 
 
 def plotly_point_count(page, scope: str) -> int:
@@ -51,7 +53,7 @@ def test_train_curve_grows_then_stop(page, server):
     go_to(page, "Train")
     page.get_by_role("button", name=re.compile("Start training")).click()
     curves = ".st-key-train_curves"
-    page.locator(f"{curves} .js-plotly-plot").wait_for(timeout=60_000)
+    page.locator(f"{curves} .js-plotly-plot").last.wait_for(timeout=60_000)
     first = plotly_point_count(page, curves)
     page.wait_for_function(f"([scope, n]) => ({POINTS_JS})(scope) > n", arg=[curves, first], timeout=90_000)
     assert plotly_point_count(page, curves) > first
