@@ -51,6 +51,12 @@ def test_every_page_opens_without_an_exception(page, server):
 def test_train_curve_grows_then_stop(page, server):
     open_page(page, server.url)
     go_to(page, "Train")
+    # enough epochs that the run is still going when we look and when we press Stop (a quiet machine
+    # finishes the default 3 epochs in a few seconds)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("50")
+    epochs.press("Enter")
+    page.wait_for_timeout(1500)
     page.get_by_role("button", name=re.compile("Start training")).click()
     curves = ".st-key-train_curves"
     page.locator(f"{curves} .js-plotly-plot").last.wait_for(timeout=60_000)
