@@ -24,4 +24,10 @@ PAGES = {
 }
 
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide")
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/__init__.py)
+
+try:
+    page.run()
+finally:  # after a page's first run, its long-lived objects leave the collector's path (ui/gc_tuning.py)
+    freeze_after_first_run(page.url_path)
