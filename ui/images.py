@@ -5,6 +5,7 @@ every pixel a crisp square.
 """
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -69,3 +70,11 @@ def png_bytes(array) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def png_data_url(array_or_png) -> str:
+    """A PNG as a data: URL, from a uint8 / [0, 1] array or from PNG bytes. st.image shows such a URL as it
+    is, so the picture travels inside the page update instead of being fetched from the server afterwards
+    (on the Decoder that fetch waited behind the manifold chart's rerun: up to 200 ms per slider move)."""
+    png = array_or_png if isinstance(array_or_png, bytes) else png_bytes(array_or_png)
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -2,7 +2,6 @@
 and the decoded digits drawn under the points."""
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import streamlit as st
 import torch
 
 from ui.data import test_set
-from ui.images import grid, png_bytes
+from ui.images import grid, png_data_url
 from ui.models import load_model
 from vae_core import LatentModel, encode_dataset, make_batch
 
@@ -91,7 +90,7 @@ def decoded_background(model: LatentModel, x_range: tuple[float, float], y_range
     x = None if label is None else torch.full((n * n,), int(label), dtype=torch.long)
     imgs = model.decode(z.to(model.device), x).reshape(n, n, cfg.image_size, cfg.image_size).cpu()
     picture = 255 - grid(imgs, pad=0)
-    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode()
+    return png_data_url(picture)
 
 
 def selected_indices(event, class_members: list[np.ndarray] | None = None) -> list[int]:

@@ -25,3 +25,31 @@ def test_home_without_data_says_so(no_data, app):
     assert not errors_of(app)
     assert any("was not found" in w.value for w in app.warning)
     assert any(b.label.startswith("Download") for b in app.button)
+
+
+def test_png_data_url_inlines_the_png_so_the_browser_fetches_nothing():
+    import base64
+
+    import numpy as np
+    from ui.images import png_bytes, png_data_url
+
+    png = png_bytes(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28))
+    url = png_data_url(png)
+    assert url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == png
+    assert png_data_url(np.zeros((2, 2), np.uint8)).startswith("data:image/png;base64,")  # an array works too
+
+
+def test_gc_is_frozen_once_per_page():
+    import gc
+
+    from ui import gc_tuning
+
+    before = gc.get_freeze_count()
+    try:
+        kept = [object() for _ in range(100)]   # alive now: frozen with the rest
+        assert gc_tuning.freeze_after_first_run("test-page") is True
+        assert gc.get_freeze_count() >= before + len(kept)
+        assert gc_tuning.freeze_after_first_run("test-page") is False   # the second run of a page does nothing
+    finally:
+        gc_tuning._done.discard("test-page")
