@@ -16,7 +16,7 @@ import streamlit as st
 from ui import decoder_tools as dt
 from vae_core import CLASS_NAMES
 from ui.data import missing_data_note, test_set
-from ui.images import grid, png_bytes, upscale
+from ui.images import grid, png_bytes, png_data_url, upscale
 from ui.models import model_picker
 from ui.plots import class_color, latent_scatter
 
@@ -65,6 +65,17 @@ def explorer() -> None:
         st.session_state[dt.GRID_CLICKS_KEY] = st.session_state.get(dt.GRID_CLICKS_KEY, 0) + 1
 
     controls, image_col, grid_col = st.columns([1.1, 1, 1.4] if cfg.latent_dim == 2 else [1.6, 1, 0.01])
+    # The image first: its delta reaches the browser before the widgets' (they are redrawn after it).
+    z = dt.current_z()
+    digit = dt.decode(model, z, label)
+    with image_col:
+        st.markdown("**Decoded image**")
+        big = png_bytes(upscale(digit, 10))
+        st.image(png_data_url(big), caption="z = (" + ", ".join(f"{v:.2f}" for v in z[:6])  # inline: no fetch
+                 + (", …" if len(z) > 6 else "") + ")")
+        st.download_button("PNG", big, file_name="decoded.png", mime="image/png",
+                           icon=":material/download:", key="decoder_download")
+
     with controls:
         st.markdown(f"**Latent code z** ({cfg.latent_dim} dimensions)")
         lo, hi = dt.slider_range()
@@ -84,16 +95,6 @@ def explorer() -> None:
             st.caption("The prior p(z | class " + class_names[label or 0] + ") has mean ("
                        + ", ".join(f"{v:.2f}" for v in mu[:4]) + (", …" if len(mu) > 4 else "") + ") and sd ("
                        + ", ".join(f"{v:.2f}" for v in std[:4]) + (", …" if len(std) > 4 else "") + ").")
-
-    z = dt.current_z()
-    digit = dt.decode(model, z, label)
-    with image_col:
-        st.markdown("**Decoded image**")
-        big = upscale(digit, 10)
-        st.image(big, output_format="PNG", caption="z = (" + ", ".join(f"{v:.2f}" for v in z[:6])
-                 + (", …" if len(z) > 6 else "") + ")")
-        st.download_button("PNG", png_bytes(big), file_name="decoded.png", mime="image/png",
-                           icon=":material/download:", key="decoder_download")
 
     if cfg.latent_dim == 2:
         with grid_col:

@@ -173,3 +173,20 @@ def test_gif_is_an_animated_loop():
     assert gif.format == "GIF" and gif.size == (56, 56)
     assert gif.n_frames == 6  # forth and back: 4 + 2
     assert gif.info.get("loop") == 0
+
+
+def test_grid_figure_moves_only_the_ring_and_matches_a_fully_checked_figure():
+    import plotly.graph_objects as go
+    from ui.images import png_bytes
+
+    png = png_bytes(np.zeros((84, 84), np.uint8))
+    z1, z2 = np.array([-1.0, 0.0, 1.0]), np.array([1.0, 0.0, -1.0])
+    a, b = dt.grid_figure(png, z1, z2, 28, [0.0, 0.0]), dt.grid_figure(png, z1, z2, 28, [1.0, -1.0])
+    assert [t.name for t in a.data] == ["cells", "current z"]
+    assert (a.data[1].x[0], a.data[1].y[0]) == (42.0, 42.0)   # the middle cell's centre
+    assert (b.data[1].x[0], b.data[1].y[0]) == (70.0, 70.0)   # the last column, the last row
+    assert a.to_dict()["data"][0] == b.to_dict()["data"][0] and a.layout == b.layout
+    assert len(dt.grid_figure(png, z1, z2, 28).data) == 1     # no z, no ring
+    # built without validation from validated parts: Plotly's checked copy of it is the same figure
+    assert go.Figure(b.to_dict()).to_dict() == b.to_dict()
+    assert b.layout.images[0].source.startswith("data:image/png;base64,")
