@@ -51,11 +51,13 @@ def test_every_page_opens_without_an_exception(page, server):
 def test_train_curve_grows_then_stop(page, server):
     open_page(page, server.url)
     go_to(page, "Train")
-    # enough epochs that the run is still going when we look and when we press Stop (a quiet machine
-    # finishes the default 3 epochs in a few seconds)
+    # the longest run the widgets allow, so it is still going when we look and when we press Stop: a quiet
+    # machine finished 50 epochs of the synthetic data set (1,000 images, used when MNIST is absent) in 4 s
     epochs = page.get_by_label("Epochs")
-    epochs.fill("50")
+    epochs.fill("200")
     epochs.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-train_batch").get_by_role("slider").press("Home")   # batch size 16: 8x the steps
     page.wait_for_timeout(1500)
     page.get_by_role("button", name=re.compile("Start training")).click()
     curves = ".st-key-train_curves"
