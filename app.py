@@ -25,7 +25,7 @@ PAGES = {
 
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide")
 page = st.navigation(PAGES)
-from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/__init__.py)
+from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 
 try:
     page.run()

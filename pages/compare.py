@@ -12,10 +12,13 @@ import streamlit as st
 import torch
 
 from ui import compare_tools as ct
-from ui.data import missing_data_note, test_set
+from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, upscale
-from ui.models import available_models, load_model
+from ui.model_catalogue import available_models, load_model
 from vae_core import CLASS_NAMES, CheckpointError, sample_diversity
+from ui.routing import route_through_app
+
+route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
 st.title("Compare CVAE vs GSNN")
 st.caption("A GSNN trains its decoder on z drawn from the prior p(z|x), so it learns to hedge and its samples "

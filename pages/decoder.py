@@ -15,10 +15,13 @@ import streamlit as st
 
 from ui import decoder_tools as dt
 from vae_core import CLASS_NAMES
-from ui.data import missing_data_note, test_set
+from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
-from ui.models import model_picker
+from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
+from ui.routing import route_through_app
+
+route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
 try:  # a maintained drawing component (pinned in requirements.txt); the page falls back to an upload
     from streamlit_drawable_canvas import st_canvas

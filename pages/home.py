@@ -1,9 +1,12 @@
 """Home: what Latent Lab is, how to use it in a class, which models are here, and whether the data set is."""
 import streamlit as st
 
-from ui.data import dataset_folder, download, missing_data_note
-from ui.models import available_models, model_dirs
-from ui.summaries import models_table
+from ui.cached_data import dataset_folder, download, missing_data_note
+from ui.model_catalogue import available_models, model_dirs
+from ui.home_tools import models_table
+from ui.routing import route_through_app
+
+route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
 st.title(":material/explore: Latent Lab")
 st.markdown(

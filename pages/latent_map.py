@@ -7,12 +7,15 @@ region to see which digits live there. A latent space with more than two dimensi
 import numpy as np
 import streamlit as st
 
-from ui.data import missing_data_note, test_set
+from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
-from ui.latent import (decoded_background, map_unavailable_reason, pca_axes, point_details, selected_indices,
+from ui.latent_map_tools import (decoded_background, map_unavailable_reason, pca_axes, point_details, selected_indices,
                        test_latents)
-from ui.models import model_picker
+from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
+from ui.routing import route_through_app
+
+route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
 CHART_KEY = "latent_map_chart"
 GALLERY_MAX = 60

@@ -1,17 +1,20 @@
 """Train: choose a model and its training settings, start and stop a run, watch it learn live, save it.
 
-The run lives in a TrainingJob (ui/training.py) kept in st.session_state: it survives a switch to
+The run lives in a TrainingJob (ui/training_job.py) kept in st.session_state: it survives a switch to
 another page and back. While it runs, a fragment redraws from a snapshot of the job every
 REFRESH_SECONDS without rerunning the page.
 """
 import streamlit as st
 
-from ui.data import dataset_folder, missing_data_note
+from ui.cached_data import dataset_folder, missing_data_note
 from ui.images import upscale
-from ui.models import clear_model_cache, save_dir
+from ui.model_catalogue import clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
-from ui.training import TrainingJob, format_seconds, parse_hidden
+from ui.training_job import TrainingJob, format_seconds, parse_hidden
 from vae_core import DATASETS, ModelConfig, TrainConfig
+from ui.routing import route_through_app
+
+route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
 JOB = "train_job"
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map of each epoch

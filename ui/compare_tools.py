@@ -13,9 +13,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from vae_core import conditional_nll, quadrant_input
-from ui.data import test_set
+from ui.cached_data import test_set
 from ui.images import BACKGROUND, grid, to_uint8
-from ui.models import load_model
+from ui.model_catalogue import load_model
 
 TITLES = {"baseline": "Baseline NN", "gsnn": "GSNN", "cvae": "CVAE", "hybrid": "Hybrid"}
 SAMPLERS = ("gsnn", "cvae", "hybrid")              # the paper's order of the stochastic models

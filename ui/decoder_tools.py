@@ -18,7 +18,7 @@ from PIL import Image
 
 from vae_core import ModelConfig, interpolate, manifold_grid
 from ui.images import png_bytes, png_data_url, to_uint8, upscale
-from ui.models import load_model
+from ui.model_catalogue import load_model
 
 SLIDER_LIMIT = 3.0      # sliders span [-3, 3] (wider where a learned prior puts its mass further out)
 NUMBER_LIMIT = 50.0     # the exact number inputs accept more

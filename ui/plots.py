@@ -50,7 +50,6 @@ LOSS_TERMS = {"loss": "total loss", "recon": "reconstruction", "kl": "KL diverge
 
 def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int, smoothing: float):
     """Per term: (x, raw y, smoothed y, test x, test y), at most ~1,500 points a curve."""
-    from ui.training import smooth
 
     x = np.asarray(steps.get("step", []), dtype=np.float64) / max(1, steps_per_epoch)
     stride = max(1, len(x) // 1500)
@@ -112,3 +111,11 @@ def refresh_loss_curves(fig: go.Figure, steps: dict[str, list], epoch_records: l
             smooth_trace.x, smooth_trace.y = x, smoothed
             test.x, test.y = ex, ey
     return fig
+
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (as TensorBoard's smoothing)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** i))
+    return out

@@ -9,9 +9,9 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ui.data import test_set
+from ui.cached_data import test_set
 from ui.images import grid, png_data_url
-from ui.models import load_model
+from ui.model_catalogue import load_model
 from vae_core import LatentModel, encode_dataset, make_batch
 
 

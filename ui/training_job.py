@@ -292,13 +292,6 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction (as TensorBoard's smoothing)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, start=1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight ** i))
-    return out
 
 
 def format_seconds(seconds: float) -> str:
