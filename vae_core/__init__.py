@@ -10,7 +10,7 @@ from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint, rea
 from .config import CONDITIONS, DATASETS, PRIORS, VARIANT_NAMES, ModelConfig, TrainConfig
 from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_dataset, locate_dataset,
                    make_batch, quadrant_input, quadrant_mask)
-from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, interpolate,
+from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, evaluation_work, interpolate,
                          log_likelihood, manifold_grid, sample_diversity)
 from .models import VARIANTS, LatentModel, build_model
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data

@@ -21,7 +21,7 @@ import torch
 from .checkpoints import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
-from .evaluation import encode_dataset, evaluate
+from .evaluation import encode_dataset, evaluate, evaluation_work
 from .models import build_model
 from .training import Callback, prepare_data, fit
 
@@ -114,6 +114,12 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
+    if args.init_from:
+        start, _ = load_checkpoint(args.init_from)
+        if start.config != model_cfg:
+            raise ValueError(f"--init-from {args.init_from} holds a {start.config.describe()} model with "
+                             f"{start.config.to_dict()}, not the {model_cfg.to_dict()} asked for")
+        model.load_state_dict(start.state_dict())
     print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
           f"{model.num_parameters():,} parameters)", file=sys.stderr)
     bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
@@ -136,9 +142,15 @@ def cmd_train(args) -> int:
         if args.float16:  # evaluate exactly the weights that will be stored, and record what rounding cost
             meta["float16_max_abs_diff"] = round_to_float16(model, test)
         if args.eval_samples > 0:
-            meta["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
-            # the same on the first 1,000 test images, so a test can re-check the stored figures cheaply
-            meta["metrics_test1000"] = _metrics(model, test, args.eval_samples, 1000)
+            # the metrics on the first 1,000 test images too, so a test can re-check the stored figures cheaply
+            # (the same numbers when --test-limit is 1000, so they are computed once then)
+            again = args.test_limit != CHECK_IMAGES
+            work = (_metrics_work(model.config, len(test), args.eval_samples, args.test_limit)
+                    + again * _metrics_work(model.config, len(test), args.eval_samples, CHECK_IMAGES))
+            with EvalBar(work, args.quiet) as bar:
+                meta["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit, bar.update)
+                meta["metrics_test1000"] = (_metrics(model, test, args.eval_samples, CHECK_IMAGES, bar.update)
+                                            if again else meta["metrics"])
             print(json.dumps(meta["metrics"], indent=1), file=sys.stderr)
         if model_cfg.has_latent and model_cfg.latent_dim == 2 and model_cfg.condition != "quadrants":
             mu, _, labels = encode_dataset(model, test)
@@ -163,19 +175,52 @@ def round_to_float16(model, test) -> float:
     return float((model.reconstruct(y, x) - before).abs().max())
 
 
-def _metrics(model, test, samples: int, limit: int = 0) -> dict:
+CHECK_IMAGES = 1000  # the test images of `metrics_test1000`, the figures tests/vae_core re-evaluates
+QUICK_TEST_IMAGES = 1000  # train's default --test-limit: a quick run stays quick; 0 gives the full test set
+
+
+class EvalBar:
+    """A tqdm bar on stderr over the final likelihood evaluation; its update() is the `progress` callback
+    that vae_core.evaluation calls (in decoded samples), so the core itself never prints."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc="evaluating", unit="sample", unit_scale=True, dynamic_ncols=True,
+                        file=sys.stderr, disable=quiet, mininterval=1.0)
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def _counts(cfg) -> tuple:
+    return (1, 2, 3) if cfg.condition == "quadrants" and cfg.quadrants == 0 else (None,)
+
+
+def _metrics_work(cfg, n_test: int, samples: int, limit: int = 0) -> int:
+    n = min(limit, n_test) if limit else n_test
+    return len(_counts(cfg)) * evaluation_work(cfg, n, samples)
+
+
+def _metrics(model, test, samples: int, limit: int = 0, progress=None) -> dict:
     if limit:
         test = test.subset(0, limit)
-    cfg = model.config
-    if cfg.condition == "quadrants" and cfg.quadrants == 0:
-        return {f"q{k}": evaluate(model, test, samples, quadrants=k) for k in (1, 2, 3)}
-    return evaluate(model, test, samples)
+    counts = _counts(model.config)
+    if counts == (None,):
+        return evaluate(model, test, samples, progress=progress)
+    return {f"q{k}": evaluate(model, test, samples, quadrants=k, progress=progress) for k in counts}
 
 
 def cmd_eval(args) -> int:
     model, meta = load_checkpoint(args.checkpoint)
     test = load_dataset(meta.get("dataset", "mnist"), "test", args.data_dir)
-    metrics = _metrics(model, test, args.samples, args.limit)
+    with EvalBar(_metrics_work(model.config, len(test), args.samples, args.limit), args.quiet) as bar:
+        metrics = _metrics(model, test, args.samples, args.limit, bar.update)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model_config"].describe(),
                           "dataset": meta.get("dataset"), "metrics": metrics}))
@@ -242,17 +287,23 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     t.add_argument("--name", default="", help="display name stored in the checkpoint")
     t.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
+    t.add_argument("--init-from", default="", help="start from the weights of this checkpoint (same model "
+                   "config): continue a run with new training settings")
     t.add_argument("--max-seconds", type=float, default=0, help="stop training after this many seconds")
-    t.add_argument("--eval-samples", type=int, default=100, help="S for the likelihood estimates (0: skip)")
-    t.add_argument("--test-limit", type=int, default=0, help="final metrics on the first N test images (0: all)")
+    t.add_argument("--eval-samples", type=int, default=100,
+                   help="S, draws per image for the final likelihood estimates (default 100; 0: skip them)")
+    t.add_argument("--test-limit", type=int, default=QUICK_TEST_IMAGES,
+                   help=f"final metrics on the first N test images (default {QUICK_TEST_IMAGES}, which keeps a "
+                        "quick run quick; 0: all 10,000, as the shipped checkpoints use)")
     t.add_argument("--float16", action="store_true", help="store the weights in float16")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress bars (training and final evaluation)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     e.add_argument("checkpoint")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--samples", type=int, default=100, help="S for the likelihood estimates")
-    e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    e.add_argument("--samples", type=int, default=100, help="S for the likelihood estimates (default 100)")
+    e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images (default 0: all)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     e.add_argument("--data-dir", default=None)
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint")

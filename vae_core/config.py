@@ -15,6 +15,9 @@ VARIANT_NAMES = ("vae", "cvae", "gsnn", "hybrid", "baseline")
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
 DATASETS = ("mnist", "fashion-mnist")
+# The one default model size: the CLI's --hidden-dims and the Train page's "Hidden layers" both start here
+# (two ReLU layers of 256 units in each net; the decoder mirrors the encoder).
+DEFAULT_HIDDEN_DIMS = (256, 256)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -52,12 +55,13 @@ class ModelConfig(_DictMixin):
                random per example (a model that handles all three)
     prior      learned p(z|x) (Sohn et al.) or standard N(0, I), for conditional models
     alpha      hybrid weight: alpha * L_cvae + (1 - alpha) * L_gsnn
+    hidden_dims  hidden layer sizes of each net (default DEFAULT_HIDDEN_DIMS, shared by the CLI and Train page)
     """
 
     variant: str = "vae"
     condition: str = "none"
     latent_dim: int = 2
-    hidden_dims: tuple[int, ...] = (512, 512)
+    hidden_dims: tuple[int, ...] = DEFAULT_HIDDEN_DIMS
     prior: str = "learned"
     alpha: float = 0.5
     quadrants: int = 0
@@ -128,6 +132,8 @@ class TrainConfig(_DictMixin):
     train_limit      use only the first N training images (0: all); tests use small subsets
     eval_limit       evaluate per epoch on at most N images (0: all)
     keep_best        at the end, restore the weights of the epoch with the lowest evaluation loss
+    patience         early stopping: end training once the evaluation loss has not improved for this many
+                     epochs (0: off; needs an evaluation set); `epochs` is then an upper bound
     """
 
     dataset: str = "mnist"
@@ -142,6 +148,7 @@ class TrainConfig(_DictMixin):
     eval_limit: int = 0
     keep_best: bool = False
     lr_decay: float = 1.0
+    patience: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -166,6 +173,9 @@ class TrainConfig(_DictMixin):
                f"eval_limit must be zero (all) or a positive whole number; got {self.eval_limit!r}")
         _check(isinstance(self.lr_decay, (int, float)) and 0.0 < self.lr_decay <= 1.0,
                f"lr_decay (per-epoch learning-rate factor) must lie in (0, 1]; got {self.lr_decay!r}")
+        _check(isinstance(self.patience, int) and self.patience >= 0,
+               f"patience (epochs without improvement before stopping) must be zero (off) or a positive "
+               f"whole number; got {self.patience!r}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 

@@ -14,23 +14,30 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Callable
 
 import torch
+
+from .config import ModelConfig
 
 from .data import ImageDataset, make_batch, target_mask
 from .losses import bernoulli_log_likelihood, gaussian_log_density
 from .training import evaluate_loss
 
+Progress = Callable[[int], None]  # called with an amount of work just done (see evaluation_work)
+
 __all__ = [
-    "log_likelihood", "conditional_nll", "evaluate", "sample_diversity", "manifold_grid",
+    "evaluation_work", "log_likelihood", "conditional_nll", "evaluate", "sample_diversity", "manifold_grid",
     "interpolate", "encode_dataset", "evaluate_loss",
 ]
 
 
 @torch.no_grad()
 def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int = 100,
-                   method: str = "is", chunk: int = 50) -> torch.Tensor:
-    """Per-example estimate of log p(y|x) in nats: [B]. method 'mc' (z from the prior) or 'is' (z from q)."""
+                   method: str = "is", chunk: int = 50, progress: Progress | None = None) -> torch.Tensor:
+    """Per-example estimate of log p(y|x) in nats: [B]. method 'mc' (z from the prior) or 'is' (z from q).
+
+    progress, if given, is called with the number of decoded samples after each chunk (images x draws)."""
     if method not in ("mc", "is"):
         raise ValueError(f"method must be 'mc' or 'is'; got {method!r}")
     if samples < 1:
@@ -40,7 +47,10 @@ def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int 
     h = model.features(x, batch)
     mask = target_mask(x, y.shape[-1])
     if model.baseline_net is not None:  # deterministic: both estimators are exact
-        return bernoulli_log_likelihood(model.baseline_net(h), y, mask)
+        out = bernoulli_log_likelihood(model.baseline_net(h), y, mask)
+        if progress is not None:
+            progress(samples * batch)
+        return out
     mu_p, logvar_p = model.prior(h, batch)
     if method == "is":
         mu_q, logvar_q = model.recognition(h, y)
@@ -57,14 +67,19 @@ def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int 
         if method == "is":
             log_w = log_w + gaussian_log_density(z, mu_p, logvar_p) - gaussian_log_density(z, mu_q, logvar_q)
         parts.append(log_w)
+        if progress is not None:
+            progress(s * batch)
     log_w = torch.cat(parts, dim=0)
     return torch.logsumexp(log_w, dim=0) - math.log(samples)
 
 
 @torch.no_grad()
 def conditional_nll(model, dataset: ImageDataset, samples: int = 100, method: str = "is",
-                    quadrants: int | None = None, batch_size: int = 500, seed: int = 0) -> float:
-    """Mean negative (conditional) log-likelihood over a data set, nats per image."""
+                    quadrants: int | None = None, batch_size: int = 500, seed: int = 0,
+                    progress: Progress | None = None) -> float:
+    """Mean negative (conditional) log-likelihood over a data set, nats per image.
+
+    progress: called with each count of decoded samples done (len(dataset) x samples in all)."""
     model.eval()
     device = model.device
     total, gen = 0.0, torch.Generator().manual_seed(seed)
@@ -74,7 +89,7 @@ def conditional_nll(model, dataset: ImageDataset, samples: int = 100, method: st
             imgs = dataset.images[start:start + batch_size].to(device)
             labels = dataset.labels[start:start + batch_size].to(device)
             y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
-            total += float(-log_likelihood(model, y, x, samples, method).sum())
+            total += float(-log_likelihood(model, y, x, samples, method, progress=progress).sum())
     return total / max(1, len(dataset))
 
 
@@ -103,21 +118,32 @@ def sample_diversity(model, x: torch.Tensor | None, n: int = 10, seed: int = 0) 
 
 
 @torch.no_grad()
+def evaluation_work(config: ModelConfig, n_images: int, samples: int = 100) -> int:
+    """How many units `evaluate` reports through its `progress` callback for n_images: one per image for the
+    loss pass, then one per decoded sample for each likelihood estimate. A progress bar's total."""
+    estimates = int(config.has_latent) + int(config.is_conditional)
+    return n_images * (1 + estimates * samples)
+
+
+@torch.no_grad()
 def evaluate(model, dataset: ImageDataset, samples: int = 100, quadrants: int | None = None,
-             diversity_n: int = 10, diversity_examples: int = 100, seed: int = 0) -> dict[str, float]:
+             diversity_n: int = 10, diversity_examples: int = 100, seed: int = 0,
+             progress: Progress | None = None) -> dict[str, float]:
     """The standard report for one model on one data set (nats per image).
 
     neg_elbo, recon, kl: the training objective with beta = 1 (for gsnn and baseline, recon only);
     nll_is / nll_mc: negative log-likelihood by importance sampling / Monte Carlo with `samples` draws;
     diversity: sample_diversity over the first `diversity_examples` conditions.
+    progress: a callable given each amount of work done; evaluation_work(...) is the total. It lets a caller
+    (the CLI's progress bar) follow a long evaluation without this module printing anything.
     """
     model.eval()
-    terms = evaluate_loss(model, dataset, beta=1.0, quadrants=quadrants, seed=seed)
+    terms = evaluate_loss(model, dataset, beta=1.0, quadrants=quadrants, seed=seed, progress=progress)
     out = {"neg_elbo": terms["loss"], "recon": terms["recon"], "kl": terms["kl"], "samples": samples}
     if model.config.has_latent:
-        out["nll_is"] = conditional_nll(model, dataset, samples, "is", quadrants, seed=seed)
+        out["nll_is"] = conditional_nll(model, dataset, samples, "is", quadrants, seed=seed, progress=progress)
     if model.config.is_conditional:
-        out["nll_mc"] = conditional_nll(model, dataset, samples, "mc", quadrants, seed=seed)
+        out["nll_mc"] = conditional_nll(model, dataset, samples, "mc", quadrants, seed=seed, progress=progress)
         sub = dataset.subset(0, diversity_examples)
         _, x = make_batch(model.config, sub.images.to(model.device), sub.labels.to(model.device),
                           quadrants=quadrants, generator=torch.Generator().manual_seed(seed))

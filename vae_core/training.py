@@ -132,10 +132,11 @@ def check_compatible(model, data: TrainingData) -> None:
 
 @torch.no_grad()
 def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
-                  quadrants: int | None = None, seed: int = 0) -> dict[str, float]:
+                  quadrants: int | None = None, seed: int = 0, progress=None) -> dict[str, float]:
     """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
 
     With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image).
+    progress, if given, is called with the number of images done after each batch.
     """
     was_training = model.training
     model.eval()
@@ -151,6 +152,8 @@ def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: i
             terms = model.loss(y, x, beta)
             for k in sums:
                 sums[k] += float(terms[k]) * y.shape[0]
+            if progress is not None:
+                progress(y.shape[0])
     model.train(was_training)
     n = max(1, len(dataset))
     return {k: v / n for k, v in sums.items()}
@@ -180,6 +183,9 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     cfg = train_config
     if isinstance(data, ImageDataset):
         data = TrainingData(data, None)
+    if cfg.patience and data.eval is None:
+        raise ValueError("patience (early stopping) needs an evaluation set: set val_fraction or pass "
+                         "TrainingData with an eval split")
     check_compatible(model, data)
     callbacks = list(callbacks)
     device = resolve_device(cfg.device)
@@ -213,6 +219,9 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
             if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
                 status = "stopped"
                 message = f"stopped by request in epoch {epoch + 1}, after {global_step} steps"
+                if cfg.keep_best and best_state is not None:
+                    model.load_state_dict(best_state)
+                    message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
                 return result()
             t0 = time.perf_counter()
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -266,6 +275,11 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         for cb in callbacks:
             if hasattr(cb, "on_epoch"):
                 cb.on_epoch(info)
+        if (cfg.patience and eval_terms is not None and best_epoch is not None
+                and epoch - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs):
+            message = (f"stopped early after epoch {epoch + 1} of at most {cfg.epochs}: the evaluation loss "
+                       f"had not improved for {cfg.patience} epochs")
+            break
     if cfg.keep_best and best_state is not None:
         model.load_state_dict(best_state)
         message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"

@@ -150,3 +150,12 @@ def test_module_entry_point_errors_cleanly(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: lr") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_cli_and_model_config_share_one_default_size():
+    """The CLI's --hidden-dims default is ModelConfig's, DEFAULT_HIDDEN_DIMS (the Train page starts there too)."""
+    from vae_core.__main__ import make_parser
+    from vae_core.config import DEFAULT_HIDDEN_DIMS
+    from vae_core import ModelConfig
+    args = make_parser().parse_args(["train", "--out", "x.safetensors"])
+    assert tuple(args.hidden_dims) == ModelConfig().hidden_dims == DEFAULT_HIDDEN_DIMS == (256, 256)

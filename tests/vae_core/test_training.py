@@ -211,3 +211,51 @@ def test_prepare_data_splits(fake_data_dir):
 
     lim = prepare_data(TrainConfig(train_limit=50, eval_limit=20), root=fake_data_dir)
     assert (len(lim.train), len(lim.eval)) == (50, 20)
+
+
+def _scripted_eval(monkeypatch, losses):
+    scripted = iter(losses)
+    monkeypatch.setattr(training, "evaluate_loss",
+                        lambda *a, **k: {"loss": next(scripted), "recon": 1.0, "kl": 1.0})
+
+
+def test_patience_stops_once_the_evaluation_loss_stalls(tiny_data, monkeypatch):
+    # best at epoch 2 (index 1); epochs 3 and 4 do not beat it, so patience 2 ends training after epoch 4
+    _scripted_eval(monkeypatch, [5.0, 3.0, 4.0, 3.5, 1.0, 1.0, 1.0, 1.0])
+    model = build_model(ModelConfig(**TINY))
+    rec = Recorder(model)
+    data = TrainingData(tiny_data, tiny_data.subset(0, 10))
+    result = fit(model, data, TrainConfig(epochs=8, batch_size=64, keep_best=True, patience=2), [rec])
+    assert result.status == "completed" and result.epochs_completed == 4
+    assert len(rec.epochs) == 4 and len(result.history["epochs"]) == 4
+    assert result.best_epoch == 1 and same(state(model), rec.snapshots[1])
+    assert "stopped early after epoch 4" in result.message and "epoch 2" in result.message
+
+
+def test_patience_is_reset_by_every_improvement(tiny_data, monkeypatch):
+    # a new best every second epoch: patience 2 never runs out, all 6 epochs run
+    _scripted_eval(monkeypatch, [5.0, 5.5, 4.0, 4.5, 3.0, 3.5])
+    model = build_model(ModelConfig(**TINY))
+    result = fit(model, TrainingData(tiny_data, tiny_data.subset(0, 10)),
+                 TrainConfig(epochs=6, batch_size=64, patience=2))
+    assert result.epochs_completed == 6 and result.best_epoch == 4
+    assert result.message == "trained 6 epochs"
+
+
+def test_patience_needs_an_evaluation_set(tiny_data):
+    with pytest.raises(ValueError, match="patience"):
+        fit(build_model(ModelConfig(**TINY)), tiny_data, TrainConfig(epochs=2, patience=1))
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=-1)
+
+
+def test_a_stop_with_keep_best_keeps_the_best_epoch(tiny_data, monkeypatch):
+    # epochs of 4 steps: the stop comes in epoch 4, after epoch 2 (index 1) was the best
+    _scripted_eval(monkeypatch, [5.0, 3.0, 4.0])
+    model = build_model(ModelConfig(**TINY))
+    rec = Recorder(model)
+    result = fit(model, TrainingData(tiny_data, tiny_data.subset(0, 10)),
+                 TrainConfig(epochs=10, batch_size=64, keep_best=True), [rec, StopAfter(13)])
+    assert result.status == "stopped" and result.epochs_completed == 3
+    assert same(state(model), rec.snapshots[1])
+    assert "kept the weights of epoch 2" in result.message
