@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "tests" / "app"))
 from apptest_helpers import FIXTURE_MODELS, train_fixture_model, write_synthetic_mnist  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+SHIPPED_ENV = "LATENT_LAB_E2E_SHIPPED"  # set (to 1): the app serves checkpoints/ instead of tiny fixture models
 # what the pages need: a 2-D VAE (latent map, decoder), the label trio and the quadrant quartet (compare)
 E2E_MODELS = ("vae_2d", "cvae_label", "gsnn_label", "hybrid_label", "baseline_quadrants", "gsnn_quadrants",
               "cvae_quadrants", "hybrid_quadrants")
@@ -43,11 +44,14 @@ def e2e_env(browser_reason, tmp_path_factory) -> dict[str, str]:
     """LATENT_LAB_MODEL_DIRS (tiny trained checkpoints) and VAE_DATA_DIR (real MNIST, else synthetic)."""
     found = locate_dataset("mnist")
     data_root = found.parent if found is not None else write_synthetic_mnist(tmp_path_factory.mktemp("data"))
+    runs = tmp_path_factory.mktemp("e2e_runs")  # where the Train page would save
+    if os.environ.get(SHIPPED_ENV):  # docs/make_screenshots.py: the README's pictures show the shipped models
+        return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(ROOT / "checkpoints"), str(runs)]),
+                "VAE_DATA_DIR": str(data_root)}
     models = tmp_path_factory.mktemp("e2e_models")
     with torch.random.fork_rng(devices=[]):
         for name in E2E_MODELS:
             train_fixture_model(name, FIXTURE_MODELS[name], data_root, models)
-    runs = tmp_path_factory.mktemp("e2e_runs")  # where the Train page would save
     return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(models), str(runs)]), "VAE_DATA_DIR": str(data_root)}
 
 
