@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vae_core.data as data_mod
-from vae_core import ENV_VAR, ImageDataset, ModelConfig, build_model, evaluate, evaluation_work, read_meta
+from vae_core import ENV_VAR, ImageDataset, ModelConfig, build_model, evaluate, evaluation_work, read_record
 from vae_core.__main__ import QUICK_TEST_IMAGES, main
 
 TINY = dict(hidden_dims=(16,), image_size=8)
@@ -61,8 +61,8 @@ def test_train_shows_a_bar_for_the_final_evaluation(offline, fake_data_dir, tmp_
     out, err = _train(capsys, fake_data_dir, tmp_path)
     bars = _bar_lines(err)
     assert bars, err
-    # 100 fake test images, cvae: loss pass + IS + MC with S = 5, metrics computed once (limit 1000 >= 100... )
-    total = evaluation_work(read_meta(out)["model_config"], 100, 5)
+    # 100 fake test images, cvae: loss pass + IS + MC with S = 5, metrics computed once (the default limit, 1,000, covers all 100)
+    total = evaluation_work(read_record(out).model_config, 100, 5)
     assert "100%" in bars[-1] and f"/{total / 1000:.2f}k" in bars[-1].replace(" ", ""), bars[-1]
     assert err.index("evaluating") > err.index("completed: trained 1 epochs")
 
@@ -70,7 +70,7 @@ def test_train_shows_a_bar_for_the_final_evaluation(offline, fake_data_dir, tmp_
 def test_quiet_train_has_no_bars(offline, fake_data_dir, tmp_path, capsys):
     out, err = _train(capsys, fake_data_dir, tmp_path, "--quiet")
     assert _bar_lines(err) == [] and "step/s" not in err and "it/s" not in err
-    assert read_meta(out)["metrics"]["samples"] == 5
+    assert read_record(out).metrics["samples"] == 5
 
 
 def test_eval_shows_a_bar_on_stderr_only(offline, fake_data_dir, tmp_path, capsys):
@@ -88,14 +88,15 @@ def test_default_test_limit_keeps_a_quick_run_quick(offline, fake_data_dir, tmp_
     """The final metrics default to the first QUICK_TEST_IMAGES test images; --test-limit 0 means all."""
     import vae_core.__main__ as cli
     sizes = []
-    real = cli.evaluate
-    monkeypatch.setattr(cli, "evaluate", lambda model, data, *a, **k: sizes.append(len(data)) or real(model, data, *a, **k))
+    real = cli.checkpoint_metrics
+    monkeypatch.setattr(cli, "checkpoint_metrics",
+                        lambda model, data, *a, **k: sizes.append(len(data)) or real(model, data, *a, **k))
     monkeypatch.setattr(cli, "QUICK_TEST_IMAGES", 40)  # the fake test split has only 100 images
     monkeypatch.setattr(cli, "CHECK_IMAGES", 40)
     out, _ = _train(capsys, fake_data_dir, tmp_path, "--quiet")
     assert sizes == [40]  # computed once: the default limit is the re-check subset
-    meta = read_meta(out)
-    assert meta["metrics"] == meta["metrics_test1000"]
+    record = read_record(out)
+    assert record.metrics == record.metrics_test1000
     sizes.clear()
     _train(capsys, fake_data_dir, tmp_path, "--quiet", "--test-limit", "0")
     assert sizes == [100, 40]  # the whole test split, then the re-check subset
