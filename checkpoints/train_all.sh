@@ -19,7 +19,7 @@ run() {  # run NAME CLI-ARGS...: runs only the names asked for (all when none we
 common="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --lr 1e-3 --lr-decay 0.95 --test-limit 0"
 # stage 2 (issue 14): continue from the stage-1 file (--init-from, same model config) at a lower learning rate until
 # the validation loss stops improving (--patience); --max-seconds caps the run on a shared CPU.
-cont="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0 --epochs 200 --patience 6"
+cont="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0 --epochs 200"
 
 # label-conditioned CVAE / GSNN / hybrid with a 2-D latent (Compare page, latent map, decoder)
 for v in cvae gsnn hybrid; do
@@ -31,16 +31,16 @@ run classifier classifier --epochs 3 --out checkpoints/classifier/mnist-digits.s
 # plain 2-D VAEs
 run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 --epochs 25 \
     $common --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
-run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 \
-    --init-from checkpoints/mnist-vae-2d.safetensors $cont --lr 3e-4 --lr-decay 0.97 --max-seconds 4200 \
-    --eval-samples 1000 --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
 run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 --epochs 15 \
     $common --name "Fashion-MNIST VAE (2-D)" --out checkpoints/fashion-vae-2d.safetensors
+run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 \
+    --init-from checkpoints/fashion-vae-2d.safetensors $cont --patience 5 --lr 4e-4 --lr-decay 0.95 --max-seconds 2100 \
+    --name "Fashion-MNIST VAE (2-D)" --out checkpoints/fashion-vae-2d.safetensors
 # quadrant completion (Sohn et al. 2015, section 5.1): one model per variant handles 1, 2 and 3 visible quadrants
 for v in baseline gsnn cvae hybrid; do
   run mnist-quadrants-$v train --variant $v --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
       --epochs 40 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
 done
 run mnist-quadrants-cvae train --variant cvae --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
-    --init-from checkpoints/mnist-quadrants-cvae.safetensors $cont --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 \
+    --init-from checkpoints/mnist-quadrants-cvae.safetensors $cont --patience 6 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 \
     --name "MNIST cvae (quadrants 1-3)" --out checkpoints/mnist-quadrants-cvae.safetensors

@@ -18,6 +18,8 @@ from vae_core import (CLASS_NAMES, CheckpointError, DatasetUnavailable, list_che
 from vae_core.data import hidden_pixels
 
 PYRO = {"baseline": (100.4, 61.9, 25.4), "cvae": (71.8, 51.0, 24.2)}
+CVAE_SPARE = (1.0, 0.0, 0.0)   # issue 14: the quadrant CVAE beats Pyro's CVAE by at least 1 nat at 1 quadrant
+VAE_TARGET = (135.0, 132.0)    # issue 14: 2-D MNIST VAE test -ELBO and importance-sampled NLL (S = 1,000)
 PYRO_SRC = ("Pyro's CVAE example (examples/cvae, README table; the CVAE row is a 10-sample negative ELBO, "
             "an upper bound)")
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -122,11 +124,16 @@ def _vae_section(models) -> list[str]:
         if m is None:
             lines.append(f"| (no 2-D vae for {ds}) | | | | | | |")
             continue
-        neg_elbo = record.metric("neg_elbo")
-        target = "≤ 135" if ds == "mnist" else "–"
-        ok = ("yes" if neg_elbo is not None and neg_elbo <= 135 else "**no**") if ds == "mnist" else "–"
-        lines.append(f"| `{name}` | {ds} | {_fmt(neg_elbo)} | {_fmt(record.metric('nll_is'))} | "
-                     f"{record.samples or '–'} | {target} | {ok} |")
+        neg_elbo, nll_is, samples = record.metric("neg_elbo"), record.metric("nll_is"), record.samples
+        if ds == "mnist":  # issue 14: test -ELBO <= 135 and importance-sampled NLL (S = 1,000) <= 132
+            target = f"-ELBO ≤ {VAE_TARGET[0]:g}, NLL (IS, S = 1,000) ≤ {VAE_TARGET[1]:g}"
+            elbo_ok = neg_elbo is not None and neg_elbo <= VAE_TARGET[0]
+            nll_ok = nll_is is not None and nll_is <= VAE_TARGET[1] and (samples or 0) >= 1000
+            ok = "yes" if elbo_ok and nll_ok else ("**no** (" + ", ".join(
+                w for w, good in (("-ELBO", elbo_ok), (f"NLL at S = {samples}", nll_ok)) if not good) + ")")
+        else:
+            target = ok = "–"
+        lines.append(f"| `{name}` | {ds} | {_fmt(neg_elbo)} | {_fmt(nll_is)} | {samples or '–'} | {target} | {ok} |")
     lines += ["", "References for the 2-D MNIST VAE: the Keras VAE example's 2-D convolutional model ends near 147 "
               "(a training-set figure); the 2-D MLP VAE in the project's seed notes converges near 150; a plain "
               "two-layer 512-unit MLP measured on this machine reaches about 138 after 45 epochs (issue #4).", ""]
@@ -161,8 +168,10 @@ def _quadrant_section(models) -> list[str]:
     if "cvae" in quad:
         for k in range(3):
             v = quad["cvae"][k].get("nll_is")
-            checks.append(f"- CVAE importance-sampled NLL below Pyro's CVAE, {k + 1} quadrant(s): {_fmt(v, 2)} vs "
-                          f"{PYRO['cvae'][k]}: **{'met' if v is not None and v < PYRO['cvae'][k] else 'missed'}**")
+            bar = PYRO["cvae"][k] - CVAE_SPARE[k]
+            spare = f" with {CVAE_SPARE[k]:g} nat to spare" if CVAE_SPARE[k] else ""
+            checks.append(f"- CVAE importance-sampled NLL below Pyro's CVAE{spare}, {k + 1} quadrant(s): {_fmt(v, 2)} vs "
+                          f"{PYRO['cvae'][k]}: **{'met' if v is not None and v < bar else 'missed'}**")
     if "baseline" in quad:
         for k in range(3):
             v = quad["baseline"][k].get("nll_is", quad["baseline"][k].get("neg_elbo"))
