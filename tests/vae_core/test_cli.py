@@ -159,3 +159,26 @@ def test_cli_and_model_config_share_one_default_size():
     from vae_core import ModelConfig
     args = make_parser().parse_args(["train", "--out", "x.safetensors"])
     assert tuple(args.hidden_dims) == ModelConfig().hidden_dims == DEFAULT_HIDDEN_DIMS == (256, 256)
+
+
+def test_init_from_continues_from_a_checkpoint(trained, fake_data_dir, tmp_path, capsys):
+    """--init-from starts from the file's weights (a near-zero learning rate leaves them where they were);
+    without it training starts from fresh weights; a file of another model config is refused with one line."""
+    source, _ = load_checkpoint(trained)
+    base = ["train", "--variant", "cvae", "--condition", "label", *TINY_TRAIN, "--lr", "1e-12",
+            "--data-dir", fake_data_dir]
+    code, _, err = run_main(capsys, *base, "--init-from", trained, "--out", tmp_path / "cont.safetensors")
+    assert code == 0, err
+    cont, record = load_checkpoint(tmp_path / "cont.safetensors")
+    assert "--init-from" in record.command
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(source.state_dict().values(),
+                                                               cont.state_dict().values()))
+    code, _, err = run_main(capsys, *base, "--out", tmp_path / "fresh.safetensors")
+    fresh, _ = load_checkpoint(tmp_path / "fresh.safetensors")
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(source.state_dict().values(),
+                                                                   fresh.state_dict().values()))
+    code, _, err = run_main(capsys, "train", "--variant", "cvae", "--condition", "label", "--hidden-dims", "16",
+                            "--epochs", "1", "--data-dir", fake_data_dir, "--init-from", trained,
+                            "--out", tmp_path / "bad.safetensors")
+    assert_one_error_line(code, err)
+    assert "--init-from" in err and not (tmp_path / "bad.safetensors").exists()
