@@ -101,3 +101,12 @@ def test_default_test_limit_keeps_a_quick_run_quick(offline, fake_data_dir, tmp_
     _train(capsys, fake_data_dir, tmp_path, "--quiet", "--test-limit", "0")
     assert sizes == [100, 40]  # the whole test split, then the re-check subset
     assert QUICK_TEST_IMAGES == 1000
+
+
+def test_a_whole_float_sample_count_is_accepted(tiny_data):
+    """A count stored as 100.0 in a checkpoint's JSON evaluates as 100; a fractional one is refused."""
+    model = build_model(ModelConfig(**TINY))
+    data = ImageDataset(tiny_data.images[:50], tiny_data.labels[:50], "synthetic", "test")
+    assert evaluate(model, data, samples=4.0) == evaluate(model, data, samples=4)
+    with pytest.raises(ValueError, match="whole number"):
+        evaluate(model, data, samples=2.5)
