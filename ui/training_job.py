@@ -19,6 +19,7 @@ import torch
 
 from vae_core import (LatentModel, ModelConfig, TrainConfig, build_model, encode_dataset, evaluate, fit,
                       load_dataset, prepare_data, save_checkpoint)
+from vae_core.checkpoints import CheckpointExists
 from vae_core.data import quadrant_input
 
 from ui.images import grid
@@ -270,7 +271,13 @@ class TrainingJob:
         if cfg.has_latent and cfg.latent_dim == 2 and cfg.condition != "quadrants":
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
-        saved = save_checkpoint(path, model, meta, extras=extras)
+        try:  # the name is claimed atomically: of two saves of one name at once, only one succeeds
+            saved = save_checkpoint(path, model, meta, extras=extras, overwrite=overwrite)
+        except CheckpointExists:
+            raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
+                             "choose another name or tick 'overwrite'") from None
+        except OSError as e:
+            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
         with self._lock:
             self._saved_path = str(saved)
         return saved

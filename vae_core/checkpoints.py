@@ -7,20 +7,23 @@ The tensors are the model's weights (plus optional extras such as the test-set l
      "train_config": {...} | null, "dataset": "mnist" | ..., "metrics": {...}, "history": {...}, ...}
 
 safetensors holds only tensors and strings, so loading a file never runs code from it (unlike pickle).
-Writes go to a temporary file that is then renamed, so a crash never leaves a half-written checkpoint.
+Writes go through vae_core.atomic (unique temporary file, fsync, rename), so a crash never leaves a
+half-written checkpoint, and a save that must not overwrite claims its name atomically.
 Loading checks everything and raises CheckpointError with a sentence a user can act on.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from .atomic import clean_stale_temps, write_atomic
 
 from .config import ModelConfig
 from .models import LatentModel, build_model
@@ -34,6 +37,10 @@ SUFFIX = ".safetensors"
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, of the wrong format, or does not match its config."""
+
+
+class CheckpointExists(CheckpointError):
+    """save_checkpoint(..., overwrite=False) found the name taken (perhaps by a save a moment earlier)."""
 
 
 def _jsonable(obj: Any) -> Any:
@@ -52,10 +59,12 @@ def _jsonable(obj: Any) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, model: LatentModel, meta: dict | None = None, *,
                     extras: dict[str, torch.Tensor] | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, overwrite: bool = True) -> Path:
     """Write model weights + its config + `meta` (train_config, dataset, metrics, history, ...) atomically.
 
-    dtype=torch.float16 halves the file; loading converts back to float32.
+    dtype=torch.float16 halves the file; loading converts back to float32. overwrite=False claims the name
+    atomically: when the file exists, or another save takes the name first, CheckpointExists is raised and
+    nothing is replaced.
     """
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -66,16 +75,17 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, meta: dict | No
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     for name, value in (extras or {}).items():
         tensors[EXTRA_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    for key, value in tensors.items():  # never write weights that cannot be loaded back
+        if value.is_floating_point() and not key.startswith(EXTRA_PREFIX) and not torch.isfinite(value).all():
+            raise CheckpointError(f"not saved: the weight {key} holds NaN or infinite values"
+                                  + (" in float16 (it exceeds float16's range of +-65504)" if dtype == torch.float16
+                                     else "") + "; the file was left as it was")
+    payload = safetensors_bytes(tensors, metadata={META_KEY: json.dumps(record, allow_nan=True)})
     try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(record, allow_nan=True)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return write_atomic(path, payload, overwrite=overwrite)
+    except FileExistsError:
+        raise CheckpointExists(f"a model named {path.stem!r} already exists in {path.parent}; choose another "
+                               "name or allow overwriting") from None
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -149,6 +159,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The checkpoint files in a folder, sorted by name (not validated)."""
+    """The checkpoint files in a folder, sorted by name (not validated). Temporary files that a killed save
+    left behind are removed on the way (a save in progress is left alone)."""
     folder = Path(folder)
-    return sorted(folder.glob("*" + SUFFIX)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    clean_stale_temps(folder)
+    return sorted(p for p in folder.glob("*" + SUFFIX) if p.is_file())

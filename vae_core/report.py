@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_atomic, write_text_atomic
 from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from .data import CLASS_NAMES, DatasetUnavailable, load_dataset, make_batch
 from .evaluation import manifold_grid, sample_diversity
@@ -198,8 +199,13 @@ def write_report(folder: str | os.PathLike = "checkpoints", out: str | os.PathLi
               "|---|---|---|---|---|---|---|---|"]
     lines += [_train_row(name, m, meta, folder) for name, (m, meta) in sorted(models.items())]
     lines.append("")
-    out.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out, "\n".join(lines))
     return out
+
+
+def _save_png(image, path: Path) -> None:
+    """A picture written like every other file: to a temporary file, fsync, rename (vae_core.atomic)."""
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
 
 
 def _pictures(models, where: Path) -> list[tuple[str, str]]:
@@ -208,11 +214,11 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
     name, m, meta = _find(models, "vae", "none", "mnist")
     if m is not None:
         grid, _ = manifold_grid(m, 20)
-        image_grid(grid, pad=0, scale=1).save(where / "mnist_manifold.png")
+        _save_png(image_grid(grid, pad=0, scale=1), where / "mnist_manifold.png")
         pics.append(("mnist_manifold.png", f"Decoded 2-D manifold of `{name}` (20x20, N(0,1) quantiles)"))
         means, labels = meta["extras"].get("test_latent_means"), meta["extras"].get("test_labels")
         if means is not None:
-            scatter_png(means.float(), labels, CLASS_NAMES["mnist"]).save(where / "mnist_latent_map.png")
+            _save_png(scatter_png(means.float(), labels, CLASS_NAMES["mnist"]), where / "mnist_latent_map.png")
             pics.append(("mnist_latent_map.png", f"Test-set latent means of `{name}`, coloured by digit"))
     rows, titles = [], []
     for variant in ("cvae", "gsnn", "hybrid"):
@@ -222,7 +228,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
             rows.append(mm.sample(torch.arange(10), 8).permute(1, 0, 2).reshape(8, 10, 28, 28)[:4])
             titles.append(variant)
     if rows:
-        image_grid(torch.cat(rows), scale=2).save(where / "label_cvae_gsnn_hybrid.png")
+        _save_png(image_grid(torch.cat(rows), scale=2), where / "label_cvae_gsnn_hybrid.png")
         pics.append(("label_cvae_gsnn_hybrid.png", "Label-conditioned samples, digits 0-9 across; four rows each of "
                      + ", ".join(titles) + " (top to bottom)"))
     try:
@@ -246,7 +252,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
         for k, variant, x, y, shown in strips:
             inp = x.clamp(min=0) * 0.6 + (x == -1).float() * 0.15        # hidden area shown grey
             rows.append(torch.cat([inp.unsqueeze(1), y.unsqueeze(1), shown], dim=1))  # [6, 7, 784]
-        image_grid(torch.cat(rows).reshape(-1, 7, 28, 28), scale=2).save(where / "quadrant_completion.png")
+        _save_png(image_grid(torch.cat(rows).reshape(-1, 7, 28, 28), scale=2), where / "quadrant_completion.png")
         pics.append(("quadrant_completion.png", "Quadrant completion: each row is input (hidden area grey), truth, "
                      "then 5 samples; blocks of 6 digits per (quadrants, model) for 1, 2, 3 visible quadrants and "
                      + ", ".join(dict.fromkeys(v for _, v, *_ in strips))))
