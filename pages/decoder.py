@@ -17,6 +17,7 @@ from ui import decoder_tools as dt
 from vae_core import CLASS_NAMES
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
+from ui.latent_map_tools import stored_latents
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from ui.routing import route_through_app
@@ -133,6 +134,10 @@ def interpolation() -> None:
         ends = []
         for i in (i0, i1):
             own = int(test.labels[i]) if cfg.condition == "label" else None
+            if own is not None and not 0 <= own < cfg.num_classes:  # the data set has more classes than the model
+                st.warning(f"Test digit #{i} is of class {own}, which this model (trained on {cfg.num_classes} "
+                           "classes) cannot encode: pick another digit.", icon=":material/block:")
+                return
             mu, _, _ = dt.encode_digit(model, test.images[i].numpy(), own)
             ends.append(mu)
         z0, z1 = ends
@@ -187,11 +192,13 @@ def drawing() -> None:
             raw = result.image_data
             st.caption("Draw in white on the black square; the toolbar clears it.")
         else:
-            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload")
+            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload",
+                                      max_upload_size=dt.UPLOAD_MAX_BYTES // (1024 * 1024))
             raw = None
             if upload is not None:
-                from PIL import Image
-                raw = np.asarray(Image.open(upload).convert("L"))
+                raw, problem = dt.read_uploaded_png(upload.getvalue(), upload.name)
+                if problem:
+                    st.error(problem, icon=":material/broken_image:")
     digit = dt.drawing_to_digit(raw)
     if digit is None:
         mid.info("Draw a digit to see how the model reads it.")
@@ -211,12 +218,10 @@ def drawing() -> None:
         if cfg.latent_dim != 2:
             st.caption("The map needs a 2-D latent.")
             return
-        means = meta.get("extras", {}).get("test_latent_means")
-        labels = meta.get("extras", {}).get("test_labels")
-        if means is not None and labels is not None:
+        means, labels, _ = stored_latents(meta)  # checked: damaged stored means or labels are not drawn
+        if means is not None:
             keep = slice(0, 3000)
-            fig = latent_scatter(means[keep].numpy(), labels[keep].numpy(), class_names, marker_size=3,
-                                 opacity=0.45, height=380)
+            fig = latent_scatter(means[keep], labels[keep], class_names, marker_size=3, opacity=0.45, height=380)
         else:
             fig = go.Figure()
             fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
