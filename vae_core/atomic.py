@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Callable, BinaryIO
 
 FILE_MODE = 0o644
-# <target name>.<token>.tmp: the token is 16 hex digits here; older writers used mkstemp's 8 characters
-_TEMP_NAME = re.compile(r"^(?P<target>.+)\.[A-Za-z0-9_]{8,16}\.tmp$")
+# <target name>.<16 hex digits>.tmp; the checkpoint writer before this module used mkstemp's 8 characters
+_TEMP_NAME = re.compile(r"^(?P<target>.+)\.[0-9a-f]{16}\.tmp$")
+_OLD_CHECKPOINT_TEMP = re.compile(r"^(?P<target>.+\.safetensors)\.[a-z0-9_]{8}\.tmp$")
 
 
 def temp_name_target(name: str) -> str | None:
     """The target file name a temporary file of ours was writing, or None when `name` is not one of ours."""
-    m = _TEMP_NAME.match(name)
+    m = _TEMP_NAME.match(name) or _OLD_CHECKPOINT_TEMP.match(name)
     return m.group("target") if m else None
 
 
