@@ -1,0 +1,172 @@
+"""Bad input in the pages: a damaged data file, damaged stored labels in a checkpoint, a bad PNG upload.
+Each is a sentence in the page that says what is wrong, never a traceback, and the rest of the page works."""
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from apptest_helpers import errors_of, texts_of, write_synthetic_mnist
+from ui import decoder_tools as dt
+from vae_core import load_checkpoint, save_checkpoint
+
+
+def _open(at, model_dir, page: str, model: str):
+    at.session_state["model"] = str(model_dir / f"{model}.safetensors")
+    at.switch_page(page).run()
+    assert not errors_of(at)
+    return at
+
+
+@pytest.fixture
+def damaged_labels(monkeypatch, tmp_path):
+    """A data folder whose test labels include 57 (MNIST has 10 classes); VAE_DATA_DIR points at it."""
+    root = write_synthetic_mnist(tmp_path / "data", n_train=200, n_test=100)
+    path = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[8 + 5] = 57
+    path.write_bytes(gzip.compress(bytes(raw)))
+    monkeypatch.setenv("VAE_DATA_DIR", str(root))
+    return path
+
+
+def test_home_names_the_damaged_file_and_the_fault_instead_of_not_found(damaged_labels, app):
+    app.run()
+    assert not errors_of(app)
+    errors = [e.value for e in app.error]
+    assert any("t10k-labels-idx1-ubyte.gz" in e and "label 57" in e for e in errors), errors
+    assert "was not found" not in texts_of(app).split("fashion-mnist")[0]
+
+
+def test_decoder_two_test_digits_with_damaged_labels_is_a_sentence(damaged_labels, app, model_dir):
+    at = _open(app, model_dir, "pages/decoder.py", "cvae_label")
+    at.radio(key="interp_mode").set_value("Two test digits").run()
+    assert not errors_of(at)
+    assert any("label 57" in i.value for i in at.info)
+
+
+def test_latent_map_that_needs_damaged_data_says_why(damaged_labels, app, model_dir):
+    at = _open(app, model_dir, "pages/latent_map.py", "vae_3d")   # no stored means: it must encode the test set
+    assert any("label 57" in w.value and "cannot be used" in w.value for w in at.warning)
+
+
+@pytest.fixture
+def bad_stored_labels(model_dir, tmp_path, monkeypatch):
+    """A model folder with a copy of vae_2d whose stored test labels include 57."""
+    model, meta = load_checkpoint(model_dir / "vae_2d.safetensors")
+    labels = meta["extras"]["test_labels"].clone()
+    labels[7] = 57
+    folder = tmp_path / "models"
+    keep = {k: meta[k] for k in ("name", "dataset", "train_config", "metrics", "history") if k in meta}
+    save_checkpoint(folder / "vae_2d.safetensors", model, keep,
+                    extras={"test_latent_means": meta["extras"]["test_latent_means"], "test_labels": labels})
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    return folder
+
+
+def test_latent_map_with_stored_labels_out_of_range_is_a_sentence_and_clicks_work(bad_stored_labels, app):
+    at = _open(app, bad_stored_labels, "pages/latent_map.py", "vae_2d")
+    assert any("57" in w.value and "not one of the 10 classes" in w.value for w in at.warning)
+    assert "encoded from the test set" in texts_of(at)
+    at.session_state["latent_map_chart"] = {"selection": {"points": [{"customdata": 7}], "box": [], "lasso": []}}
+    at.run()
+    assert not errors_of(at)
+    assert "Test image #7" in texts_of(at)
+
+
+def test_decoder_drawing_map_skips_damaged_stored_labels(bad_stored_labels, upload_fallback, app):
+    at = _open(app, bad_stored_labels, "pages/decoder.py", "vae_2d")
+    at.file_uploader(key="decoder_upload").set_value(("digit.png", _png(_digit()), "image/png")).run()
+    assert not errors_of(at)
+    assert "this checkpoint stores no test-set map" in texts_of(at)
+
+
+# ----------------------------------------------------------------------------- the PNG upload
+
+def _digit(size: int = 56) -> np.ndarray:
+    img = np.zeros((size, size), dtype=np.uint8)
+    img[size // 5: -size // 5, size // 2 - 3: size // 2 + 3] = 255      # a "1"
+    return img
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid PNG header for a huge grey picture, with a tiny compressed body (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" + bytes(width)
+    body = zlib.compress(row * 64, 9)                                   # only 64 rows: enough to be a bomb
+    return (dt.PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def _gif() -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(_digit()).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "not an image": (b"hello, this is a text file\n" * 10, "is not a PNG picture"),
+    "truncated": (_png(np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8))[:20_000],
+                  "damaged PNG"),
+    "bomb": (_bomb_png(), "too large to open safely"),
+    "gif": (_gif(), "is a GIF, not a PNG"),
+    "header only": (dt.PNG_SIGNATURE + b"\x00\x00", "damaged PNG"),
+    "too many bytes": (dt.PNG_SIGNATURE + bytes(dt.UPLOAD_MAX_BYTES), "MB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_read_uploaded_png_refuses_with_a_sentence(case):
+    data, words = BAD_UPLOADS[case]
+    image, problem = dt.read_uploaded_png(data, "upload.png")
+    assert image is None and words in problem and problem.startswith("upload.png")
+
+
+def test_a_bomb_is_refused_from_its_header_before_decoding(monkeypatch):
+    from PIL import Image
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the picture was opened")
+    monkeypatch.setattr(Image, "open", no_decoding)
+    image, problem = dt.read_uploaded_png(_bomb_png(), "bomb.png")
+    assert image is None and "20,000 x 20,000 pixels" in problem
+
+
+def test_a_good_png_is_read_as_grey():
+    image, problem = dt.read_uploaded_png(_png(_digit()), "digit.png")
+    assert problem is None and image.shape == (56, 56) and image.max() == 255
+
+
+@pytest.fixture
+def upload_fallback(monkeypatch):
+    """The page as it is where the drawing component cannot load: a PNG upload instead of the canvas."""
+    import sys
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", None)   # the import now raises ImportError
+
+
+@pytest.mark.parametrize("case", ["not an image", "truncated", "bomb", "gif"])
+def test_a_bad_upload_on_the_decoder_is_a_sentence(case, upload_fallback, app, model_dir):
+    at = _open(app, model_dir, "pages/decoder.py", "vae_2d")
+    data, words = BAD_UPLOADS[case]
+    at.file_uploader(key="decoder_upload").set_value((f"{case}.png", data, "image/png")).run()
+    assert not errors_of(at)
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
+    assert "Draw a digit" in texts_of(at)                                # the section is still usable
+    at.file_uploader(key="decoder_upload").set_value(("digit.png", _png(_digit()), "image/png")).run()
+    assert not errors_of(at) and not at.error
+    assert any("As the model sees it" in c for im in at.image for c in im.captions)
