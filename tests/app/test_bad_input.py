@@ -170,3 +170,46 @@ def test_a_bad_upload_on_the_decoder_is_a_sentence(case, upload_fallback, app, m
     at.file_uploader(key="decoder_upload").set_value(("digit.png", _png(_digit()), "image/png")).run()
     assert not errors_of(at) and not at.error
     assert any("As the model sees it" in c for im in at.image for c in im.captions)
+
+
+# ----------------------------------------------------------------------------- two saves of one name
+
+def test_two_saves_of_the_same_name_at_once_do_not_both_report_saved(data_root, tmp_path, monkeypatch):
+    """Two tabs save 'vae_2d' at the same moment: both pass the 'does it exist?' check, both measure their
+    models; exactly one file is written and the other tab is told, in a sentence, to pick another name."""
+    import threading
+
+    import vae_core.atomic as atomic_mod
+    from ui.training_job import TrainingJob
+    from vae_core import ModelConfig, TrainConfig
+
+    cfg = ModelConfig(hidden_dims=(16,))
+    tcfg = TrainConfig(epochs=1, batch_size=128, train_limit=256, eval_limit=100, device="cpu")
+    jobs = [TrainingJob(cfg, tcfg.replace(seed=s), data_root=data_root).start() for s in (1, 2)]
+    for job in jobs:
+        job.join(120)
+        assert job.snapshot().status == "completed", job.snapshot().message
+    barrier = threading.Barrier(2, timeout=60)
+    real_link = atomic_mod._link_new
+
+    def together(tmp, path):
+        barrier.wait()
+        return real_link(tmp, path)
+    monkeypatch.setattr(atomic_mod, "_link_new", together)
+    outcome = {}
+
+    def save(i):
+        try:
+            outcome[i] = str(jobs[i].save(tmp_path / "runs", "vae_2d", metric_images=50, samples=2))
+        except ValueError as e:
+            outcome[i] = f"Not saved: {e}"
+    threads = [threading.Thread(target=save, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    saved = [o for o in outcome.values() if o.endswith("vae_2d.safetensors")]
+    refused = [o for o in outcome.values() if o.startswith("Not saved")]
+    assert len(saved) == 1 and len(refused) == 1, outcome
+    assert "saved a moment ago" in refused[0] and "overwrite" in refused[0]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["vae_2d.safetensors"]
