@@ -13,7 +13,6 @@ from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_data_url
 from ui.model_catalogue import load_model
 from vae_core import LatentModel, encode_dataset, make_batch
-from vae_core.data import CLASS_NAMES
 
 
 @dataclass(frozen=True)
@@ -45,64 +44,28 @@ def _encoded(path: str, mtime_ns: int, dataset_name: str, data_source: str) -> t
     return mu.numpy(), labels.numpy()
 
 
-def stored_latents(meta: dict, num_images: int | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """The checkpoint's stored test-set latent means and labels, checked where they are read.
-
-    Returns (mu [N, D] float32, labels [N] int64, None) when they are usable, or (None, None, sentence) when they
-    are there but damaged (wrong shapes, non-finite means, a label that is not a class; with `num_images`, a
-    count that differs from the test set's), or (None, None, None) when the checkpoint stores none.
-    """
-    extras = meta.get("extras") or {}
-    if "test_latent_means" not in extras or "test_labels" not in extras:
-        return None, None, None
-    cfg = meta["model_config"]
-    name = Path(str(meta.get("path", "this checkpoint"))).name
-    mu = np.asarray(extras["test_latent_means"].float().numpy())
-    labels = np.asarray(extras["test_labels"].numpy())
-    classes = len(CLASS_NAMES.get(meta.get("dataset", "mnist"), ())) or cfg.num_classes
-    if cfg.condition == "label":
-        classes = min(classes, cfg.num_classes)
-    problem = None
-    if mu.ndim != 2 or mu.shape[1] != cfg.latent_dim:
-        problem = f"its stored latent means have shape {tuple(mu.shape)}, not [images, {cfg.latent_dim}]"
-    elif labels.ndim != 1 or labels.shape[0] != mu.shape[0]:
-        problem = f"it stores {mu.shape[0]:,} latent means but labels of shape {tuple(labels.shape)}"
-    elif labels.dtype.kind not in "iu":
-        problem = f"its stored test labels are {labels.dtype} numbers, not whole class numbers"
-    elif labels.size and (labels.min() < 0 or labels.max() >= classes):
-        bad = int(labels[(labels < 0) | (labels >= classes)][0])
-        problem = f"its stored test labels include {bad}, which is not one of the {classes} classes (0 to {classes - 1})"
-    elif not np.isfinite(mu).all():
-        problem = "its stored latent means hold NaN or infinite values"
-    elif num_images is not None and mu.shape[0] != num_images:
-        problem = (f"it stores latent means of {mu.shape[0]:,} test images but the test set here has "
-                   f"{num_images:,}")
-    if problem:
-        return None, None, f"{name} cannot be mapped from what it stores: {problem}."
-    return mu.astype(np.float32), labels.astype(np.int64), None
-
-
-def test_latents(path: str, meta: dict) -> LatentTable | None:
-    """The test set's latent means: stored in the checkpoint when it has usable ones, else encoded (needs the
-    data; None without it). Damaged stored means or labels are never used: the table's note says why."""
-    name = meta.get("dataset", "mnist")
-    data = test_set(name)
-    mu, labels, problem = stored_latents(meta, None if data is None else len(data))
-    if mu is not None:
-        return LatentTable(mu, labels, "stored")
+def test_latents(record) -> LatentTable | None:
+    """The test set's latent means: stored in the checkpoint when it has them (load_checkpoint checked their
+    shapes and labels), else encoded (needs the data; None without it). Stored means of a different number
+    of images than the test set here are not used (a click would pick the wrong image): the note says so."""
+    stored = record.latent_means()
+    data = test_set(record.dataset)
+    note = None
+    if stored is not None:
+        if data is None or len(stored[0]) == len(data):
+            return LatentTable(*stored, "stored")
+        note = (f"{Path(record.path).name} stores latent means of {len(stored[0]):,} test images, but the "
+                f"{record.dataset} test set here has {len(data):,}; the map below was encoded from the test set.")
     if data is None:
         return None
-    mu, labels = _encoded(path, Path(path).stat().st_mtime_ns, name, data.source)
-    note = None if problem is None else problem + " The map below was encoded from the test set instead."
+    mu, labels = _encoded(record.path, Path(record.path).stat().st_mtime_ns, record.dataset, data.source)
     return LatentTable(mu, labels, "encoded", note)
 
 
-def no_map_message(meta: dict) -> str:
-    """Why test_latents gave no table: what is stored (nothing, or something damaged) and that the data is missing."""
-    _, _, problem = stored_latents(meta)
-    first = (problem + " Without usable stored means the map") if problem else \
-        "This checkpoint has no stored latent means, so the map"
-    return first + " needs the test set to encode. " + missing_data_note(meta.get("dataset", "mnist"))
+def no_map_message(record) -> str:
+    """Why test_latents gave no table: no stored means, and the data set is missing or damaged."""
+    return ("This checkpoint has no stored latent means, so the map needs the test set to encode. "
+            + missing_data_note(record.dataset))
 
 
 def pca_axes(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
-"""Command line: python -m vae_core train | eval | info | table | classifier.
+"""Command line: python -m vae_core train | eval | info | classifier.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
+
+(docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
 Bad arguments or bad files exit with status 2 and one line on stderr, no traceback.
 """
@@ -21,11 +23,12 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable_file
-from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_meta, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_record, save_checkpoint
+from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
-from .evaluation import encode_dataset, evaluate
-from .models import LatentModel, build_model
+from .evaluation import checkpoint_metrics, encode_dataset
+from .models import VARIANTS, LatentModel, build_model
+from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
 # Every failure a user can cause, or that a machine can hit, is one 'error:' line and exit status 2
@@ -33,12 +36,10 @@ USER_ERRORS = (ValueError, CheckpointError, DatasetUnavailable, OSError, Runtime
                RecursionError)
 # Training holds the weights, their gradients and two Adam moments: 100 million weights take about 1.6 GB
 MAX_TRAIN_PARAMETERS = 100_000_000
-MAX_SEED = 2**63 - 1
 MAX_SAMPLES = 10_000
 
 # Help for the flags made from ModelConfig and TrainConfig fields (the default is added to each)
 FIELD_HELP = {
-    "variant": "model family: vae, cvae, gsnn, hybrid or baseline",
     "condition": "what the model is given: none, label (the digit class) or quadrants (part of the image)",
     "latent_dim": "size of the latent code z (1 to 64; 2 gives the maps)",
     "hidden_dims": "hidden layer sizes of each network, e.g. --hidden-dims 512 512",
@@ -125,6 +126,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         elif isinstance(default, bool):  # a plain flag; 'true' / 'false' after it are still accepted
             parser.add_argument(flag, type=_bool, nargs="?", const=True, default=default,
                                 help=f"{text} (off unless given)" if not default else f"{text} (default: on)")
+        elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
+            listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
+            parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
+                                help=f"{listing} (default {default!r})")
         else:
             parser.add_argument(flag, type=FIELD_TYPES.get(f.name, type(default)), default=default,
                                 help=f"{text} (default: {default})")
@@ -162,20 +167,6 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
-def _thin(values: list, limit: int = 2000) -> list:
-    if len(values) <= limit:
-        return values
-    step = len(values) / limit
-    return [values[int(i * step)] for i in range(limit)]
-
-
-def compact_history(history: dict) -> dict:
-    """Per-epoch records as they are; per-step curves thinned to at most 2,000 points for the file."""
-    out = {k: _thin(v) for k, v in history.items() if k != "epochs"}
-    out["epochs"] = history.get("epochs", [])
-    return out
-
-
 def count_parameters(config: ModelConfig) -> int:
     """The number of weights of a model, counted without allocating them (on torch's meta device)."""
     with torch.device("meta"):
@@ -209,13 +200,7 @@ def cmd_train(args) -> int:
         bar.close()
     wall = time.time() - started
     print(f"{result.status}: {result.message} ({result.images_per_sec:,.0f} images/s)", file=sys.stderr)
-    meta = {"dataset": train_cfg.dataset, "train_config": train_cfg.to_dict(), "status": result.status,
-            "message": result.message, "epochs_completed": result.epochs_completed,
-            "train_seconds": round(result.elapsed, 2), "wall_seconds": round(wall, 2),
-            "images_per_sec": round(result.images_per_sec, 1),
-            "command": "python -m vae_core " + shlex.join(args.argv),
-            "history": compact_history(result.history), "name": args.name or out.stem}
-    extras = {}
+    fields = {"wall_seconds": round(wall, 2), "command": "python -m vae_core " + shlex.join(args.argv)}
     if not result.has_good_state:  # never write (or replace --out with) weights that training did not make good
         print(f"nothing was saved: the run ended without finite trained weights"
               + (f"; {out} was left as it was" if out.exists() else ""), file=sys.stderr)
@@ -223,16 +208,18 @@ def cmd_train(args) -> int:
     else:
         test = load_dataset(train_cfg.dataset, "test", args.data_dir)
         if args.float16:  # evaluate exactly the weights that will be stored, and record what rounding cost
-            meta["float16_max_abs_diff"] = round_to_float16(model, test)
+            fields["float16_max_abs_diff"] = round_to_float16(model, test)
         if args.eval_samples > 0:
-            meta["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
+            fields["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
             # the same on the first 1,000 test images, so a test can re-check the stored figures cheaply
-            meta["metrics_test1000"] = _metrics(model, test, args.eval_samples, 1000)
-            print(json.dumps(meta["metrics"], indent=1), file=sys.stderr)
-        if model_cfg.has_latent and model_cfg.latent_dim == 2 and model_cfg.condition != "quadrants":
+            fields["metrics_test1000"] = _metrics(model, test, args.eval_samples, 1000)
+            print(json.dumps(fields["metrics"], indent=1), file=sys.stderr)
+        extras = {}
+        if model_cfg.has_2d_map:
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
-        path = save_checkpoint(out, model, meta, extras=extras,
+        record = record_from_fit(model_cfg, train_cfg, result, name=args.name or out.stem, **fields)
+        path = save_checkpoint(out, model, record, extras=extras,
                                dtype=torch.float16 if args.float16 else torch.float32)
         print(f"saved {path}", file=sys.stderr)
     return 0 if result.ok else 1
@@ -253,23 +240,18 @@ def round_to_float16(model, test) -> float:
 
 
 def _metrics(model, test, samples: int, limit: int = 0) -> dict:
-    if limit:
-        test = test.subset(0, limit)
-    cfg = model.config
-    if cfg.condition == "quadrants" and cfg.quadrants == 0:
-        return {f"q{k}": evaluate(model, test, samples, quadrants=k) for k in (1, 2, 3)}
-    return evaluate(model, test, samples)
+    return checkpoint_metrics(model, test.subset(0, limit) if limit else test, samples)
 
 
 def cmd_eval(args) -> int:
-    model, meta = load_checkpoint(args.checkpoint)
-    test = load_dataset(meta.get("dataset", "mnist"), "test", args.data_dir)
+    model, record = load_checkpoint(args.checkpoint)
+    test = load_dataset(record.dataset, "test", args.data_dir)
     metrics = _metrics(model, test, args.samples, args.limit)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model_config"].describe(),
-                          "dataset": meta.get("dataset"), "metrics": metrics}))
+        print(json.dumps({"checkpoint": str(args.checkpoint), "model": record.model_config.describe(),
+                          "dataset": record.dataset, "metrics": metrics}))
     else:
-        print(f"{args.checkpoint}: {meta['model_config'].describe()} on {meta.get('dataset')}")
+        print(f"{args.checkpoint}: {record.model_config.describe()} on {record.dataset}")
         _print_metrics(metrics)
     return 0
 
@@ -284,27 +266,22 @@ def _print_metrics(metrics: dict, indent: str = "  ") -> None:
 
 
 def cmd_info(args) -> int:
-    meta = read_meta(args.checkpoint)
-    cfg = meta["model_config"]
+    record = read_record(args.checkpoint)
+    cfg = record.model_config
     print(f"{args.checkpoint}: {cfg.describe()}")
-    print(f"  data set     {meta.get('dataset')}")
+    print(f"  name         {record.display_name}")
+    print(f"  data set     {record.dataset}")
     print(f"  model config {json.dumps(cfg.to_dict())}")
-    if meta.get("train_config"):
-        print(f"  train config {json.dumps(meta['train_config'])}")
-    for key in ("status", "epochs_completed", "train_seconds", "command"):
-        if key in meta:
-            print(f"  {key:12s} {meta[key]}")
-    if meta.get("metrics"):
+    if record.train_config is not None:
+        print(f"  train config {json.dumps(record.train_config.to_dict())}")
+    for key, value in (("status", record.status), ("epochs", record.epochs_completed),
+                       ("train time", record.train_seconds and f"{record.train_seconds} s"),
+                       ("command", record.command)):
+        if value not in (None, ""):
+            print(f"  {key:12s} {value}")
+    if record.metrics:
         print("  metrics:")
-        _print_metrics(meta["metrics"], "    ")
-    return 0
-
-
-def cmd_table(args) -> int:
-    from .report import write_report
-    out = check_writable_file(args.out, "--out")
-    path = write_report(args.checkpoints, out)
-    print(f"wrote {path}")
+        _print_metrics(record.metrics, "    ")
     return 0
 
 
@@ -352,9 +329,6 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint", help="the checkpoint file")
-    tb = sub.add_parser("table", help="write docs/RESULTS.md from the shipped checkpoints")
-    tb.add_argument("--checkpoints", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
-    tb.add_argument("--out", default="docs/RESULTS.md", help="Markdown file to write; its pictures go next to it")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
     c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors", help="file to write")
     c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
@@ -382,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
-        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "table": cmd_table,
-                    "classifier": cmd_classifier}
+        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "classifier": cmd_classifier}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as e:
         print(f"error: {describe_error(e)}", file=sys.stderr)

@@ -56,35 +56,50 @@ def test_latent_map_that_needs_damaged_data_says_why(damaged_labels, app, model_
     assert any("label 57" in w.value and "cannot be used" in w.value for w in at.warning)
 
 
+def _copy_with_extras(model_dir, folder, change):
+    """A copy of vae_2d in `folder` whose stored latent means and labels are changed by change(mu, labels)."""
+    model, record = load_checkpoint(model_dir / "vae_2d.safetensors")
+    mu, labels = change(record.extras["test_latent_means"].clone(), record.extras["test_labels"].clone())
+    save_checkpoint(folder / "vae_2d.safetensors", model, record,
+                    extras={"test_latent_means": mu, "test_labels": labels})
+    return folder
+
+
 @pytest.fixture
 def bad_stored_labels(model_dir, tmp_path, monkeypatch):
     """A model folder with a copy of vae_2d whose stored test labels include 57."""
-    model, meta = load_checkpoint(model_dir / "vae_2d.safetensors")
-    labels = meta["extras"]["test_labels"].clone()
-    labels[7] = 57
-    folder = tmp_path / "models"
-    keep = {k: meta[k] for k in ("name", "dataset", "train_config", "metrics", "history") if k in meta}
-    save_checkpoint(folder / "vae_2d.safetensors", model, keep,
-                    extras={"test_latent_means": meta["extras"]["test_latent_means"], "test_labels": labels})
+    def label_57(mu, labels):
+        labels[7] = 57
+        return mu, labels
+    folder = _copy_with_extras(model_dir, tmp_path / "models", label_57)
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
     return folder
 
 
-def test_latent_map_with_stored_labels_out_of_range_is_a_sentence_and_clicks_work(bad_stored_labels, app):
-    at = _open(app, bad_stored_labels, "pages/latent_map.py", "vae_2d")
-    assert any("57" in w.value and "not one of the 10 classes" in w.value for w in at.warning)
+@pytest.mark.parametrize("page", ["pages/latent_map.py", "pages/decoder.py"])
+def test_stored_labels_out_of_range_are_a_sentence_not_an_index_error(bad_stored_labels, page, app):
+    app.session_state["model"] = str(bad_stored_labels / "vae_2d.safetensors")
+    app.switch_page(page).run()
+    assert not errors_of(app)
+    assert any("stored test labels" in e.value for e in app.error), [e.value for e in app.error]
+
+
+@pytest.fixture
+def fewer_stored_means(model_dir, tmp_path, monkeypatch):
+    """A copy of vae_2d that stores the latent means of only the first 50 test images."""
+    folder = _copy_with_extras(model_dir, tmp_path / "models", lambda mu, labels: (mu[:50], labels[:50]))
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    return folder
+
+
+def test_stored_means_of_another_test_set_are_not_used_and_clicks_pick_the_right_image(fewer_stored_means, app):
+    at = _open(app, fewer_stored_means, "pages/latent_map.py", "vae_2d")
+    assert any("stores latent means of 50 test images" in w.value for w in at.warning)
     assert "encoded from the test set" in texts_of(at)
-    at.session_state["latent_map_chart"] = {"selection": {"points": [{"customdata": 7}], "box": [], "lasso": []}}
+    at.session_state["latent_map_chart"] = {"selection": {"points": [{"customdata": 70}], "box": [], "lasso": []}}
     at.run()
     assert not errors_of(at)
-    assert "Test image #7" in texts_of(at)
-
-
-def test_decoder_drawing_map_skips_damaged_stored_labels(bad_stored_labels, upload_fallback, app):
-    at = _open(app, bad_stored_labels, "pages/decoder.py", "vae_2d")
-    at.file_uploader(key="decoder_upload").set_value(("digit.png", _png(_digit()), "image/png")).run()
-    assert not errors_of(at)
-    assert "this checkpoint stores no test-set map" in texts_of(at)
+    assert "Test image #70" in texts_of(at)
 
 
 # ----------------------------------------------------------------------------- the PNG upload

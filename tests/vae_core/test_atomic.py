@@ -16,10 +16,15 @@ import vae_core.atomic as atomic_mod
 from vae_core import CheckpointError, ModelConfig, build_model, list_checkpoints, load_checkpoint, save_checkpoint
 from vae_core.atomic import check_writable_file, clean_stale_temps, write_atomic
 from vae_core.checkpoints import CheckpointExists
+from vae_core.record import CheckpointRecord
 from vae_core.classifier import DigitClassifier, load_classifier, save_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ModelConfig(hidden_dims=(8,), image_size=8)
+
+
+def named(name: str) -> CheckpointRecord:
+    return CheckpointRecord(model_config=TINY, name=name)
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def test_every_writer_creates_files_with_normal_permissions(tmp_path, umask_022,
     text = atomic_mod.write_text_atomic(tmp_path / "notes.md", "hello")
     assert _mode(ckpt) == _mode(clf) == _mode(text) == 0o644          # not mkstemp's 0600
     # the report writes RESULTS.md through the same helper (an empty folder still gives a report)
-    from vae_core.report import write_report
+    from reports.results import write_report
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "no-data"))
     report = write_report(tmp_path / "none", tmp_path / "docs" / "RESULTS.md")
     assert _mode(report) == 0o644 and "Results" in report.read_text()
@@ -138,7 +143,7 @@ def test_two_saves_of_one_name_at_once_exactly_one_wins(tmp_path, monkeypatch):
 
     def save(i):
         try:
-            save_checkpoint(tmp_path / "vae_2d", models[i], {"name": f"writer {i}"}, overwrite=False)
+            save_checkpoint(tmp_path / "vae_2d", models[i], named(f"writer {i}"), overwrite=False)
             outcome[i] = "saved"
         except CheckpointExists as e:
             outcome[i] = str(e)
@@ -150,23 +155,23 @@ def test_two_saves_of_one_name_at_once_exactly_one_wins(tmp_path, monkeypatch):
     assert sorted(o == "saved" for o in outcome) == [False, True], outcome
     loser = outcome.index(next(o for o in outcome if o != "saved"))
     assert "already exists" in outcome[loser]
-    _, meta = load_checkpoint(tmp_path / "vae_2d.safetensors")
-    assert meta["name"] == f"writer {1 - loser}"                       # the winner's model, whole
+    _, record = load_checkpoint(tmp_path / "vae_2d.safetensors")
+    assert record.name == f"writer {1 - loser}"                       # the winner's model, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vae_2d.safetensors"]
 
 
 def test_save_without_overwrite_never_replaces_and_with_it_does(tmp_path):
-    path = save_checkpoint(tmp_path / "m", build_model(TINY, seed=1), {"name": "first"})
+    path = save_checkpoint(tmp_path / "m", build_model(TINY, seed=1), named("first"))
     with pytest.raises(CheckpointExists, match="already exists"):
-        save_checkpoint(path, build_model(TINY, seed=2), {"name": "second"}, overwrite=False)
-    assert load_checkpoint(path)[1]["name"] == "first"
-    save_checkpoint(path, build_model(TINY, seed=2), {"name": "second"}, overwrite=True)
-    assert load_checkpoint(path)[1]["name"] == "second"
+        save_checkpoint(path, build_model(TINY, seed=2), named("second"), overwrite=False)
+    assert load_checkpoint(path)[1].name == "first"
+    save_checkpoint(path, build_model(TINY, seed=2), named("second"), overwrite=True)
+    assert load_checkpoint(path)[1].name == "second"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_weights_that_cannot_load_back_are_never_written(tmp_path, dtype):
-    path = save_checkpoint(tmp_path / "m", build_model(TINY, seed=1), {"name": "good"})
+    path = save_checkpoint(tmp_path / "m", build_model(TINY, seed=1), named("good"))
     good = path.read_bytes()
     broken = build_model(TINY, seed=2)
     with torch.no_grad():
