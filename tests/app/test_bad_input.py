@@ -228,3 +228,77 @@ def test_two_saves_of_the_same_name_at_once_do_not_both_report_saved(data_root, 
     assert len(saved) == 1 and len(refused) == 1, outcome
     assert "saved a moment ago" in refused[0] and "overwrite" in refused[0]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["vae_2d.safetensors"]
+
+
+# ----------------------------------------------------------------------------- hostile checkpoints in a model folder
+
+def _hostile_headers(good_header: dict) -> dict[str, str]:
+    import json
+    cfg = good_header["model_config"]
+    return {
+        "nested": '{"format": "latent-lab-checkpoint", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "long_int": json.dumps(good_header)[:-1] + ', "n": ' + "9" * 5000 + "}",
+        "metrics_list": json.dumps({**good_header, "metrics": [1, 2, 3]}),
+        "train_config_string": json.dumps({**good_header, "train_config": "fast"}),
+        "num_classes_huge": json.dumps({**good_header, "model_config": {**cfg, "num_classes": 10**12}}),
+        "image_size_2048": json.dumps({**good_header, "model_config": {**cfg, "image_size": 2048}}),
+    }
+
+
+@pytest.fixture
+def hostile_folder(model_dir, tmp_path, monkeypatch):
+    """A model folder with good models and one hostile checkpoint of each kind the issue found."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for name in ("vae_2d", "cvae_label", "cvae_quadrants", "gsnn_quadrants"):
+        shutil.copy(model_dir / f"{name}.safetensors", folder)
+    src = model_dir / "vae_2d.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        header = json.loads(f.metadata()["latent_lab"])
+    state = load_file(str(src))
+    for name, text in _hostile_headers(header).items():
+        save_file(state, str(folder / f"zz_{name}.safetensors"), metadata={"latent_lab": text})
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    return folder
+
+
+PAGES = ["pages/home.py", "pages/train.py", "pages/latent_map.py", "pages/decoder.py", "pages/compare.py"]
+
+
+def test_hostile_checkpoints_in_runs_take_down_no_page(hostile_folder, app):
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not errors_of(app), page
+        assert app.title, page
+    app.switch_page("pages/home.py").run()
+    named = "\n".join(e.value for e in app.error)
+    for name in ("nested", "long_int", "metrics_list", "train_config_string", "num_classes_huge", "image_size_2048"):
+        assert f"zz_{name}" in named, name                       # each one named, with a sentence
+
+
+@pytest.mark.parametrize("page", ["pages/latent_map.py", "pages/decoder.py"])
+@pytest.mark.parametrize("name", ["nested", "long_int", "metrics_list", "num_classes_huge", "image_size_2048"])
+def test_picking_a_hostile_checkpoint_is_a_sentence_on_every_model_page(hostile_folder, name, page, app):
+    app.session_state["model"] = str(hostile_folder / f"zz_{name}.safetensors")
+    app.switch_page(page).run()
+    assert not errors_of(app)
+    assert app.error and all("cannot be used" in e.value and "\n" not in e.value for e in app.error)
+
+
+def test_two_models_with_the_same_display_name_show_their_file_names(model_dir, tmp_path, monkeypatch, app):
+    import dataclasses as dc
+    model, record = load_checkpoint(model_dir / "vae_2d.safetensors")
+    folder = tmp_path / "class"
+    for file in ("alice", "bob"):
+        save_checkpoint(folder / f"{file}.safetensors", model, dc.replace(record, name="vae_2d"))
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    app.switch_page("pages/decoder.py").run()
+    assert not errors_of(app)
+    picker = app.sidebar.selectbox[0]
+    labels = [picker.format_func(o) if hasattr(picker, "format_func") else o for o in picker.options]
+    assert len(set(labels)) == 2, labels
+    assert any("alice.safetensors" in lab for lab in labels) and any("bob.safetensors" in lab for lab in labels)

@@ -279,3 +279,30 @@ def test_a_late_blow_up_saves_the_last_finite_epoch_which_loads(fake_data_dir, t
     assert code == 1 and "diverged" in err
     model, record = load_checkpoint(out)                        # loads: every weight is finite
     assert record.status == "diverged" and record.epochs_completed == 1
+
+
+HOSTILE_RECORDS = {
+    "nested 100,000 deep": lambda h: '{"format": "latent-lab-checkpoint", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "5,000-digit integer": lambda h: json.dumps(h)[:-1] + ', "n": ' + "9" * 5000 + "}",
+    "metrics a list": lambda h: json.dumps({**h, "metrics": [1, 2]}),
+    "train_config a string": lambda h: json.dumps({**h, "train_config": "fast"}),
+    "num_classes 10^12": lambda h: json.dumps({**h, "model_config": {**h["model_config"], "num_classes": 10**12}}),
+    "image_size 2048": lambda h: json.dumps({**h, "model_config": {**h["model_config"], "image_size": 2048}}),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_RECORDS))
+@pytest.mark.parametrize("command", ["info", "eval"])
+def test_hostile_checkpoint_headers_are_one_line_in_info_and_eval(case, command, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from vae_core import ModelConfig, build_model, save_checkpoint
+    good = save_checkpoint(tmp_path / "good", build_model(ModelConfig(hidden_dims=(8,))))
+    with safe_open(str(good), framework="pt") as f:
+        header = json.loads(f.metadata()["latent_lab"])
+    bad = tmp_path / "hostile.safetensors"
+    save_file(load_file(str(good)), str(bad), metadata={"latent_lab": HOSTILE_RECORDS[case](header)})
+    extra = ["--samples", "2"] if command == "eval" else []
+    code, _, err = run_main(capsys, command, bad, *extra)
+    assert_one_error_line(code, err)
+    assert "hostile.safetensors" in err and len(err) < 800
