@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ import torch
 from vae_core import (CLASS_NAMES, CheckpointError, DatasetUnavailable, list_checkpoints, load_checkpoint,
                       load_dataset, make_batch, manifold_grid)
 from vae_core.data import hidden_pixels
-from vae_core.atomic import write_atomic, write_text_atomic
+from vae_core.atomic import check_writable_file, write_atomic, write_text_atomic
 
 PYRO = {"baseline": (100.4, 61.9, 25.4), "cvae": (71.8, 51.0, 24.2)}
 PYRO_SRC = ("Pyro's CVAE example (examples/cvae, README table; the CVAE row is a 10-sample negative ELBO, "
@@ -271,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default="checkpoints", help="folder of the shipped checkpoints")
     parser.add_argument("--out", default="docs/RESULTS.md", help="the Markdown file to write (pictures go beside it)")
     args = parser.parse_args(argv)
-    print(f"wrote {write_report(args.checkpoints, args.out)}")
+    try:  # the output is checked before any checkpoint is loaded; a failure is one line, not a traceback
+        out = check_writable_file(args.out, "--out")
+        print(f"wrote {write_report(args.checkpoints, out)}")
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -203,3 +203,11 @@ def test_check_writable_file_accepts_a_new_file_in_a_new_folder_and_creates_noth
     path = check_writable_file(str(tmp_path / "new" / "deeper" / "model"), suffix=".safetensors")
     assert path == tmp_path / "new" / "deeper" / "model.safetensors"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out", ["/proc/latent-lab/RESULTS.md", "docs/"])
+def test_the_results_report_refuses_a_bad_out_in_one_line(out, capsys):
+    from reports.results import main
+    assert main(["--checkpoints", "no-such-folder", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and len(err.strip().splitlines()) == 1
