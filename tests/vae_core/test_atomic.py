@@ -211,3 +211,19 @@ def test_the_results_report_refuses_a_bad_out_in_one_line(out, capsys):
     assert main(["--checkpoints", "no-such-folder", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --out") and len(err.strip().splitlines()) == 1
+
+
+def test_the_results_report_is_never_half_written(tmp_path, monkeypatch):
+    """RESULTS.md is replaced whole or not at all: a write that fails leaves the old report as it was."""
+    from reports.results import write_report
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "no-data"))
+    out = tmp_path / "docs" / "RESULTS.md"
+    out.parent.mkdir()
+    out.write_text("the old report")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(atomic_mod.os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        write_report(tmp_path / "none", out)
+    assert out.read_text() == "the old report" and not list(out.parent.glob("*.tmp"))

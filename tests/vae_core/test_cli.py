@@ -306,3 +306,16 @@ def test_hostile_checkpoint_headers_are_one_line_in_info_and_eval(case, command,
     code, _, err = run_main(capsys, command, bad, *extra)
     assert_one_error_line(code, err)
     assert "hostile.safetensors" in err and len(err) < 800
+
+
+def test_a_damaged_data_file_is_one_line_naming_it(fake_data_dir, tmp_path, capsys):
+    """An IDX header whose dimensions overflow used to end in 'cannot reshape array'."""
+    images = fake_data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    import gzip
+    raw = bytearray(gzip.decompress(images.read_bytes()))
+    raw[4:8] = (2**32 - 1).to_bytes(4, "big")
+    images.write_bytes(gzip.compress(bytes(raw)))
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--data-dir", fake_data_dir, "--out", tmp_path / "m")
+    assert_one_error_line(code, err)
+    assert "train-images-idx3-ubyte.gz" in err and "claims" in err
+    assert not (tmp_path / "m.safetensors").exists()
