@@ -108,6 +108,15 @@ def _float_in(lo: float, hi: float = math.inf):
     return parse
 
 
+def _text_up_to(limit: int):
+    """An argparse type: text of at most `limit` characters (checked before training, not when saving)."""
+    def parse(text: str) -> str:
+        if len(text) > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit} characters; got {len(text):,}")
+        return text
+    return parse
+
+
 # Flags whose range the CLI checks itself (torch fails on these with an unreadable error, or not at all)
 FIELD_TYPES = {"seed": _int_in(0, MAX_SEED)}
 
@@ -308,7 +317,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_flags(t, TrainConfig)
     t.add_argument("--out", required=True, help="checkpoint file to write (.safetensors is added when missing); "
                    "checked before training starts")
-    t.add_argument("--name", default="", help="display name stored in the checkpoint (default: the file name)")
+    t.add_argument("--name", default="", type=_text_up_to(200), help="display name stored in the checkpoint (default: the file name)")
     t.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     t.add_argument("--max-seconds", type=_float_in(0), default=0,
                    help="stop training after this many seconds of training (0: no limit)")

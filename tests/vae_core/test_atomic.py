@@ -89,9 +89,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 
 
 KILLED_SAVE = r"""
-import os, signal, sys
-sys.path.insert(0, sys.argv[1])
-from vae_core.atomic import write_atomic
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("atomic", sys.argv[1] + "/vae_core/atomic.py")  # no torch import
+atomic = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(atomic)
+write_atomic = atomic.write_atomic
 def half(f):
     f.write(b"half a checkpoint")
     f.flush()

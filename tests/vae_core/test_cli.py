@@ -194,6 +194,7 @@ def test_a_bad_out_is_refused_before_training_with_a_sentence(out, words, tmp_pa
     (["eval", "x.safetensors", "--samples", "0"], "--samples"),
     (["classifier", "--epochs", "0"], "--epochs"),
     (["train", "--keep-best", "maybe", "--out", "x"], "expected true or false"),
+    (["train", "--name", "n" * 201, "--out", "x"], "--name: must be at most 200 characters"),
 ])
 def test_out_of_range_settings_are_one_line_and_exit_2(argv, words, capsys, no_training):
     code, _, err = run_main(capsys, *argv)
