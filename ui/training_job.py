@@ -20,6 +20,7 @@ import torch
 from vae_core import (LatentModel, ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,
                       prepare_data, record_from_fit, save_checkpoint)
 from vae_core.checkpoints import CheckpointExists
+from vae_core.data import DatasetUnavailable
 from vae_core.evaluation import checkpoint_metrics
 from vae_core.data import class_names, hidden_pixels, quadrant_input
 
@@ -254,7 +255,10 @@ class TrainingJob:
             raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
         model, cfg, tcfg = self.model, self.model_config, self.train_config
         model.eval()
-        test = load_dataset(tcfg.dataset, "test", self.data_root, download=False)
+        try:  # the page shows a ValueError as "Not saved: ..."; a test set damaged since training is one too
+            test = load_dataset(tcfg.dataset, "test", self.data_root, download=False)
+        except DatasetUnavailable as e:
+            raise ValueError(f"the test set could not be read to measure the model: {e}") from None
         small = test.subset(0, metric_images)
         metrics = checkpoint_metrics(model, small, samples, diversity_examples=50)
         metrics["test_images"] = len(small)
