@@ -124,3 +124,10 @@ def test_without_data_the_page_says_so_and_cannot_start(no_data, train):
     assert not errors_of(train)
     assert any("was not found" in w.value for w in train.warning)
     assert train.button(key="train_start").disabled
+
+
+def test_hidden_layers_start_at_the_shared_default(train):
+    """The Train page and the CLI start from one model size, vae_core.config.DEFAULT_HIDDEN_DIMS."""
+    from vae_core.config import DEFAULT_HIDDEN_DIMS
+    from ui.training_job import parse_hidden
+    assert parse_hidden(train.text_input(key="train_hidden").value) == DEFAULT_HIDDEN_DIMS
