@@ -30,7 +30,7 @@ from .config import ModelConfig
 
 @dataclass(frozen=True)
 class Variant:
-    objective: Callable  # (model, y, x, beta) -> dict of named terms
+    objective: Callable  # (model, y, x, beta, per_example=False) -> dict of named terms
     nets: tuple[str, ...]  # which of prior / recognition / generation / baseline it builds
     description: str
 
@@ -190,9 +190,13 @@ class LatentModel(nn.Module):
         mu, _ = self.recognition(h, y)
         return torch.sigmoid(self.generation_logits(mu, h))
 
-    def loss(self, y: torch.Tensor, x: torch.Tensor | None = None, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """The variant's training objective, averaged over the batch: {'loss', 'recon', 'kl'}."""
-        return VARIANTS[self.config.variant].objective(self, self._flat(y), x, beta)
+    def loss(self, y: torch.Tensor, x: torch.Tensor | None = None, beta: float = 1.0,
+             per_example: bool = False) -> dict[str, torch.Tensor]:
+        """The variant's training objective, averaged over the batch: {'loss', 'recon', 'kl'}.
+
+        per_example=True: one value per example instead ([B]), plus 'kl_per_dim' ([B, latent_dim],
+        KL(q || p) per dimension before the hybrid's alpha) for variants with a KL term."""
+        return VARIANTS[self.config.variant].objective(self, self._flat(y), x, beta, per_example)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

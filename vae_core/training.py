@@ -130,30 +130,56 @@ def check_compatible(model, data: TrainingData) -> None:
         raise ValueError("the training set is empty")
 
 
-@torch.no_grad()
-def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
-                  quadrants: int | None = None, seed: int = 0) -> dict[str, float]:
-    """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
+def eval_batches(model, dataset: ImageDataset, batch_size: int = 1000, quadrants: int | None = None,
+                 seed: int = 0):
+    """(y, x) batches of a whole data set, in order, on the model's device. The conditions a config with
+    quadrants=0 draws at random come from a generator seeded with `seed`, so for one batch_size every
+    caller sees the same x for the same image."""
+    device = model.device
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(dataset), batch_size):
+        imgs = dataset.images[start:start + batch_size].to(device)
+        labels = dataset.labels[start:start + batch_size].to(device)
+        yield make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
 
-    With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image).
-    """
+
+@torch.no_grad()
+def loss_terms_per_example(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                           quadrants: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The objective's terms for every image of a data set (one z sample per image, fixed noise), on the CPU:
+    {'loss', 'recon', 'kl'} as [N], plus 'kl_per_dim' [N, latent_dim] (KL(q || p) per latent dimension,
+    before the hybrid's alpha) for the variants with a KL term (vae, cvae, hybrid)."""
     was_training = model.training
     model.eval()
     device = model.device
-    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    gen = torch.Generator().manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in range(0, len(dataset), batch_size):
-            imgs = dataset.images[start:start + batch_size].to(device)
-            labels = dataset.labels[start:start + batch_size].to(device)
-            y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
-            terms = model.loss(y, x, beta)
-            for k in sums:
-                sums[k] += float(terms[k]) * y.shape[0]
+        for y, x in eval_batches(model, dataset, batch_size, quadrants, seed):
+            for k, v in model.loss(y, x, beta, per_example=True).items():
+                parts.setdefault(k, []).append(v.detach().cpu())
     model.train(was_training)
+    if not parts:  # an empty data set
+        return {k: torch.zeros(0) for k in ("loss", "recon", "kl")}
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                  quadrants: int | None = None, seed: int = 0) -> dict[str, float | list[float]]:
+    """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
+
+    With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image). For the variants
+    with a KL term it also holds 'kl_per_dim': the mean KL(q || p) of each latent dimension, a list that sums
+    to 'kl' (for the hybrid, to kl / alpha: its objective weights the KL by alpha). Costs nothing extra: the
+    objective computes the KL per dimension anyway.
+    """
+    terms = loss_terms_per_example(model, dataset, beta, batch_size, quadrants, seed)
     n = max(1, len(dataset))
-    return {k: v / n for k, v in sums.items()}
+    out: dict[str, float | list[float]] = {k: float(terms[k].double().sum()) / n for k in ("loss", "recon", "kl")}
+    if "kl_per_dim" in terms:
+        out["kl_per_dim"] = [float(v) / n for v in terms["kl_per_dim"].double().sum(0)]
+    return out
 
 
 def _state_copy(model) -> dict[str, torch.Tensor]:

@@ -72,8 +72,11 @@ def test_callbacks_receive_step_and_epoch_info(tiny_data):
     assert [e.epoch for e in rec.epochs] == [0, 1, 2] and only_epochs.seen == [0, 1, 2]
     for e in rec.epochs:
         assert isinstance(e, EpochInfo) and e.epochs == 3
-        assert set(e.train) == {"loss", "recon", "kl"} and set(e.eval) == {"loss", "recon", "kl"}
-        assert all(math.isfinite(v) for v in e.eval.values())
+        assert set(e.train) == {"loss", "recon", "kl"} and set(e.eval) == {"loss", "recon", "kl", "kl_per_dim"}
+        assert all(math.isfinite(e.eval[k]) for k in ("loss", "recon", "kl"))
+        # the KL of each latent dimension, recorded every epoch, adds up to the epoch's KL
+        assert len(e.eval["kl_per_dim"]) == model.config.latent_dim
+        assert sum(e.eval["kl_per_dim"]) == pytest.approx(e.eval["kl"], rel=1e-6)
     assert rec.epochs[0].is_best  # the first evaluation is always the best so far
 
     assert len(result.history["loss"]) == len(result.history["step"]) == 3 * steps_per_epoch
