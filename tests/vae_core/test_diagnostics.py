@@ -84,7 +84,8 @@ def test_per_example_terms_average_to_evaluate(tiny_data, variant, condition, qu
     extra = {"quadrants": quadrants} if condition == "quadrants" else {}
     model = tiny(variant, condition, **extra)
     per = per_example_terms(model, tiny_data, samples=8, quadrants=quadrants)
-    assert all(v.shape == (len(tiny_data),) for v in per.values())
+    assert all(v.shape == (len(tiny_data),) for k, v in per.items() if k != "kl_per_dim")
+    assert ("kl_per_dim" in per) == (variant in ("vae", "cvae", "hybrid"))
     ref = evaluate(model, tiny_data, samples=8, quadrants=quadrants, diversity_n=2, diversity_examples=2)
     assert float(per["recon"].mean()) == pytest.approx(ref["recon"], rel=1e-5)
     assert float(per["kl"].mean()) == pytest.approx(ref["kl"], rel=1e-5, abs=1e-6)
@@ -173,6 +174,7 @@ def test_diagnose_report(tiny_data):
     report = diagnose(model, tiny_data.subset(0, 60), samples=4, curve_images=3, curve_max=20,
                       progress=lambda what, done: seen.append(done))
     assert sum(report["kl_per_dim"]) == pytest.approx(report["kl"]) == pytest.approx(report["kl_in_objective"])
+    assert report["kl_per_dim"] == pytest.approx(kl_per_dimension(model, tiny_data.subset(0, 60)).tolist())
     assert 0 <= report["active_units"] <= 3 and len(report["posterior_mean_variance"]) == 3
     assert set(report["per_example"]) == {"recon", "kl", "neg_elbo", "nll_is", "gap"}
     curve = report["is_vs_samples"]
