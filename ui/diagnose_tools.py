@@ -376,7 +376,8 @@ def config_rows(view: RecordView) -> pd.DataFrame:
     """Every setting of the model and of its training, one row each (strings, so the column type is one)."""
     rows = [("model", k, _cell(v)) for k, v in view.config.to_dict().items()]
     rows += [("training", k, _cell(v)) for k, v in (view.train_config or {}).items()]
-    rows.append(("data", "dataset", view.dataset))
+    if not (view.train_config or {}).get("dataset"):
+        rows.append(("data", "dataset", view.dataset))
     return pd.DataFrame(rows, columns=["part", "setting", "value"])
 
 
