@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from ui.cached_data import missing_data_note, test_set
-from ui.diagnose_tools import (RecordView, aggregate_figures, collapse_stats, compare_rows, conditional_view_reason,
+from ui.diagnose_tools import (aggregate_figures, history_dict, record_facts, collapse_stats, compare_rows, conditional_view_reason,
                                config_rows, decode_same_z, ellipses_figure, example_gaussians, kl_bars,
                                kl_over_epochs, likelihood_curve, likelihood_figure, marginal_histograms,
                                metrics_rows, mtime_of, per_example_done, per_example_table, reconstructions,
@@ -36,11 +36,10 @@ st.caption("Visual debugging for a model that misbehaves: KL per latent dimensio
 picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2, lambda c: c.has_latent))
 if picked is None:
     st.stop()
-model, meta = picked
-view = RecordView(meta)
-cfg = view.config
-path = view.path
-data = test_set(view.dataset)
+model, record = picked
+cfg = record.model_config
+path = record.path
+data = test_set(record.dataset)
 
 images, samples = 0, 50
 with st.sidebar:
@@ -59,7 +58,7 @@ with st.sidebar:
             or quadrants
 
 no_data = None if data is not None else (
-    "This view needs the test set. " + missing_data_note(view.dataset)
+    "This view needs the test set. " + missing_data_note(record.dataset)
     + " The training history and the settings card need no data.")
 source = data.source if data is not None else ""
 
@@ -105,7 +104,7 @@ with tabs[0]:
                            "α times the total above.")
             st.caption(f"On the first {images:,} test images; KL against "
                        + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
-        history_fig = kl_over_epochs(view.epoch_records)
+        history_fig = kl_over_epochs(record)
         st.markdown("**KL per dimension over the training epochs**")
         if history_fig is not None:
             st.plotly_chart(history_fig, key="diagnose_kl_epochs", config={"displaylogo": False})
@@ -264,7 +263,8 @@ with tabs[3]:
 # ---------------------------------------------------------------------------- 5. training history
 with tabs[4]:
     if tabs[4].open:
-        history, records = view.history, view.epoch_records
+        history = history_dict(record)
+        records = history["epochs"]
         if history.get("step"):
             steps_per_epoch = max(1, round(max(history["step"]) / max(1, len(records)))) if records else 1
             st.plotly_chart(loss_curves(history, records, steps_per_epoch), key="diagnose_history",
@@ -274,20 +274,22 @@ with tabs[4]:
         else:
             st.info("This checkpoint stores no training history.", icon=":material/info:")
         with st.container(border=True):
-            st.markdown(f"**{view.name}** · {cfg.describe()} · data set **{view.dataset}**")
-            facts = view.facts()
+            st.markdown(f"**{record.display_name}** · {cfg.describe()} · data set **{record.dataset}**")
+            if record.description:
+                st.caption(record.description)
+            facts = record_facts(record)
             if facts:
                 st.caption(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in facts.items()))
-            if view.command:
-                st.code(view.command, language="bash")
+            if record.command:
+                st.code(record.command, language="bash")
             else:
                 st.caption("No training command stored.")
             left, right = st.columns(2)
             left.markdown("Settings")
-            left.dataframe(config_rows(view), hide_index=True, width="stretch")
+            left.dataframe(config_rows(record), hide_index=True, width="stretch")
             right.markdown("Stored metrics (test set, nats per image)")
-            if view.metrics:
-                right.dataframe(metrics_rows(view), hide_index=True, width="stretch")
+            if record.metrics:
+                right.dataframe(metrics_rows(record), hide_index=True, width="stretch")
             else:
                 right.caption("No metrics stored.")
 
@@ -304,15 +306,14 @@ with tabs[5]:
             other_path = st.selectbox("Compare with (B)", options, key="diagnose_other",
                                       format_func=lambda p: by_path[p].label)
             try:
-                other_model, other_meta = load_model(other_path)
+                other_model, other = load_model(other_path)
             except CheckpointError as e:
                 st.error(f"This checkpoint cannot be used: {e}")
                 other_model = None
             if other_model is not None:
-                other = RecordView(other_meta)
-                st.markdown(f"**A**: {view.name} ({cfg.describe()}) · **B**: {other.name} "
-                            f"({other.config.describe()})")
-                reason = same_z_reason(cfg, other.config)
+                st.markdown(f"**A**: {record.display_name} ({cfg.describe()}) · **B**: {other.display_name} "
+                            f"({other.model_config.describe()})")
+                reason = same_z_reason(cfg, other.model_config)
                 if reason:
                     st.info(reason, icon=":material/info:")
                 else:
@@ -320,7 +321,7 @@ with tabs[5]:
                     st.image(upscale(grid(np.concatenate([a_imgs, b_imgs]), ncols=len(a_imgs)), 3),
                              output_format="PNG", caption=f"The same latent codes ({given}) decoded by A (top row) "
                                                           "and B (bottom row).")
-                metrics, settings = compare_rows(view, other)
+                metrics, settings = compare_rows(record, other)
                 left, right = st.columns(2)
                 left.markdown("Metrics")
                 left.dataframe(metrics, hide_index=True, width="stretch",

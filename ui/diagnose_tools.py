@@ -1,13 +1,12 @@
 """The Diagnose page's computations (cached per checkpoint file: path and mtime) and figures.
 
 The numbers come from vae_core.diagnostics; this module only caches them, cuts the slow ones into chunks so
-the page can show a progress bar the first time, and draws them. Everything the page reads from a checkpoint's
-record goes through `RecordView`, so moving onto vae_core's typed record is one class to change.
+the page can show a progress bar the first time, and draws them. The checkpoint is read through its typed
+record (vae_core.record.CheckpointRecord).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +19,11 @@ import torch
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
-from vae_core import make_batch
+from vae_core import CheckpointRecord, make_batch
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, active_units, aggregate_density, conditional_gaussians,
                                   importance_curve, per_example_terms, posterior_moments, sample_sizes)
-from vae_core.training import eval_batches, loss_terms_per_example
+from vae_core.data import batches
+from vae_core.training import loss_terms_per_example
 
 CHUNK = 250          # images per cached piece of the per-example table (a progress bar step)
 CURVE_IMAGES = 50    # images of the NLL-against-S curve (the mean); the first few are drawn one by one
@@ -32,54 +32,19 @@ CURVE_MAX_S = 1000
 
 
 # ----------------------------------------------------------------------------- the checkpoint record
-@dataclass(frozen=True)
-class RecordView:
-    """What the page needs from a checkpoint's record, read in one place."""
+FACTS = (("status", "status"), ("message", "message"), ("epochs_completed", "epochs completed"),
+         ("train_seconds", "train seconds"), ("wall_seconds", "wall seconds"), ("images_per_sec", "images per second"),
+         ("storage_dtype", "stored as"))
 
-    meta: dict
 
-    @property
-    def config(self):
-        return self.meta["model_config"]
+def record_facts(record: CheckpointRecord) -> dict[str, object]:
+    """Status, epochs, times: whichever of these the record holds, in display order."""
+    return {label: getattr(record, name) for name, label in FACTS if getattr(record, name) not in (None, "")}
 
-    @property
-    def path(self) -> str:
-        return str(self.meta.get("path", ""))
 
-    @property
-    def name(self) -> str:
-        return str(self.meta.get("name") or Path(self.path).stem)
-
-    @property
-    def dataset(self) -> str:
-        return str(self.meta.get("dataset") or "mnist")
-
-    @property
-    def train_config(self) -> dict | None:
-        tc = self.meta.get("train_config")
-        return tc.to_dict() if hasattr(tc, "to_dict") else (dict(tc) if tc else None)
-
-    @property
-    def metrics(self) -> dict:
-        return dict(self.meta.get("metrics") or {})
-
-    @property
-    def history(self) -> dict:
-        return dict(self.meta.get("history") or {})
-
-    @property
-    def epoch_records(self) -> list[dict]:
-        return [r for r in self.history.get("epochs", []) if isinstance(r, dict)]
-
-    @property
-    def command(self) -> str | None:
-        return self.meta.get("command")
-
-    def facts(self) -> dict[str, object]:
-        """Status, epochs, times: whatever the record holds of these, in display order."""
-        keys = ("description", "status", "message", "epochs_completed", "train_seconds", "wall_seconds",
-                "images_per_sec", "storage_dtype")
-        return {k: self.meta[k] for k in keys if self.meta.get(k) not in (None, "")}
+def history_dict(record: CheckpointRecord) -> dict:
+    """The stored history as ui.plots.loss_curves takes it: per-step lists and per-epoch dicts."""
+    return record.history.to_dict()
 
 
 def mtime_of(path: str) -> int:
@@ -91,8 +56,8 @@ def mtime_of(path: str) -> int:
 def collapse_stats(path: str, mtime_ns: int, images: int, quadrants: int | None, data_source: str) -> dict:
     """KL per dimension, posterior moments, one sample of q and of p(z|x) per image, labels (no sampling-heavy
     work: about a second for 1,000 images)."""
-    model, meta = load_model(path)
-    data = test_set(RecordView(meta).dataset).subset(0, images)
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(0, images)
     cfg = model.config
     out = {"labels": data.labels.numpy(), "kl_per_dim": None}
     terms = loss_terms_per_example(model, data, quadrants=quadrants)
@@ -107,7 +72,7 @@ def collapse_stats(path: str, mtime_ns: int, images: int, quadrants: int | None,
                sample=(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)).numpy())
     with torch.no_grad():  # the prior each image was encoded against, and one draw from it
         mus_p, lvs_p = [], []
-        for y, x in eval_batches(model, data, 1000, quadrants):
+        for y, x, _ in batches(cfg, data, 1000, model.device, quadrants):
             m, lv = model.prior(model.features(x, y.shape[0]), y.shape[0])
             mus_p.append(m.cpu())
             lvs_p.append(lv.cpu())
@@ -120,8 +85,8 @@ def collapse_stats(path: str, mtime_ns: int, images: int, quadrants: int | None,
 @st.cache_data(show_spinner=False, max_entries=256)
 def _per_example_chunk(path: str, mtime_ns: int, start: int, stop: int, samples: int, quadrants: int | None,
                        data_source: str) -> dict[str, np.ndarray]:
-    model, meta = load_model(path)
-    data = test_set(RecordView(meta).dataset).subset(start, stop)
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(start, stop)
     terms = per_example_terms(model, data, samples, quadrants, seed=start)
     return {k: v.numpy() for k, v in terms.items() if k != "kl_per_dim"}
 
@@ -143,8 +108,8 @@ def per_example_table(path: str, images: int, samples: int, quadrants: int | Non
         if report:
             report(min(1.0, (start + CHUNK) / images))
     _DONE.add(key)
-    _, meta = load_model(path)
-    labels = test_set(RecordView(meta).dataset).labels[:images].numpy()
+    _, record = load_model(path)
+    labels = test_set(record.dataset).labels[:images].numpy()
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return pd.DataFrame({"image": np.arange(images), "label": labels, "recon": cols["recon"], "KL": cols["kl"],
                          "−ELBO": cols["neg_elbo"], "NLL (IS)": cols["nll_is"], "gap": cols["gap"]})
@@ -157,8 +122,8 @@ def per_example_done(path: str, images: int, samples: int, quadrants: int | None
 @st.cache_data(show_spinner=False, max_entries=16)
 def likelihood_curve(path: str, mtime_ns: int, quadrants: int | None, data_source: str) -> dict:
     """The IS NLL and ESS against S (1 to 1,000) for the first CURVE_IMAGES test images."""
-    model, meta = load_model(path)
-    data = test_set(RecordView(meta).dataset).subset(0, CURVE_IMAGES)
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(0, CURVE_IMAGES)
     y, x = make_batch(model.config, data.images.to(model.device), data.labels.to(model.device), quadrants=quadrants)
     return importance_curve(model, y, x, sample_sizes(CURVE_MAX_S))
 
@@ -198,10 +163,9 @@ def kl_bars(kl: np.ndarray, variance: np.ndarray | None) -> go.Figure:
     return _layout(fig)
 
 
-def kl_over_epochs(records: list[dict]) -> go.Figure | None:
+def kl_over_epochs(record: CheckpointRecord) -> go.Figure | None:
     """KL per dimension at the end of every epoch (from the history), or None when it was not recorded."""
-    points = [(r["epoch"] + 1, r["eval"]["kl_per_dim"]) for r in records
-              if isinstance(r.get("eval"), dict) and isinstance(r["eval"].get("kl_per_dim"), list)]
+    points = [(e.epoch + 1, list(e.kl_per_dim)) for e in record.history.epochs if e.kl_per_dim]
     if not points:
         return None
     epochs = [p[0] for p in points]
@@ -372,21 +336,22 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
-def config_rows(view: RecordView) -> pd.DataFrame:
+def config_rows(record: CheckpointRecord) -> pd.DataFrame:
     """Every setting of the model and of its training, one row each (strings, so the column type is one)."""
-    rows = [("model", k, _cell(v)) for k, v in view.config.to_dict().items()]
-    rows += [("training", k, _cell(v)) for k, v in (view.train_config or {}).items()]
-    if not (view.train_config or {}).get("dataset"):
-        rows.append(("data", "dataset", view.dataset))
+    rows = [("model", k, _cell(v)) for k, v in record.model_config.to_dict().items()]
+    train = record.train_config.to_dict() if record.train_config is not None else {}
+    rows += [("training", k, _cell(v)) for k, v in train.items()]
+    if "dataset" not in train:
+        rows.append(("data", "dataset", record.dataset))
     return pd.DataFrame(rows, columns=["part", "setting", "value"])
 
 
-def metrics_rows(view: RecordView) -> pd.DataFrame:
-    flat = flatten(view.metrics)
+def metrics_rows(record: CheckpointRecord) -> pd.DataFrame:
+    flat = flatten(record.metrics)
     return pd.DataFrame({"metric": list(flat), "value": [_cell(v) for v in flat.values()]})
 
 
-def compare_rows(a: RecordView, b: RecordView) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare_rows(a: CheckpointRecord, b: CheckpointRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics side by side with B − A, settings that differ), for two checkpoints."""
     ma, mb = flatten(a.metrics), flatten(b.metrics)
     keys = list(dict.fromkeys([*ma, *mb]))

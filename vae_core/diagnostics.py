@@ -22,10 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import ImageDataset, make_batch
+from .config import variant_info
+from .data import ImageDataset, batches, make_batch
 from .evaluation import log_likelihood, log_likelihood_per_example
 from .losses import gaussian_kl_per_dim
-from .training import eval_batches, loss_terms_per_example
+from .training import loss_terms_per_example
 
 __all__ = ["ACTIVE_THRESHOLD", "kl_per_dimension", "posterior_moments", "active_units", "per_example_terms",
            "effective_sample_size", "sample_sizes", "importance_curve", "quantiles", "diagnose",
@@ -46,11 +47,14 @@ def default_quadrants(config, quadrants: int | None = None) -> int | None:
 
 def kl_unavailable_reason(config) -> str | None:
     """Why a model has no KL per dimension to show, in one sentence, or None when it has one."""
+    info = variant_info(config.variant)
     if not config.has_latent:
-        return "A baseline model is deterministic: it has no latent code, so no KL and no active units."
+        return f"This {info.title} model is deterministic: it has no latent code, so no KL and no active units."
     if config.variant == "gsnn":
         return ("A GSNN trains with z drawn from its prior net p(z|x) and has no KL term (its recognition net is "
                 "the prior net), so every dimension's KL is zero by construction.")
+    if not info.uses_kl:
+        return f"A {info.title} model's objective has no KL term, so there is no KL per dimension to show."
     return None
 
 
@@ -72,7 +76,7 @@ def posterior_moments(model, dataset: ImageDataset, quadrants: int | None = None
     model._require_latent()
     model.eval()
     mus, logvars = [], []
-    for y, x in eval_batches(model, dataset, batch_size, quadrants, seed):
+    for y, x, _ in batches(model.config, dataset, batch_size, model.device, quadrants, seed):
         mu, logvar = model.encode(y, x)
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from .config import TrainConfig
-from .data import ImageDataset, load_dataset, make_batch
+from .data import ImageDataset, batches, load_dataset, make_batch
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class EpochInfo:
     elapsed: float
     eta: float
     is_best: bool
+    kl_per_dim: list[float] | None = None   # KL(q || p) of each latent dimension on the evaluation set
 
 
 @dataclass
@@ -130,19 +131,6 @@ def check_compatible(model, data: TrainingData) -> None:
         raise ValueError("the training set is empty")
 
 
-def eval_batches(model, dataset: ImageDataset, batch_size: int = 1000, quadrants: int | None = None,
-                 seed: int = 0):
-    """(y, x) batches of a whole data set, in order, on the model's device. The conditions a config with
-    quadrants=0 draws at random come from a generator seeded with `seed`, so for one batch_size every
-    caller sees the same x for the same image."""
-    device = model.device
-    gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(dataset), batch_size):
-        imgs = dataset.images[start:start + batch_size].to(device)
-        labels = dataset.labels[start:start + batch_size].to(device)
-        yield make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
-
-
 @torch.no_grad()
 def loss_terms_per_example(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
                            quadrants: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -155,7 +143,7 @@ def loss_terms_per_example(model, dataset: ImageDataset, beta: float = 1.0, batc
     parts: dict[str, list[torch.Tensor]] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for y, x in eval_batches(model, dataset, batch_size, quadrants, seed):
+        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
             for k, v in model.loss(y, x, beta, per_example=True).items():
                 parts.setdefault(k, []).append(v.detach().cpu())
     model.train(was_training)
@@ -165,21 +153,26 @@ def loss_terms_per_example(model, dataset: ImageDataset, beta: float = 1.0, batc
 
 
 @torch.no_grad()
-def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
-                  quadrants: int | None = None, seed: int = 0) -> dict[str, float | list[float]]:
-    """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
-
-    With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image). For the variants
-    with a KL term it also holds 'kl_per_dim': the mean KL(q || p) of each latent dimension, a list that sums
-    to 'kl' (for the hybrid, to kl / alpha: its objective weights the KL by alpha). Costs nothing extra: the
-    objective computes the KL per dimension anyway.
-    """
+def evaluation_terms(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                     quadrants: int | None = None, seed: int = 0) -> tuple[dict[str, float], list[float] | None]:
+    """(evaluate_loss's terms, the mean KL(q || p) of each latent dimension or None for a variant without a
+    KL term). The list sums to 'kl' (for the hybrid, to kl / alpha: its objective weights the KL by alpha);
+    it costs nothing extra, since the objective computes the KL per dimension anyway."""
     terms = loss_terms_per_example(model, dataset, beta, batch_size, quadrants, seed)
     n = max(1, len(dataset))
-    out: dict[str, float | list[float]] = {k: float(terms[k].double().sum()) / n for k in ("loss", "recon", "kl")}
-    if "kl_per_dim" in terms:
-        out["kl_per_dim"] = [float(v) / n for v in terms["kl_per_dim"].double().sum(0)]
-    return out
+    means = {k: float(terms[k].double().sum()) / n for k in ("loss", "recon", "kl")}
+    per_dim = [float(v) / n for v in terms["kl_per_dim"].double().sum(0)] if "kl_per_dim" in terms else None
+    return means, per_dim
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                  quadrants: int | None = None, seed: int = 0) -> dict[str, float]:
+    """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
+
+    With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image).
+    """
+    return evaluation_terms(model, dataset, beta, batch_size, quadrants, seed)[0]
 
 
 def _state_copy(model) -> dict[str, torch.Tensor]:
@@ -278,17 +271,21 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         scheduler.step()
         epochs_done = epoch + 1
         train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
-        eval_terms = evaluate_loss(model, data.eval, beta=1.0, seed=cfg.seed) if data.eval is not None else None
+        eval_terms, kl_per_dim = (evaluation_terms(model, data.eval, beta=1.0, seed=cfg.seed)
+                                  if data.eval is not None else (None, None))
         is_best = False
         if eval_terms is not None and math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < best_loss:
             best_loss, best_epoch, is_best = eval_terms["loss"], epoch, True
             if cfg.keep_best:
                 best_state = _state_copy(model)
         good_state = _state_copy(model)
-        history["epochs"].append({"epoch": epoch, "train": train_avg, "eval": eval_terms})
+        record = {"epoch": epoch, "train": train_avg, "eval": eval_terms}
+        if kl_per_dim is not None:  # for the Diagnose page's KL-per-dimension-over-epochs chart
+            record["kl_per_dim"] = kl_per_dim
+        history["epochs"].append(record)
         rate = seen / max(train_time, 1e-9)
         info = EpochInfo(epoch, cfg.epochs, train_avg, eval_terms, rate, train_time,
-                         (total_steps - global_step) * cfg.batch_size / rate, is_best)
+                         (total_steps - global_step) * cfg.batch_size / rate, is_best, kl_per_dim)
         for cb in callbacks:
             if hasattr(cb, "on_epoch"):
                 cb.on_epoch(info)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from apptest_helpers import FIXTURE_MODELS, ROOT, errors_of, texts_of
-from vae_core import ModelConfig, build_model, list_checkpoints, load_checkpoint, save_checkpoint
+from vae_core import (CheckpointRecord, ModelConfig, build_model, list_checkpoints, load_checkpoint,
+                      save_checkpoint)
 
 PAGE = "pages/diagnose.py"
 TABS = ["Posterior collapse", "Aggregate posterior", "Per-example losses", "Likelihood estimate",
@@ -72,7 +73,7 @@ def test_a_dimension_forced_inactive_is_named(app, tmp_path, monkeypatch):
             last.weight[row].zero_()
             last.bias[row] = 0.0
     folder = tmp_path / "dead"
-    save_checkpoint(folder / "dead_dim.safetensors", model, {"name": "dead_dim", "dataset": "mnist"})
+    save_checkpoint(folder / "dead_dim.safetensors", model, CheckpointRecord(model_config=cfg, name="dead_dim"))
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
     at = open_diagnose(app)
     text = texts_of(at)
@@ -171,6 +172,7 @@ def test_every_shipped_model_opens(app, monkeypatch):
 
 
 def test_fixture_histories_record_kl_per_dimension(model_dir):
-    _, meta = load_checkpoint(model_dir / "vae_2d.safetensors")
-    for record in meta["history"]["epochs"]:
-        assert len(record["eval"]["kl_per_dim"]) == 2
+    _, record = load_checkpoint(model_dir / "vae_2d.safetensors")
+    assert len(record.history.epochs) == 2
+    for epoch in record.history.epochs:
+        assert len(epoch.kl_per_dim) == 2 and sum(epoch.kl_per_dim) == pytest.approx(epoch.eval["kl"], rel=1e-6)

@@ -16,7 +16,7 @@ def test_diagnose_json(trained, fake_data_dir, capsys):  # noqa: F811
     assert code == 0, err
     assert len(out.strip().splitlines()) == 1
     r = json.loads(out)
-    model, meta = load_checkpoint(trained)
+    model, record = load_checkpoint(trained)
     ref = evaluate(model, load_dataset("mnist", "test", fake_data_dir).subset(0, 60), samples=4,
                    diversity_n=2, diversity_examples=2)
     assert len(r["kl_per_dim"]) == 2 and all(v >= 0 for v in r["kl_per_dim"])
@@ -33,9 +33,10 @@ def test_diagnose_json(trained, fake_data_dir, capsys):  # noqa: F811
     # the progress bar went to stderr, not into the JSON
     assert "%" in err
     # training recorded the KL of each dimension every epoch, adding up to the epoch's KL
-    for record in meta["history"]["epochs"]:
-        assert len(record["eval"]["kl_per_dim"]) == 2
-        assert sum(record["eval"]["kl_per_dim"]) == pytest.approx(record["eval"]["kl"], rel=1e-6)
+    assert len(record.history.epochs) == 2
+    for epoch in record.history.epochs:
+        assert len(epoch.kl_per_dim) == 2
+        assert sum(epoch.kl_per_dim) == pytest.approx(epoch.eval["kl"], rel=1e-6)
 
 
 def test_diagnose_plain_text(trained, fake_data_dir, capsys):  # noqa: F811
