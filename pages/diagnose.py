@@ -92,7 +92,8 @@ with tabs[0]:
             st.plotly_chart(kl_bars(kl, variance), key="diagnose_kl_bars", config={"displaylogo": False})
             inactive = [f"z{d + 1}" for d in np.flatnonzero(variance <= ACTIVE_THRESHOLD)]
             if inactive:
-                st.warning(f"{len(inactive)} of {cfg.latent_dim} dimensions are inactive ({', '.join(inactive[:12])}"
+                verb = "is" if len(inactive) == 1 else "are"
+                st.warning(f"{len(inactive)} of {cfg.latent_dim} dimensions {verb} inactive ({', '.join(inactive[:12])}"
                            f"{', …' if len(inactive) > 12 else ''}): their posterior mean hardly moves across the "
                            "data, so they carry no information about the image to the decoder; their KL is near zero. "
                            "This is posterior collapse in those dimensions (grey bars).", icon=":material/warning:")

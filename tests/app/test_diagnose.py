@@ -77,7 +77,7 @@ def test_a_dimension_forced_inactive_is_named(app, tmp_path, monkeypatch):
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
     at = open_diagnose(app)
     text = texts_of(at)
-    assert "1 of 3 dimensions are inactive (z2)" in text
+    assert "1 of 3 dimensions is inactive (z2)" in text
     assert next(m for m in at.metric if m.label == "Active units").value == "2 of 3"
     assert "has no KL per dimension" in text  # no history stored in this file
     tab(at, "Training history")
