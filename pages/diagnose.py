@@ -19,7 +19,8 @@ from ui.model_catalogue import available_models, load_model, model_picker
 from ui.plots import loss_curves
 from ui.routing import route_through_app
 from vae_core import CheckpointError
-from vae_core.diagnostics import ACTIVE_THRESHOLD, default_quadrants, kl_unavailable_reason
+from vae_core.diagnostics import (ACTIVE_THRESHOLD, default_quadrants, diagnostics_unavailable_reason,
+                                  kl_unavailable_reason)
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
@@ -57,9 +58,9 @@ with st.sidebar:
                                          help="The quadrant count every figure uses (the model may handle 1-3).") \
             or quadrants
 
-no_data = None if data is not None else (
+no_data = diagnostics_unavailable_reason(cfg) or (None if data is not None else (
     "This view needs the test set. " + missing_data_note(record.dataset)
-    + " The training history and the settings card need no data.")
+    + " The training history and the settings card need no data."))
 source = data.source if data is not None else ""
 
 tabs = st.tabs(TABS, key="diagnose_tab", on_change="rerun")

@@ -30,7 +30,7 @@ from .training import loss_terms_per_example
 
 __all__ = ["ACTIVE_THRESHOLD", "kl_per_dimension", "posterior_moments", "active_units", "per_example_terms",
            "effective_sample_size", "sample_sizes", "importance_curve", "quantiles", "diagnose",
-           "default_quadrants", "kl_unavailable_reason", "aggregate_density", "conditional_gaussians"]
+           "default_quadrants", "kl_unavailable_reason", "diagnostics_unavailable_reason", "aggregate_density", "conditional_gaussians"]
 
 ACTIVE_THRESHOLD = 0.01
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
@@ -43,6 +43,15 @@ def default_quadrants(config, quadrants: int | None = None) -> int | None:
     if config.condition != "quadrants":
         return None
     return quadrants or config.quadrants or 2
+
+
+def diagnostics_unavailable_reason(config) -> str | None:
+    """Why no per-example diagnostics can be computed for a model (its objective gives batch means only), or None."""
+    info = variant_info(config.variant)
+    if not info.gives_per_example:
+        return (f"The {info.title} objective returns batch means only (it takes no per_example argument), so "
+                "the per-example diagnostics cannot be computed for this model.")
+    return None
 
 
 def kl_unavailable_reason(config) -> str | None:
@@ -208,6 +217,9 @@ def diagnose(model, dataset: ImageDataset, samples: int = 100, quadrants: int | 
               "is_vs_samples": None}
     if len(dataset) < 2:
         raise ValueError("diagnostics need at least two test images")
+    unavailable = diagnostics_unavailable_reason(cfg)
+    if unavailable:
+        raise ValueError(unavailable)
     say = progress or (lambda what, done: None)
     # the per-example likelihood dominates the cost: it gets 80 % of the bar
     say("per-example losses and importance-sampled NLL", 0.0)

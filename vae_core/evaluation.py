@@ -48,8 +48,10 @@ def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int 
     """
     if method not in ("mc", "is"):
         raise ValueError(f"method must be 'mc' or 'is'; got {method!r}")
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1; got {samples}")
+    if isinstance(samples, float) and samples.is_integer():  # e.g. S as read back from a JSON record
+        samples = int(samples)
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a whole number of at least 1; got {samples}")
     y = model._flat(y)
     batch = y.shape[0]
     h = model.features(x, batch)

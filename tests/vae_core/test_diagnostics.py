@@ -197,3 +197,27 @@ def test_diagnose_says_what_does_not_apply(tiny_data, variant, condition):
 def test_diagnose_refuses_a_single_image(tiny_data):
     with pytest.raises(ValueError, match="two"):
         diagnose(tiny("vae"), ImageDataset(tiny_data.images[:1], tiny_data.labels[:1]))
+
+
+def test_a_registered_objective_without_per_example_terms_still_trains_and_says_so(tiny_data):
+    from vae_core import VARIANTS, Variant, TrainConfig, fit, losses
+    from vae_core.diagnostics import diagnostics_unavailable_reason
+
+    def batch_means_only(model, y, x, beta):
+        return losses.elbo_objective(model, y, x, beta)
+    VARIANTS["means_only"] = Variant("Means only", "a test objective", batch_means_only, ("recognition", "generation"),
+                                     conditional=False)
+    try:
+        cfg = ModelConfig(variant="means_only", condition="none", latent_dim=2, **TINY)
+        model = build_model(cfg)
+        ref = tiny("vae", latent_dim=2)                     # the same weights, the built-in objective
+        assert evaluate_loss(model, tiny_data) == pytest.approx(evaluate_loss(ref, tiny_data), rel=1e-5)
+        result = fit(model, tiny_data.subset(0, 64), TrainConfig(epochs=1, batch_size=32))
+        assert result.status == "completed"
+        with pytest.raises(ValueError, match="per-example"):
+            model.loss(torch.rand(2, 64), None, per_example=True)
+        assert "batch means only" in diagnostics_unavailable_reason(cfg)
+        with pytest.raises(ValueError, match="batch means only"):
+            diagnose(model, tiny_data.subset(0, 10))
+    finally:
+        del VARIANTS["means_only"]
