@@ -38,7 +38,8 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- the schema's pieces
-Number = Annotated[float, Field(allow_inf_nan=True)]           # NaN is allowed: a diverged run's loss
+# a whole number stays whole (counts such as 'samples'); NaN is allowed (a diverged run's loss)
+Number = Annotated[int, Field(ge=-10**15, le=10**15)] | Annotated[float, Field(allow_inf_nan=True)]
 Key = Annotated[str, Field(max_length=64)]
 ShortText = Annotated[str, Field(max_length=200)]
 Text = Annotated[str, Field(max_length=4000)]
