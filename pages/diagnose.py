@@ -153,8 +153,10 @@ with tabs[1]:
                     st.caption(f"Blue: density of the data in latent space; red lines: contours of the prior "
                                f"({prior_name}) at about 1, 2 and 3 σ; red crosses: **holes**, places inside the "
                                "prior's 2-σ region where the aggregate posterior has under a tenth of the prior's "
-                               "density. Samples from the prior that land in a hole decode to images the model never "
-                               f"trained on. {holes} cells of a 70 × 70 grid are holes here.")
+                               "density (the data's density smoothed at its own sampling scale). Samples from the prior "
+                               "that land in a hole decode to images the model never trained on. "
+                               + (f"{holes} cells of a 70 × 70 grid are holes here." if holes else
+                                  "No holes here: the data covers the prior's 2-σ region."))
             else:
                 st.plotly_chart(marginal_histograms(s["sample"][keep], s["prior_sample"][keep], s["kl_per_dim"]),
                                 key="diagnose_agg_hist", config={"displaylogo": False})

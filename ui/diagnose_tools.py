@@ -200,17 +200,24 @@ def aggregate_2d(points: np.ndarray, mu: np.ndarray, logvar: np.ndarray, prior_m
     p = aggregate_density(torch.from_numpy(prior_mu[idx] if len(uniq_mu) < 64 else prior_mu[:500]),
                           torch.from_numpy(prior_logvar[idx] if len(uniq_mu) < 64 else prior_logvar[:500]),
                           torch.from_numpy(pts)).numpy()
-    q = aggregate_density(torch.from_numpy(mu[:2000]), torch.from_numpy(logvar[:2000]), torch.from_numpy(pts)).numpy()
+    # q(z) from a finite sample is a sum of narrow bumps with gaps between them; widen each by a kernel
+    # density bandwidth (Scott's rule in 2-D) so a hole means "no data around here", not "between two images"
+    n_pts = min(len(mu), 2000)
+    bandwidth = np.std(mu[:n_pts], axis=0) * n_pts ** (-1 / 6)
+    wide = np.log(np.exp(logvar[:n_pts]) + bandwidth ** 2)
+    q = aggregate_density(torch.from_numpy(mu[:n_pts]), torch.from_numpy(wide), torch.from_numpy(pts)).numpy()
     level = p.max() * math.exp(-2.0)            # the 2-sigma contour of a single Gaussian
     holes = (p >= level) & (q < 0.1 * p)
     fig = go.Figure()
     fig.add_trace(go.Histogram2dContour(x=points[:, 0], y=points[:, 1], colorscale="Blues", showscale=False,
                                         ncontours=12, contours=dict(coloring="fill", showlines=False),
                                         name="data", hoverinfo="skip"))
-    fig.add_trace(go.Contour(x=xs, y=ys, z=p.reshape(n, n), showscale=False, name="prior",
-                             contours=dict(coloring="none", start=p.max() * math.exp(-4.5),
-                                           end=p.max() * math.exp(-0.5), size=p.max() * (math.exp(-0.5) - math.exp(-4.5)) / 2),
-                             line=dict(color="#E45756", width=2), hoverinfo="skip"))
+    for r in (1, 2, 3):  # where a single Gaussian's density is at r standard deviations
+        lv = p.max() * math.exp(-r * r / 2)
+        fig.add_trace(go.Contour(x=xs, y=ys, z=p.reshape(n, n), showscale=False, name=f"prior, {r} σ",
+                                 contours=dict(coloring="none", start=lv, end=lv, size=1.0),
+                                 line=dict(color="#E45756", width=2, dash="solid" if r == 1 else "dot"),
+                                 hoverinfo="skip"))
     if holes.any():
         fig.add_trace(go.Scatter(x=pts[holes, 0], y=pts[holes, 1], mode="markers", name="hole",
                                  marker=dict(symbol="x", size=6, color="#E45756"),
