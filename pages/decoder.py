@@ -223,8 +223,11 @@ interpolation()
 
 
 def send_to_sliders(mu) -> None:
+    """Move the explorer to the drawn digit's latent mean. A full rerun: rerunning only the two fragments
+    (st.rerun with their keys, from this callback) redrew the picture but left the number boxes and sliders
+    showing the old z in the browser (Streamlit 1.67), and the next key press jumped back."""
     dt.set_z(mu)
-    st.rerun(["decoder_explorer", "decoder_drawing"])
+    st.rerun()
 
 
 @st.fragment(key="decoder_drawing")
