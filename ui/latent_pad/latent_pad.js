@@ -334,10 +334,10 @@ class Explorer {
     const onMove = e => {
       const gd = document.querySelector(this.chart + " .js-plotly-plot");
       if (!gd || !gd._fullLayout || !this.dec) return;
-      const L = gd._fullLayout, r = gd.getBoundingClientRect();
-      const px = e.clientX - r.left - L._size.l, py = e.clientY - r.top - L._size.t;
-      if (px < 0 || py < 0 || px > L._size.w || py > L._size.h) return;
-      const z = [L.xaxis.p2l(px), L.yaxis.p2l(py)];
+      const L = gd._fullLayout, r = gd.getBoundingClientRect(), xa = L.xaxis, ya = L.yaxis;
+      const px = e.clientX - r.left - xa._offset, py = e.clientY - r.top - ya._offset;
+      if (px < 0 || py < 0 || px > xa._length || py > ya._length) return;
+      const z = [xa.p2l(px), ya.p2l(py)];
       if (queued === null) requestAnimationFrame(() => { this.drawHover(queued); queued = null; });
       queued = z;
     };
