@@ -171,7 +171,8 @@ def _mount(key: str, data: dict, on_commit: Callable[[list[float]], None] | None
                       on_missing_change=lambda: _on_missing(key), on_failed_change=lambda: _on_failed(key))
 
 
-def _model_data(path: str) -> dict:
+def _model_data(path) -> dict:
+    path = str(path)
     key = model_key(path)
     data = {"model": key}
     sent = _sent()
