@@ -100,32 +100,32 @@ def percentile(values: list[float], q: float) -> float:
 
 def find_map_model(folders: list[Path]) -> Path | None:
     """A checkpoint with a 2-D latent and 10,000 stored test means, or None."""
-    from vae_core import list_checkpoints, read_meta
+    from vae_core import list_checkpoints, read_record
     from safetensors import safe_open
     found = []
     for folder in folders:
         for path in list_checkpoints(folder):
             try:
-                cfg = read_meta(path)["model_config"]
+                cfg = read_record(path).model_config
                 with safe_open(str(path), framework="pt") as f:
                     ok = "extra.test_latent_means" in f.keys() and f.get_slice("extra.test_latent_means").get_shape()[0] >= 10_000
             except Exception:  # noqa: BLE001 - skip anything unreadable
                 continue
             if ok and cfg.latent_dim == 2 and cfg.condition == "none":
                 found.append(path)
-    found.sort(key=lambda p: read_meta(p).get("dataset") != "mnist")  # MNIST first
+    found.sort(key=lambda p: read_record(p).dataset != "mnist")  # MNIST first
     return found[0] if found else None
 
 
 def train_small_vae(out: Path) -> Path:
     """A 2-D VAE, one epoch on 20,000 MNIST images, with the test set's latent means stored."""
     from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,
-                          prepare_data, save_checkpoint)
+                          prepare_data, record_from_fit, save_checkpoint)
     cfg, tcfg = ModelConfig(latent_dim=2, hidden_dims=(256,)), TrainConfig(epochs=1, train_limit=20_000, eval_limit=1000)
     model = build_model(cfg)
-    fit(model, prepare_data(tcfg), tcfg)
+    result = fit(model, prepare_data(tcfg), tcfg)
     mu, _, labels = encode_dataset(model, load_dataset("mnist", "test"))
-    return save_checkpoint(out / "bench_vae_2d.safetensors", model, {"name": "bench_vae_2d", "dataset": "mnist"},
+    return save_checkpoint(out / "bench_vae_2d.safetensors", model, record_from_fit(cfg, tcfg, result, name="bench_vae_2d"),
                            extras={"test_latent_means": mu, "test_labels": labels})
 
 
@@ -353,8 +353,8 @@ def main() -> int:
         map_model = train_small_vae(tmp)
         folders = [tmp, *folders]
     env = {"LATENT_LAB_MODEL_DIRS": os.pathsep.join(map(str, folders))}
-    from vae_core import read_meta
-    map_name = str(read_meta(map_model).get("name") or map_model.stem)
+    from vae_core import read_record
+    map_name = str(read_record(map_model).name or map_model.stem)
     print(f"map / decoder model: {map_model} ({map_name})")
 
     with sync_playwright() as p:
@@ -400,6 +400,8 @@ def main() -> int:
             # the server-side sliders (the fallback)
             set_browser_decoding(page, False)
             page.locator(DECODED).first.wait_for()
+            page.get_by_role("button", name=re.compile("Centre")).click()   # away from the ends the clicks reached
+            wait_idle(page)
             print(f"timing {args.moves} keyboard steps on the server sliders…", flush=True)
             keys, keys_missed = slider_latencies(page, args.moves, args.pause)
             drags, drags_missed = drag_latencies(page, max(10, args.moves // 3), args.pause)
