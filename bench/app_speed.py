@@ -239,6 +239,18 @@ HOVER_JS = """(pad) => {
 }"""
 
 
+def choose_model(page, name: str):
+    """Pick the model whose name starts the picker's label; returns the picker."""
+    picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
+    if not picker.input_value().startswith(name + " ·"):
+        picker.click()
+        page.get_by_role("option", name=re.compile("^" + re.escape(name + " ·"))).first.click()
+        page.wait_for_function("(stem) => document.querySelector(\"[data-testid='stSidebar'] "
+                               "input[aria-label='Model']\").value.startsWith(stem)", arg=name + " ·")
+        wait_idle(page)
+    return picker
+
+
 def set_browser_decoding(page, on: bool) -> None:
     """The sidebar switch "Decode in the browser"."""
     sidebar = page.get_by_test_id("stSidebar")
@@ -368,21 +380,17 @@ def main() -> int:
             # choose the model in the shared picker, on the Decoder page
             go_to(page, "Decoder")
             wait_idle(page)
-            picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
-            if not picker.input_value().startswith(map_name + " ·"):
-                picker.click()
-                page.get_by_role("option", name=re.compile("^" + re.escape(map_name + " ·"))).first.click()
-                page.wait_for_function("(stem) => document.querySelector(\"[data-testid='stSidebar'] "
-                                       "input[aria-label='Model']\").value.startsWith(stem)", arg=map_name + " ·")
-                wait_idle(page)
+            picker = choose_model(page, map_name)
             print("decoder model:", picker.input_value())
             # the in-browser decoder, and the bytes of one commit
             set_browser_decoding(page, True)
             frames_in = []
             page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames_in.append(len(payload))))
-            page.reload()
+            page.reload()   # a new session: the weights travel again
             page.locator(PAD).first.wait_for(timeout=60_000)
-            page.wait_for_function("(pad) => document.querySelector(pad).dataset.frames", arg=PAD, timeout=60_000)
+            choose_model(page, map_name)
+            page.wait_for_function("([pad, n]) => +document.querySelector(pad).dataset.frames > 0", arg=[PAD, 0],
+                                   timeout=60_000)
             wait_idle(page)
             first_load = sum(frames_in)
             frames_in.clear()
@@ -439,8 +447,8 @@ def main() -> int:
     print(f"    key up -> server's number box: {summary(key_server, key_missed)}")
     print(f"    click on the pad -> server's number box: {summary(click_server, click_missed)}")
     print(f"(f) hover on the Latent map -> digit beside it ({len(hovers)} moves): {summary(hovers, 0)}")
-    print(f"(g) websocket bytes: first Decoder load {first_load:,} (weights, picture, page); "
-          f"one drag's commit {commit_bytes:,.0f}")
+    print(f"(g) websocket bytes: first Decoder load {first_load:,} (with the first model's weights and picture, and "
+          f"the chosen model's), one drag's commit {commit_bytes:,.0f}")
     print(f"load average now: {', '.join(f'{v:.1f}' for v in os.getloadavg())} (2 cores); "
           f"CPU reference: a 10**7-step Python loop takes {python_loop_seconds():.2f} s")
     return 0

@@ -2,7 +2,7 @@
 
 Most tests here drive the server-side sliders (the page's fallback, with "Decode in the browser" off): AppTest
 runs no JavaScript. The in-browser decoder's data (weights once, then the model key) is checked here too;
-its dragging, keys and pixels are checked in chromium (tests/e2e/test_latent_pad.py).
+its dragging, keys and pixels are checked in chromium (tests/e2e/test_browser_decoder.py).
 """
 from __future__ import annotations
 

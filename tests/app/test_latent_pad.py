@@ -1,6 +1,6 @@
 """The in-browser decoder (ui/latent_pad.py) as the server sees it: what data it is handed, once or on every
 run, and the fallback to server-side sliders when it cannot be used. Its JavaScript runs in chromium:
-tests/e2e/test_latent_pad.py."""
+tests/e2e/test_browser_decoder.py."""
 from __future__ import annotations
 
 import base64

@@ -92,7 +92,7 @@ def test_latent_map_click_shows_the_image(page, server):
 
 def test_decoder_slider_changes_the_image(page, server):
     """The z1 control (decoded in the browser, ui/latent_pad.py): arrow keys redraw the digit, the release
-    commits z to the server's number box. The server-side sliders: tests/e2e/test_latent_pad.py."""
+    commits z to the server's number box. The server-side sliders: tests/e2e/test_browser_decoder.py."""
     open_page(page, server.url)
     go_to(page, "Decoder")
     digit = page.locator("canvas[aria-label='Decoded digit']")
