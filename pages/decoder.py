@@ -79,7 +79,7 @@ def latent_caption(z) -> str:
     return "z = (" + ", ".join(f"{v:.2f}" for v in z[:6]) + (", …" if len(z) > 6 else "") + ")"
 
 
-def side_controls(z, label, *, numbers: bool) -> None:
+def side_controls(label, *, numbers: bool) -> None:
     """Exact numbers (when asked), the range note, Sample / Centre and the prior's caption."""
     if numbers:
         for i in range(cfg.latent_dim):
@@ -116,7 +116,7 @@ def browser_explorer(label) -> None:
             st.caption(f"The manifold pad needs a 2-D latent; this model has {cfg.latent_dim} dimensions.")
     with side_col:
         st.markdown(f"**Latent code z** ({cfg.latent_dim} dimensions)")
-        side_controls(z, label, numbers=True)
+        side_controls(label, numbers=True)
         big = png_bytes(upscale(dt.decode(model, z, label), 10))
         st.download_button("PNG", big, file_name="decoded.png", mime="image/png", icon=":material/download:",
                            key="decoder_download", help="The decoded digit at " + latent_caption(z))
@@ -149,7 +149,7 @@ def server_explorer(label) -> None:
                           on_change=dt.on_slider, args=(i,))
             number.number_input(f"z{i + 1} exactly", -dt.NUMBER_LIMIT, dt.NUMBER_LIMIT, step=0.1, format="%.3f",
                                 key=dt.number_key(i), on_change=dt.on_number, args=(i,), label_visibility="collapsed")
-        side_controls(z, label, numbers=False)
+        side_controls(label, numbers=False)
 
     if cfg.latent_dim == 2:
         with grid_col:

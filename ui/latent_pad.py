@@ -22,7 +22,6 @@ from typing import Callable
 
 import numpy as np
 import streamlit as st
-import torch
 from torch import nn
 
 from ui.images import png_data_url
@@ -70,11 +69,19 @@ def unavailable(model=None) -> str | None:
         return f"the in-browser decoder could not load ({_REGISTER_ERROR})"
     if st.session_state.get(FAILED_KEY):
         return f"the browser reported an error ({st.session_state[FAILED_KEY]})"
-    if model is not None:
-        try:
-            decoder_layers(model)
-        except ValueError as exc:
-            return str(exc)
+    return None if model is None else decoder_problem(model)
+
+
+def decoder_problem(model) -> str | None:
+    """Why the browser cannot run this model's decoder, or None: it runs Linear layers with ReLU between them."""
+    net = getattr(model, "generation_net", None)
+    if not isinstance(net, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in net):
+        return "this model has no decoder network to send to the browser"
+    previous = None
+    for module in net:
+        if not (isinstance(module, nn.Linear) or (isinstance(module, nn.ReLU) and isinstance(previous, nn.Linear))):
+            return f"the browser cannot run a {type(module).__name__} layer of this decoder"
+        previous = module
     return None
 
 
@@ -83,22 +90,18 @@ def unavailable(model=None) -> str | None:
 def decoder_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """The generation net as [(weight [out, in], bias [out], activation after it: 'relu' or 'none')];
     a sigmoid follows the last layer. ValueError for a net the browser cannot run."""
-    net = getattr(model, "generation_net", None)
-    if not isinstance(net, nn.Sequential):
-        raise ValueError("this model has no decoder network to send to the browser")
+    problem = decoder_problem(model)
+    if problem:
+        raise ValueError(problem)
     layers: list[list] = []
-    for module in net:
+    for module in model.generation_net:
         if isinstance(module, nn.Linear):
             w = module.weight.detach().float().cpu().numpy()
             b = (module.bias.detach().float().cpu().numpy() if module.bias is not None
                  else np.zeros(w.shape[0], np.float32))
             layers.append([w, b, "none"])
-        elif isinstance(module, nn.ReLU) and layers and layers[-1][2] == "none":
+        else:  # a ReLU after a Linear
             layers[-1][2] = "relu"
-        else:
-            raise ValueError(f"the browser cannot run a {type(module).__name__} layer of this decoder")
-    if not layers:
-        raise ValueError("this model's decoder has no layers")
     return [tuple(layer) for layer in layers]
 
 

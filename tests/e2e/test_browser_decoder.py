@@ -6,6 +6,7 @@ picture show the same z; the picture is compared pixel by pixel with LatentModel
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import sys
@@ -134,6 +135,29 @@ def test_the_browser_decodes_like_the_model(page, server, models, name, label):
         want = models[name].decode(torch.from_numpy(zs), None if label is None else torch.full((25,), label)).numpy()
     assert got.shape == want.shape == (25, 784)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_float16_weights_decode_as_their_values_say(page, server, models):
+    """Large decoders travel as float16 (ui/latent_pad.FLOAT32_MAX_WEIGHTS): the browser's half-float reading
+    gives what numpy gets from the same bytes, and stays close to the float32 model."""
+    from ui.latent_pad import decoder_payload
+    payload = decoder_payload(models["cvae_label"], dtype="float16")
+    open_decoder(page, server)
+    zs = np.random.default_rng(1).normal(0, 1.5, (10, 2)).astype(np.float32)
+    got = np.asarray(page.evaluate("""([w, zs]) => { window.__latentLab.load('f16-test', w);
+        return zs.map((z, k) => window.__latentLab.decode('f16-test', z, k % 10)); }""", [payload, zs.tolist()]))
+    x = np.zeros((10, 12))
+    x[np.arange(10), np.arange(10)] = 1
+    x[:, 10:] = zs
+    for layer in payload["layers"]:
+        w = np.frombuffer(base64.b64decode(layer["w"]), np.float16).astype(np.float64).reshape(layer["shape"])
+        b = np.frombuffer(base64.b64decode(layer["b"]), np.float16).astype(np.float64)
+        x = x @ w.T + b
+        x = np.maximum(x, 0) if layer["act"] == "relu" else x
+    assert np.abs(got - 1 / (1 + np.exp(-x))).max() < 1e-9
+    with torch.no_grad():
+        want = models["cvae_label"].decode(torch.from_numpy(zs), torch.arange(10)).numpy()
+    assert np.abs(got - want).max() < 2e-2
 
 
 # ----------------------------------------------------------------------------- the pad, the sliders, the keys

@@ -64,10 +64,12 @@ function decode(dec, z, label) {
   return y;
 }
 
-// The test hook: window.__latentLab.decode(key, z, label) -> plain array of probabilities.
+// Test hooks: window.__latentLab.decode(key, z, label) -> plain array of probabilities; load(key, weights)
+// installs weights given as Python's ui.latent_pad.decoder_payload builds them.
 globalThis.__latentLab = {
   models: () => [...CACHE.keys()],
   decode: (key, z, label) => Array.from(decode(CACHE.get(key), z, label)),
+  load: (key, weights) => { CACHE.set(key, buildDecoder(weights)); },
 };
 
 // ------------------------------------------------------------------------------------------- drawing
