@@ -265,6 +265,7 @@ def pad_drags(page, drags: int, moves: int = 60) -> tuple[list[float], list[bool
     """Mouse drags across the latent pad, `moves` pointer moves each: (frames per second while held,
     picture changed before the release, number box moved before the release) per drag."""
     fps, changed, early = [], [], []
+    page.locator(".lp-pad").scroll_into_view_if_needed()
     box = page.locator(".lp-pad").bounding_box()
     for d in range(drags):
         page.evaluate(DRAG_JS, PAD)
@@ -280,6 +281,10 @@ def pad_drags(page, drags: int, moves: int = 60) -> tuple[list[float], list[bool
         fps.append((len(times) - 1) / ((times[-1] - times[0]) / 1000) if len(times) > 1 else 0.0)
         changed.append(len(times) > 1)
         early.append(got["early"])
+        # this drag's commit made the round trip (the number box shows the pad's z) before the next drag
+        page.wait_for_function("""(pad) => { const z = document.querySelector(pad).dataset.z.split(',');
+            const box = document.querySelector("input[aria-label='z1 exactly']");
+            return Math.abs(parseFloat(box.value) - parseFloat(z[0])) < 6e-4; }""", arg=PAD, timeout=30_000)
         wait_idle(page)
     return fps, changed, early
 
@@ -374,25 +379,31 @@ def main() -> int:
         server, title_s, done_s = measure_startup(browser, env)
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            frames_in = []   # websocket frames from the server, in bytes
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames_in.append(len(payload))))
             page.goto(server.url)
             page.locator("h1", has_text="Latent Lab").wait_for()
             wait_idle(page)
-            # choose the model in the shared picker, on the Decoder page
+            # choose the model in the shared picker, on the Decoder page, the in-browser decoder on; the bytes
+            # of the model's first use in this session (its weights and manifold picture travel then)
             go_to(page, "Decoder")
             wait_idle(page)
-            picker = choose_model(page, map_name)
-            print("decoder model:", picker.input_value())
-            # the in-browser decoder, and the bytes of one commit
             set_browser_decoding(page, True)
-            frames_in = []
-            page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames_in.append(len(payload))))
-            page.reload()   # a new session: the weights travel again
-            page.locator(PAD).first.wait_for(timeout=60_000)
+            from ui.latent_pad import model_key
+            key = model_key(str(map_model))
+            picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
+            if picker.input_value().startswith(map_name + " ·"):
+                page.reload()   # already sent to this session: a new session sends it again
+                page.locator(PAD).first.wait_for(timeout=60_000)
+            frames_in.clear()
             choose_model(page, map_name)
-            page.wait_for_function("([pad, n]) => +document.querySelector(pad).dataset.frames > 0", arg=[PAD, 0],
-                                   timeout=60_000)
+            page.wait_for_function("([pad, key]) => { const r = document.querySelector(pad);"
+                                   " return r && r.dataset.model === key && +r.dataset.frames > 0; }",
+                                   arg=[PAD, key], timeout=60_000)
             wait_idle(page)
+            time.sleep(1)
             first_load = sum(frames_in)
+            print("decoder model:", picker.input_value())
             frames_in.clear()
             print(f"timing {max(3, args.moves // 5)} drags, {args.moves} key steps and {args.moves} clicks "
                   "in the browser…", flush=True)
@@ -408,7 +419,8 @@ def main() -> int:
             # the server-side sliders (the fallback)
             set_browser_decoding(page, False)
             page.locator(DECODED).first.wait_for()
-            page.get_by_role("button", name=re.compile("Centre")).click()   # away from the ends the clicks reached
+            wait_idle(page)
+            page.get_by_role("button", name=re.compile("Centre")).first.click()   # off the ends the clicks reached
             wait_idle(page)
             print(f"timing {args.moves} keyboard steps on the server sliders…", flush=True)
             keys, keys_missed = slider_latencies(page, args.moves, args.pause)
@@ -447,8 +459,8 @@ def main() -> int:
     print(f"    key up -> server's number box: {summary(key_server, key_missed)}")
     print(f"    click on the pad -> server's number box: {summary(click_server, click_missed)}")
     print(f"(f) hover on the Latent map -> digit beside it ({len(hovers)} moves): {summary(hovers, 0)}")
-    print(f"(g) websocket bytes: first Decoder load {first_load:,} (with the first model's weights and picture, and "
-          f"the chosen model's), one drag's commit {commit_bytes:,.0f}")
+    print(f"(g) websocket bytes from the server: the model's first use in a session {first_load:,} (its weights "
+          f"and manifold picture), one drag's commit {commit_bytes:,.0f}")
     print(f"load average now: {', '.join(f'{v:.1f}' for v in os.getloadavg())} (2 cores); "
           f"CPU reference: a 10**7-step Python loop takes {python_loop_seconds():.2f} s")
     return 0
