@@ -14,7 +14,7 @@ from harness import exceptions_on, go_to, image_srcs, open_page, wait_idle
 pytestmark = pytest.mark.e2e
 
 PAGES = [("Home", "Latent Lab"), ("Train", "Train"), ("Latent map", "Latent map"), ("Decoder", "Decoder"),
-         ("Compare CVAE vs GSNN", "Compare CVAE vs GSNN")]
+         ("Compare CVAE vs GSNN", "Compare CVAE vs GSNN"), ("Diagnose", "Diagnose")]
 
 
 # points drawn by the Plotly chart under a selector, over all traces (_length: Plotly's decoded count;
