@@ -219,8 +219,8 @@ def test_prepare_data_splits(fake_data_dir):
 
 def _scripted_eval(monkeypatch, losses):
     scripted = iter(losses)
-    monkeypatch.setattr(training, "evaluate_loss",
-                        lambda *a, **k: {"loss": next(scripted), "recon": 1.0, "kl": 1.0})
+    monkeypatch.setattr(training, "evaluation_terms",
+                        lambda *a, **k: ({"loss": next(scripted), "recon": 1.0, "kl": 1.0}, None))
 
 
 def test_patience_stops_once_the_evaluation_loss_stalls(tiny_data, monkeypatch):
