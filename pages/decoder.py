@@ -14,10 +14,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import decoder_tools as dt
-from vae_core import CLASS_NAMES
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
-from ui.model_catalogue import model_picker
+from ui.model_catalogue import class_names as class_names_of, model_picker
 from ui.plots import class_color, latent_scatter
 from ui.routing import route_through_app
 
@@ -32,15 +31,14 @@ st.title("Decoder")
 st.caption("Pick a point in the latent space and see what the decoder draws there. Quadrant-completion "
            "models need a partly visible image as input, so they live on the Compare page, not here.")
 
-picked = model_picker(where=dt.decodable, prefer=lambda c: c.latent_dim == 2 and c.condition == "none")
+picked = model_picker(where=dt.decodable, why_not=dt.undecodable_reason)
 if picked is None:
     st.stop()
 model, meta = picked
 cfg = model.config
 path = meta["path"]
 dataset_name = meta.get("dataset") or "mnist"
-class_names = list(CLASS_NAMES.get(dataset_name, [str(c) for c in range(cfg.num_classes)]))
-st.sidebar.caption(cfg.describe())
+class_names = class_names_of(dataset_name, cfg.num_classes)
 dt.ensure_z(path, model)
 
 
