@@ -30,9 +30,24 @@ def describe_entry(meta: dict) -> str:
     return f"{what}{given}{latent}"
 
 
-def models_table(entries) -> pd.DataFrame:
-    """One row per usable checkpoint: name, description, data set, test -ELBO, test NLL, epochs, file."""
-    rows = []
+DATASET_TITLES = {"mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothes"}
+
+
+def where_to_explore(config) -> str:
+    """The pages that show a model of this kind."""
+    if config.condition == "quadrants":
+        return "Compare"
+    if not config.has_latent:
+        return "Compare" if config.condition == "label" else "-"
+    return "Latent map, Decoder" + (", Compare" if config.condition == "label" else "")
+
+
+def models_table(entries) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two tables of the usable checkpoints, in the order given (available_models: recommended first).
+
+    The first has the few columns a teacher reads (model, what it is, data set, where to explore it), the
+    recommended model marked with a star; the second the details: variant, test -ELBO, test NLL, epochs, file."""
+    rows, details = [], []
     for e in entries:
         if e.error:
             continue
@@ -45,13 +60,20 @@ def models_table(entries) -> pd.DataFrame:
         if epochs is None and meta.get("train_config"):
             epochs = meta["train_config"].get("epochs")
         neg_elbo = _mean_metric(metrics, "neg_elbo")
+        star = "★ " if not rows else ""
         rows.append({
-            "name": e.name,
-            "description": describe_entry(meta),
-            "model": meta["model_config"].describe(),
-            "data set": meta.get("dataset", "?"),
+            "model": star + e.label,
+            "what it is": describe_entry(meta),
+            "data set": DATASET_TITLES.get(e.dataset, e.dataset),
+            "explore on": where_to_explore(e.config),
+        })
+        details.append({
+            "model": e.label,
+            "variant": e.config.describe(),
             "test −ELBO": None if neg_elbo is None or not math.isfinite(neg_elbo) else neg_elbo,
             "test NLL": None if nll is None or not math.isfinite(nll) else nll,
             "epochs": epochs,
+            "file": e.file_name,
         })
-    return pd.DataFrame(rows, columns=["name", "description", "model", "data set", "test −ELBO", "test NLL", "epochs"])
+    return (pd.DataFrame(rows, columns=["model", "what it is", "data set", "explore on"]),
+            pd.DataFrame(details, columns=["model", "variant", "test −ELBO", "test NLL", "epochs", "file"]))
