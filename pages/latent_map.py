@@ -11,8 +11,9 @@ from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
 from ui.latent_map_tools import (decoded_background, keep_selection, kept_selection, map_unavailable_reason, pca_axes,
                                  point_details, selected_indices, show_selection, test_latents)
-from ui.model_catalogue import class_names as class_names_of, model_picker
+from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
+from vae_core.data import class_names as class_names_of
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -29,12 +30,12 @@ st.caption("Each dot is one test image, placed at the mean of its latent code q(
 picked = model_picker(where=lambda c: map_unavailable_reason(c) is None, why_not=map_unavailable_reason)
 if picked is None:
     st.stop()
-model, meta = picked
-cfg = meta["model_config"]
+model, record = picked
+cfg = record.model_config
 
-dataset_name = meta.get("dataset", "mnist")
+dataset_name = record.dataset
 data = test_set(dataset_name)
-table = test_latents(meta["path"], meta)
+table = test_latents(record)
 if table is None:
     st.warning("This checkpoint has no stored latent means, so the map needs the test set to encode. "
                + missing_data_note(dataset_name), icon=":material/folder_off:")
@@ -47,7 +48,7 @@ if cfg.condition == "label":
             "**style** (slant, width, stroke), not class, and the colours overlap by design.",
             icon=":material/palette:")
 
-class_names = class_names_of(dataset_name, cfg.num_classes)
+class_names = list(class_names_of(dataset_name, cfg.num_classes))
 
 # ---------------------------------------------------------------------------- view options
 with st.sidebar:
@@ -82,7 +83,7 @@ with st.sidebar:
 
 # ---------------------------------------------------------------------------- the map
 labels = table.labels
-path = meta["path"]
+path = record.path
 members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.any(labels == c)]
 
 

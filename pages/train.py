@@ -11,7 +11,7 @@ from ui.images import upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import TrainingJob, format_seconds, parse_hidden
-from vae_core import DATASETS, ModelConfig, TrainConfig
+from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -22,16 +22,7 @@ REFRESH_SECONDS = 1.0
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
 
-# variant -> (short name for the box, what it is: the caption under the box). Names stay short: the box is a
-# third of the settings' width and cuts off longer text.
-VARIANTS = {
-    "vae": ("VAE", "Unconditional: z ~ q(z|y), KL to N(0, I)."),
-    "cvae": ("CVAE", "Conditional: z ~ q(z|x,y), KL to the prior p(z|x)."),
-    "gsnn": ("GSNN", "Trained with z ~ p(z|x), as it is used at test time."),
-    "hybrid": ("Hybrid", "α·CVAE + (1−α)·GSNN objectives."),
-    "baseline": ("Baseline", "Deterministic x → y network, no latent."),
-}
-CONDITIONS = {"label": "the label", "quadrants": "some quadrants"}
+CONDITIONS = {"label": "the label", "quadrants": "some quadrants"}   # short: the box is a third of the width
 CONDITION_NOTES = {"label": "x is the class label; y is the whole image.",
                    "quadrants": "x is the image with some quadrants visible; y is the hidden pixels."}
 QUADRANTS = {0: "1-3 (random)", 1: "1", 2: "2", 3: "3"}
@@ -53,11 +44,13 @@ with settings_box:
     model_col, optim_col, data_col = st.columns(3, gap="large")
     with model_col:
         st.markdown("**Model**")
-        variant = st.selectbox("Variant", list(VARIANTS), format_func=lambda v: VARIANTS[v][0], key="train_variant",
-                               disabled=busy, **KEEP)
-        st.caption(VARIANTS[variant][1])
+        variant = st.selectbox("Variant", list(VARIANTS), format_func=lambda v: VARIANTS[v].title,
+                               key="train_variant", disabled=busy, **KEEP,
+                               help="; ".join(f"{v.title}: {v.description}" for v in VARIANTS.values()))
+        kind = VARIANTS[variant]
+        st.caption(kind.description)
         condition, quadrants, prior, latent_dim, alpha = "none", 0, "learned", 2, 0.5
-        if variant != "vae":
+        if kind.conditional:
             condition = st.selectbox("Condition x", list(CONDITIONS), format_func=CONDITIONS.get,
                                      key="train_condition", disabled=busy, **KEEP,
                                      help="What the model is given: the label (y is the whole image) or part of "
@@ -66,24 +59,24 @@ with settings_box:
         if condition == "quadrants":
             quadrants = st.selectbox("Visible quadrants", list(QUADRANTS), format_func=QUADRANTS.get,
                                      key="train_quadrants", disabled=busy, **KEEP)
-        if variant != "baseline":
+        if kind.has_latent:
             latent_dim = st.number_input("Latent size", min_value=1, max_value=64, value=2, step=1,
                                          key="train_latent", disabled=busy, **KEEP,
                                          help="2 gives a latent map you can look at directly.")
-        if variant in ("cvae", "gsnn", "hybrid"):
+        if kind.conditional and kind.uses_prior:
             prior = st.selectbox("Prior p(z|x)", ["learned", "standard"], key="train_prior", disabled=busy,
                                  format_func={"learned": "learned from x", "standard": "standard N(0, I)"}.get,
                                  help="Learned from x, as in Sohn et al. (2015), or a fixed standard normal.",
                                  **KEEP)
         hidden_text = st.text_input("Hidden layers", value="256, 256", key="train_hidden", disabled=busy, **KEEP,
                                     help="Units per hidden layer, comma-separated (the decoder mirrors them).")
-        if variant == "hybrid":
+        if kind.uses_alpha:
             alpha = st.slider("α (weight of the CVAE objective)", 0.0, 1.0, 0.5, 0.05, key="train_alpha",
                               disabled=busy, **KEEP)
     with optim_col:
         st.markdown("**Objective and optimisation**")
         beta = 1.0
-        if variant in ("vae", "cvae", "hybrid"):
+        if kind.uses_kl:
             beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=20.0, value=1.0, step=0.1,
                                    key="train_beta", disabled=busy, **KEEP, help="β = 1 is the true ELBO.")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=3, step=1, key="train_epochs",

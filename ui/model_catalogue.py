@@ -13,7 +13,7 @@ from typing import Callable
 
 import streamlit as st
 
-from vae_core import CLASS_NAMES, CheckpointError, LatentModel, ModelConfig, list_checkpoints, load_checkpoint, read_meta
+from vae_core import CheckpointError, CheckpointRecord, LatentModel, ModelConfig, list_checkpoints, load_checkpoint, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "LATENT_LAB_MODEL_DIRS"
@@ -23,24 +23,24 @@ RUNS_DIR = ROOT / "runs"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One checkpoint file: its meta when readable, else the sentence saying what is wrong.
+    """One checkpoint file: its record when readable, else the sentence saying what is wrong.
 
     `title` is what the picker shows: the model's name, with its file name (less the suffix) added when
     another model has the same name (available_models fills it in)."""
 
     name: str
     path: str
-    meta: dict | None = None
+    record: CheckpointRecord | None = None
     error: str | None = None
     title: str = ""
 
     @property
     def config(self) -> ModelConfig | None:
-        return None if self.meta is None else self.meta["model_config"]
+        return None if self.record is None else self.record.model_config
 
     @property
     def dataset(self) -> str:
-        return str((self.meta or {}).get("dataset") or "mnist")
+        return "mnist" if self.record is None else self.record.dataset
 
     @property
     def file_name(self) -> str:
@@ -53,12 +53,6 @@ class ModelEntry:
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
         return self.title or self.name
-
-
-def class_names(dataset: str, num_classes: int = 10) -> list[str]:
-    """The names of a data set's classes (Fashion-MNIST: 'T-shirt/top', 'Trouser', ...; MNIST: '0'..'9')."""
-    names = list(CLASS_NAMES.get(dataset, ()))
-    return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
 def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
@@ -111,12 +105,11 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
     entries = []
     for path, _, _ in listing:
         try:
-            meta = read_meta(path)
+            record = read_record(path)
         except CheckpointError as e:
             entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
             continue
-        meta.pop("extras", None)
-        entries.append(ModelEntry(str(meta.get("name") or Path(path).stem), path, meta, None))
+        entries.append(ModelEntry(record.display_name, path, record, None))
     names = Counter(e.name for e in entries if e.error is None)
     entries = [replace(e, title=f"{e.name} ({Path(e.path).stem})" if names[e.name] > 1 else e.name) for e in entries]
     return sorted(entries, key=recommended_rank)  # stable: ties keep the folder order (shipped models first)
@@ -134,12 +127,12 @@ def clear_model_cache() -> None:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=24)
-def _load(path: str, mtime_ns: int) -> tuple[LatentModel, dict]:
+def _load(path: str, mtime_ns: int) -> tuple[LatentModel, CheckpointRecord]:
     return load_checkpoint(path)
 
 
-def load_model(path: str | os.PathLike) -> tuple[LatentModel, dict]:
-    """(model in eval mode, meta), cached per (path, mtime). Raises CheckpointError with a sentence.
+def load_model(path: str | os.PathLike) -> tuple[LatentModel, CheckpointRecord]:
+    """(model in eval mode, record), cached per (path, mtime). Raises CheckpointError with a sentence.
 
     The model is shared between sessions: do not train it or change it in place.
     """
@@ -186,7 +179,7 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
                  why_not: Callable[[ModelConfig], str | None] | None = None, label: str = "Model",
                  key: str = CHOICE_KEY, help: str | None = None,
                  prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()
-                 ) -> tuple[LatentModel, dict] | None:
+                 ) -> tuple[LatentModel, CheckpointRecord] | None:
     """The sidebar model picker: one choice (st.session_state[key], a path) for every page, kept until the
     user picks another model; every page lists the same models in the recommended order.
 
@@ -194,7 +187,7 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
     why (`why_not`, a sentence, else a generic one), shows the nearest model it can, and offers a button to
     choose that one; the choice itself stays for the other pages. Before the user chooses, a page shows the
     first model it can in the recommended order (or the first one passing a `prefer` test). Returns
-    (model, meta), or None after showing a sentence (nothing fits, or the chosen file is broken).
+    (model, record), or None after showing a sentence (nothing fits, or the chosen file is broken).
     """
     entries = available_models()
     fits = [e for e in entries if e.error is None and (where is None or where(e.config))]

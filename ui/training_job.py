@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_core import (LatentModel, ModelConfig, TrainConfig, build_model, encode_dataset, evaluate, fit,
-                      load_dataset, prepare_data, save_checkpoint)
-from vae_core.data import quadrant_input
+from vae_core import (LatentModel, ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,
+                      prepare_data, record_from_fit, save_checkpoint)
+from vae_core.evaluation import checkpoint_metrics
+from vae_core.data import class_names, hidden_pixels, quadrant_input
 
 from ui.images import grid
 
@@ -52,7 +53,7 @@ class Snapshot:
     preview: np.ndarray | None = None
     preview_caption: str = ""
     latent: tuple[np.ndarray, np.ndarray] | None = None      # (points [N, 2], labels [N])
-    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    class_names: tuple[str, ...] = class_names()
     saved_path: str | None = None
 
     @property
@@ -88,7 +89,7 @@ class TrainingJob:
         self._preview_caption = ""
         self._latent: tuple[np.ndarray, np.ndarray] | None = None
         self._sizes = (0, 0)
-        self._class_names = tuple(str(i) for i in range(10))
+        self._class_names = class_names(train_config.dataset)
         self._saved_path: str | None = None
         self.model: LatentModel | None = None
         self.result = None
@@ -211,7 +212,7 @@ class TrainingJob:
         k = cfg.quadrants or 2
         digits = source.images[:8].float().div(255).reshape(8, -1).to(model.device)
         x = quadrant_input(digits, k)
-        hidden = x == -1.0
+        hidden = hidden_pixels(x)
         rows = [torch.where(hidden, torch.full_like(x, 0.25), x)]  # the visible part, hidden pixels dark grey
         draws = 1 if not cfg.has_latent else 3
         for _ in range(draws):
@@ -227,7 +228,7 @@ class TrainingJob:
         model, cfg = self.model, self.model_config
         if model is None or self.data is None or self.data.eval is None:
             return None
-        if not cfg.has_latent or cfg.latent_dim != 2:
+        if not cfg.has_2d_map:
             return None
         was_training = model.training
         try:
@@ -254,23 +255,15 @@ class TrainingJob:
         model.eval()
         test = load_dataset(tcfg.dataset, "test", self.data_root, download=False)
         small = test.subset(0, metric_images)
-        if cfg.condition == "quadrants" and cfg.quadrants == 0:
-            metrics = {f"q{k}": evaluate(model, small, samples, quadrants=k, diversity_examples=50) for k in (1, 2, 3)}
-        else:
-            metrics = evaluate(model, small, samples, diversity_examples=50)
+        metrics = checkpoint_metrics(model, small, samples, diversity_examples=50)
         metrics["test_images"] = len(small)
-        history = {k: _thin(v) for k, v in snap.steps.items()}
-        history["epochs"] = snap.epoch_records
-        meta = {"name": name, "description": f"trained in the app: {cfg.describe()}", "dataset": tcfg.dataset,
-                "train_config": tcfg.to_dict(), "status": snap.status, "message": snap.message,
-                "epochs_completed": len(snap.epoch_records), "train_seconds": round(snap.elapsed, 2),
-                "images_per_sec": round(snap.images_per_sec, 1), "metrics": metrics, "history": history,
-                "command": "Latent Lab Train page"}
+        record = record_from_fit(cfg, tcfg, self.result, name=name, command="Latent Lab Train page",
+                                 description=f"trained in the app: {cfg.describe()}", metrics=metrics)
         extras = {}
-        if cfg.has_latent and cfg.latent_dim == 2 and cfg.condition != "quadrants":
+        if cfg.has_2d_map:
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
-        saved = save_checkpoint(path, model, meta, extras=extras)
+        saved = save_checkpoint(path, model, record, extras=extras)
         with self._lock:
             self._saved_path = str(saved)
         return saved
@@ -299,13 +292,6 @@ def format_seconds(seconds: float) -> str:
     m, s = divmod(seconds, 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _thin(values: list, limit: int = 2000) -> list:
-    if len(values) <= limit:
-        return list(values)
-    step = len(values) / limit
-    return [values[int(i * step)] for i in range(limit)]
 
 
 def _sentence(text: str) -> str:

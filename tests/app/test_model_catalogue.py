@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from apptest_helpers import APP, ROOT, errors_of, texts_of
-from ui.model_catalogue import available_models, class_names, nearest_model
+from ui.model_catalogue import available_models, nearest_model
+from vae_core.data import class_names
 
 SHIPPED = ROOT / "checkpoints"
 
@@ -67,9 +68,9 @@ def test_the_nearest_model_keeps_the_data_set_then_the_variant():
 
 
 def test_class_names_per_data_set():
-    assert class_names("fashion-mnist")[:2] == ["T-shirt/top", "Trouser"]
-    assert class_names("mnist") == [str(i) for i in range(10)]
-    assert class_names("fashion-mnist", 3) == ["0", "1", "2"]      # a model with another class count
+    assert class_names("fashion-mnist")[:2] == ("T-shirt/top", "Trouser")
+    assert class_names("mnist") == tuple(str(i) for i in range(10))
+    assert class_names("fashion-mnist", 3) == ("0", "1", "2")      # a model with another class count
 
 
 def test_fashion_map_names_its_classes_without_the_data_set(no_data, app):

@@ -11,7 +11,7 @@ import pytest
 
 from harness import (PICKER, ROOT, choose_in_picker, cut_off_options, cut_off_texts, exceptions_on, go_to,
                      open_page, picker_value, wait_idle, wait_picker)
-from vae_core import list_checkpoints, read_meta
+from vae_core import list_checkpoints, read_record
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +114,7 @@ def test_no_select_box_cuts_off_its_text(page, server):
     wait_idle(page)
     picker = page.locator(PICKER).first
     assert cut_off_options(page, picker) == []
-    shipped = [read_meta(path)["name"] for path in list_checkpoints(ROOT / "checkpoints")]
+    shipped = [read_record(path).display_name for path in list_checkpoints(ROOT / "checkpoints")]
     assert len(shipped) >= 9 and cut_off_texts(page, picker, shipped) == []
     go_to(page, "Train", "Train a model")
     wait_idle(page)
