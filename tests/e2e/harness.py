@@ -155,9 +155,23 @@ def wait_picker(page, label: str, timeout: float = 30_000) -> None:
                            arg=[PICKER, label], timeout=timeout)
 
 
+def open_options(page, combobox, tries: int = 3) -> None:
+    """Open a select box's list of options (its input is replaced after each choice: try again)."""
+    for attempt in range(tries):
+        wait_idle(page)
+        combobox.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 - the box was redrawn under the click
+            page.keyboard.press("Escape")
+            if attempt == tries - 1:
+                raise
+
+
 def select_option(page, combobox, option: str, timeout: float = 30_000) -> None:
     """Open a select box (its input) and click one option by its exact text; wait for the script run to end."""
-    combobox.click()
+    open_options(page, combobox)
     page.get_by_role("option", name=option, exact=True).click(timeout=timeout)
     wait_idle(page, timeout)
 
@@ -170,10 +184,8 @@ def choose_in_picker(page, label: str, timeout: float = 30_000) -> None:
 
 def option_texts(page, combobox) -> list[str]:
     """The texts of a select box's options (opens it, reads them, closes it with Escape)."""
-    combobox.click()
-    options = page.get_by_role("option")
-    options.first.wait_for()
-    texts = options.all_inner_texts()
+    open_options(page, combobox)
+    texts = page.get_by_role("option").all_inner_texts()
     page.keyboard.press("Escape")
     return [t.strip() for t in texts]
 
