@@ -25,8 +25,8 @@ RUNS_DIR = ROOT / "runs"
 class ModelEntry:
     """One checkpoint file: its record when readable, else the sentence saying what is wrong.
 
-    `title` is what the picker shows: the model's name, with its file name (less the suffix) added when
-    another model has the same name (available_models fills it in)."""
+    `title` is what the picker shows: the model's name, with its file name added when another model has
+    the same name (available_models fills it in)."""
 
     name: str
     path: str
@@ -110,9 +110,21 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
             entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
             continue
         entries.append(ModelEntry(record.display_name, path, record, None))
+    return sorted(_disambiguate(entries), key=recommended_rank)  # stable: ties keep the folder order
+
+
+def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """Two models with the same display name (everyone's default is vae_2d) would look identical in the
+    picker: their titles get the file name added (and its folder, when the file names clash too)."""
     names = Counter(e.name for e in entries if e.error is None)
-    entries = [replace(e, title=f"{e.name} ({Path(e.path).stem})" if names[e.name] > 1 else e.name) for e in entries]
-    return sorted(entries, key=recommended_rank)  # stable: ties keep the folder order (shipped models first)
+    files = Counter(e.file_name for e in entries if e.error is None and names[e.name] > 1)
+
+    def title(e: ModelEntry) -> str:
+        if names[e.name] < 2:
+            return e.name
+        where = f"{Path(e.path).parent.name}/{e.file_name}" if files[e.file_name] > 1 else e.file_name
+        return f"{e.name} ({where})"
+    return [replace(e, title=title(e)) for e in entries]
 
 
 def available_models() -> list[ModelEntry]:

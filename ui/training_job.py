@@ -19,6 +19,8 @@ import torch
 
 from vae_core import (LatentModel, ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,
                       prepare_data, record_from_fit, save_checkpoint)
+from vae_core.checkpoints import CheckpointExists
+from vae_core.data import DatasetUnavailable
 from vae_core.evaluation import checkpoint_metrics
 from vae_core.data import class_names, hidden_pixels, quadrant_input
 
@@ -253,7 +255,10 @@ class TrainingJob:
             raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
         model, cfg, tcfg = self.model, self.model_config, self.train_config
         model.eval()
-        test = load_dataset(tcfg.dataset, "test", self.data_root, download=False)
+        try:  # the page shows a ValueError as "Not saved: ..."; a test set damaged since training is one too
+            test = load_dataset(tcfg.dataset, "test", self.data_root, download=False)
+        except DatasetUnavailable as e:
+            raise ValueError(f"the test set could not be read to measure the model: {e}") from None
         small = test.subset(0, metric_images)
         metrics = checkpoint_metrics(model, small, samples, diversity_examples=50)
         metrics["test_images"] = len(small)
@@ -263,7 +268,13 @@ class TrainingJob:
         if cfg.has_2d_map:
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
-        saved = save_checkpoint(path, model, record, extras=extras)
+        try:  # the name is claimed atomically: of two saves of one name at once, only one succeeds
+            saved = save_checkpoint(path, model, record, extras=extras, overwrite=overwrite)
+        except CheckpointExists:
+            raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
+                             "choose another name or tick 'overwrite'") from None
+        except OSError as e:
+            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
         with self._lock:
             self._saved_path = str(saved)
         return saved
