@@ -11,6 +11,7 @@ from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
 from ui.latent_map_tools import (decoded_background, keep_selection, kept_selection, map_unavailable_reason,
                                  no_map_message, pca_axes, point_details, selected_indices, show_selection, test_latents)
+from ui import latent_pad as lp
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from vae_core.data import class_names as class_names_of
@@ -81,6 +82,7 @@ with st.sidebar:
             background_label = st.selectbox("Label for the decoded digits", range(cfg.num_classes),
                                             format_func=class_names.__getitem__, key="latent_background_label")
     marker_size = st.slider("Dot size", 2, 10, 4, key="latent_marker_size")
+    in_browser = lp.browser_toggle()
 
 # ---------------------------------------------------------------------------- the map
 labels = table.labels
@@ -107,6 +109,19 @@ if show_background:
                          sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
                          opacity=BACKGROUND_OPACITY, layer="below")
 
+def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
+    """The digit under the cursor, decoded in the browser as the mouse moves over a 2-D map (ui/latent_pad.py)."""
+    if cfg.latent_dim != 2 or not in_browser:
+        return
+    why_not = lp.unavailable(model)
+    if why_not:
+        st.caption(f"Hovering the map would show the digit under the cursor, but {why_not}.")
+        return
+    st.markdown("**Under the cursor**" + (" (decoded as every class)" if cfg.condition == "label" else ""))
+    lp.hover_decoder(str(record.path), model, chart_key=CHART_KEY,
+                     class_names=class_names if cfg.condition == "label" else None)
+
+
 map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
     event = st.plotly_chart(fig, key=CHART_KEY, on_select=remember_selection,
@@ -121,6 +136,7 @@ if fresh and fresh != kept:  # a selection the callback did not see (set through
 chosen = fresh or kept
 
 with detail_col:
+    hover_digits(cfg, class_names, in_browser)
     if chosen:
         st.button("Clear selection", icon=":material/deselect:", key="latent_clear_selection",
                   on_click=keep_selection, args=(path, []))

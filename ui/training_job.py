@@ -51,7 +51,7 @@ class Snapshot:
     train_images: int = 0
     eval_images: int = 0
     steps: dict[str, list] = field(default_factory=dict)   # 'step', 'loss', 'recon', 'kl' per optimiser step
-    epoch_records: list[dict] = field(default_factory=list)  # {'epoch', 'train', 'eval'}
+    epoch_records: list[dict] = field(default_factory=list)  # {'epoch', 'train', 'eval'[, 'kl_per_dim']}
     preview: np.ndarray | None = None
     preview_caption: str = ""
     latent: tuple[np.ndarray, np.ndarray] | None = None      # (points [N, 2], labels [N])
@@ -147,7 +147,8 @@ class TrainingJob:
         latent = self._make_latent()
         with self._lock:
             self._epochs.append({"epoch": info.epoch, "train": dict(info.train),
-                                 "eval": None if info.eval is None else dict(info.eval)})
+                                 "eval": None if info.eval is None else dict(info.eval),
+                                 **({"kl_per_dim": list(info.kl_per_dim)} if info.kl_per_dim else {})})
             self._progress.update(eta=info.eta, elapsed=info.elapsed, images_per_sec=info.images_per_sec)
             self._preview, self._preview_caption = preview, caption + f" after epoch {info.epoch + 1}"
             if latent is not None:

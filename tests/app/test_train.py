@@ -5,6 +5,7 @@ import time
 import pytest
 
 from apptest_helpers import errors_of, texts_of
+from vae_core import read_record
 
 JOB = "train_job"
 
@@ -66,7 +67,7 @@ def test_only_valid_conditions_are_offered(train):
     assert any(s.key == "train_alpha" for s in train.slider)
 
 
-def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir):
+def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir, tmp_path):
     chosen = str(model_dir / "cvae_label.safetensors")
     train.session_state["model"] = chosen          # the user's choice, made on another page
     tiny_settings(train)
@@ -99,6 +100,12 @@ def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir):
     assert not errors_of(train)
     assert "Latent map" in train.title[0].value
     assert "class_demo" in train.sidebar.selectbox[0].value
+
+    # the saved history carries the KL of each latent dimension per epoch (the Diagnose page draws it)
+    (saved,) = (tmp_path / "runs").glob("class_demo*.safetensors")
+    epochs = read_record(saved).history.epochs
+    assert len(epochs) == 1 and len(epochs[0].kl_per_dim) == read_record(saved).model_config.latent_dim
+    assert sum(epochs[0].kl_per_dim) == pytest.approx(epochs[0].eval["kl"], rel=1e-6)
 
 
 def test_stop_ends_a_run_within_a_second(train):

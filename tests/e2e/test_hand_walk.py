@@ -250,9 +250,6 @@ def test_walk_latent_map(page, server):
     hand.after("Clear selection")
 
 
-# Until branch issue9 (the Decoder's explore section) lands: its manifold click raises KeyError: 0 (fault 1) and
-# a typed value beyond the slider range leaves the slider behind (fault 4). Remove this marker after that merge.
-@pytest.mark.xfail(reason="Decoder faults 1 and 4 are fixed on branch issue9, not yet merged here", strict=False)
 def test_walk_decoder(page, server):
     open_page(page, server.url)
     go_to(page, "Decoder")
