@@ -24,7 +24,8 @@ PAGES = {
     ],
 }
 
-st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide")
+SIDEBAR_WIDTH = 340  # px (Streamlit's default is 300): room for a model's name in the picker
+st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide", initial_sidebar_state=SIDEBAR_WIDTH)
 page = st.navigation(PAGES)
 from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 

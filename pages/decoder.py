@@ -35,7 +35,7 @@ st.title("Decoder")
 st.caption("Pick a point in the latent space and see what the decoder draws there. Quadrant-completion "
            "models need a partly visible image as input, so they live on the Compare page, not here.")
 
-picked = model_picker(where=dt.decodable, prefer=lambda c: c.latent_dim == 2 and c.condition == "none")
+picked = model_picker(where=dt.decodable, why_not=dt.undecodable_reason)
 if picked is None:
     st.stop()
 model, record = picked
@@ -43,7 +43,6 @@ cfg = model.config
 path = record.path
 dataset_name = record.dataset
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
-st.sidebar.caption(cfg.describe())
 in_browser = lp.browser_toggle()
 dt.ensure_z(path, model)
 

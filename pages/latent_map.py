@@ -9,8 +9,8 @@ import streamlit as st
 
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
-from ui.latent_map_tools import (decoded_background, map_unavailable_reason, no_map_message, pca_axes, point_details,
-                                 selected_indices, test_latents)
+from ui.latent_map_tools import (decoded_background, keep_selection, kept_selection, map_unavailable_reason,
+                                 no_map_message, pca_axes, point_details, selected_indices, show_selection, test_latents)
 from ui import latent_pad as lp
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
@@ -21,22 +21,18 @@ route_through_app()  # a deep link on a fresh server goes through app.py (ui/rou
 
 CHART_KEY = "latent_map_chart"
 GALLERY_MAX = 60
+BACKGROUND_OPACITY = 0.9   # the decoded digits under the dots: nearly opaque, the dots pale over them
 
 st.title(":material/scatter_plot: Latent map")
 st.caption("Each dot is one test image, placed at the mean of its latent code q(z|y) and coloured by its class. "
            "Click a dot to inspect it; choose the lasso or box tool in the chart's toolbar to gather a region. "
            "Click a class in the legend to hide it.")
 
-picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2,
-                              lambda c: map_unavailable_reason(c) is None))
+picked = model_picker(where=lambda c: map_unavailable_reason(c) is None, why_not=map_unavailable_reason)
 if picked is None:
     st.stop()
 model, record = picked
 cfg = record.model_config
-reason = map_unavailable_reason(cfg)
-if reason:
-    st.info(reason, icon=":material/info:")
-    st.stop()
 
 dataset_name = record.dataset
 data = test_set(dataset_name)
@@ -90,14 +86,28 @@ with st.sidebar:
 
 # ---------------------------------------------------------------------------- the map
 labels = table.labels
-fig = latent_scatter(points, labels, class_names, marker_size=marker_size, axis_titles=axes_titles, height=640)
+path = record.path
+members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.any(labels == c)]
+
+
+def remember_selection() -> None:
+    """A new box, lasso or click on the chart: keep it (the chart itself forgets it when the view changes)."""
+    keep_selection(path, selected_indices(st.session_state.get(CHART_KEY), members))
+
+
+kept = [i for i in kept_selection(path) if 0 <= i < len(labels)]
+# Dense dots hide the decoded digits: over the background they turn pale and small, the digits stay dark.
+fig = latent_scatter(points, labels, class_names, marker_size=marker_size if not show_background else max(2, marker_size - 1),
+                     opacity=0.75 if not show_background else 0.3, axis_titles=axes_titles, height=640)
+fig.update_layout(uirevision=path)  # keep the user's zoom when the figure is redrawn
+show_selection(fig, kept)
 if show_background:
     lo, hi = np.percentile(points, [0.5, 99.5], axis=0)
     uri = decoded_background(model, (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])),
                              label=background_label)
     fig.add_layout_image(source=uri, xref="x", yref="y", x=float(lo[0]), y=float(hi[1]),
                          sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
-                         opacity=0.45, layer="below")
+                         opacity=BACKGROUND_OPACITY, layer="below")
 
 def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
     """The digit under the cursor, decoded in the browser as the mouse moves over a 2-D map (ui/latent_pad.py)."""
@@ -114,16 +124,22 @@ def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
 
 map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
-    event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
+    event = st.plotly_chart(fig, key=CHART_KEY, on_select=remember_selection,
+                            selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})
     where = "stored in the checkpoint" if table.source == "stored" else "encoded from the test set"
     st.caption(f"{len(labels):,} test images; latent means {where}.")
 
-members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.any(labels == c)]
-chosen = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
+fresh = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
+if fresh and fresh != kept:  # a selection the callback did not see (set through session state, as AppTest does)
+    keep_selection(path, fresh)
+chosen = fresh or kept
 
 with detail_col:
     hover_digits(cfg, class_names, in_browser)
+    if chosen:
+        st.button("Clear selection", icon=":material/deselect:", key="latent_clear_selection",
+                  on_click=keep_selection, args=(path, []))
     if not chosen:
         st.markdown("**Nothing selected yet**")
         st.caption("Click a dot to see its digit, its reconstruction and its latent mean and spread; "

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui.cached_data import data_problem, dataset_folder
 from ui.images import upscale
-from ui.model_catalogue import clear_model_cache, save_dir
+from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import TrainingJob, format_seconds, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
@@ -22,8 +22,10 @@ REFRESH_SECONDS = 1.0
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
 
-CONDITIONS = {"label": "the digit label", "quadrants": "visible quadrants of the image"}
-QUADRANTS = {0: "1-3 (random per image)", 1: "1", 2: "2", 3: "3"}
+CONDITIONS = {"label": "the label", "quadrants": "some quadrants"}   # short: the box is a third of the width
+CONDITION_NOTES = {"label": "x is the class label; y is the whole image.",
+                   "quadrants": "x is the image with some quadrants visible; y is the hidden pixels."}
+QUADRANTS = {0: "1-3 (random)", 1: "1", 2: "2", 3: "3"}
 TRAIN_IMAGES = {1000: "1,000", 5000: "5,000", 10000: "10,000", 20000: "20,000", 0: "all (60,000)"}
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 
@@ -53,6 +55,7 @@ with settings_box:
                                      key="train_condition", disabled=busy, **KEEP,
                                      help="What the model is given: the label (y is the whole image) or part of "
                                           "the image (y is the hidden pixels).")
+            st.caption(CONDITION_NOTES[condition])
         if condition == "quadrants":
             quadrants = st.selectbox("Visible quadrants", list(QUADRANTS), format_func=QUADRANTS.get,
                                      key="train_quadrants", disabled=busy, **KEEP)
@@ -62,8 +65,9 @@ with settings_box:
                                          help="2 gives a latent map you can look at directly.")
         if kind.conditional and kind.uses_prior:
             prior = st.selectbox("Prior p(z|x)", ["learned", "standard"], key="train_prior", disabled=busy,
-                                 format_func={"learned": "learned from x (Sohn et al.)",
-                                              "standard": "standard N(0, I)"}.get, **KEEP)
+                                 format_func={"learned": "learned from x", "standard": "standard N(0, I)"}.get,
+                                 help="Learned from x, as in Sohn et al. (2015), or a fixed standard normal.",
+                                 **KEEP)
         hidden_text = st.text_input("Hidden layers", value="256, 256", key="train_hidden", disabled=busy, **KEEP,
                                     help="Units per hidden layer, comma-separated (the decoder mirrors them).")
         if kind.uses_alpha:
@@ -203,6 +207,12 @@ def outcome(snap) -> None:
     if snap.saved_path:
         st.success(f"Saved to `{snap.saved_path}`: it is in the model picker of every page.",
                    icon=":material/save:")
+        # Saving does not change the model the other pages show (one choice, the user's); this button does.
+        where = (("pages/compare.py", "the Compare page") if snap.model_config.condition == "quadrants"
+                 else ("pages/latent_map.py", "the Latent map"))
+        if st.button(f"Explore it on {where[1]}", icon=":material/arrow_forward:", key="train_explore_saved"):
+            choose_model(snap.saved_path)
+            st.switch_page(where[0])
     if not snap.can_save:
         return
     cfg = snap.model_config
@@ -223,7 +233,6 @@ def outcome(snap) -> None:
             st.error(f"Not saved: {e}.", icon=":material/block:")
         else:
             clear_model_cache()
-            st.session_state["model"] = str(path)  # the pickers on every page now show the new model
             st.rerun()
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from vae_core import VARIANTS, conditional_nll, quadrant_input
 from vae_core.data import hidden_pixels
@@ -109,9 +109,21 @@ def upscale_any(arr: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(to_uint8(arr), scale, axis=0), scale, axis=1)
 
 
-def labelled_figure(rows: list[tuple[str, np.ndarray]], scale: int = 2, label_width: int = 150) -> np.ndarray:
+LABEL_MARGIN = 12   # px of white on each side of a row label in an exported figure
+
+
+def _label_font(size: int = 14):
+    """Pillow's own scalable font (no system font needed); its old bitmap font where FreeType is missing."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def labelled_figure(rows: list[tuple[str, np.ndarray]], scale: int = 2, label_width: int = 0) -> np.ndarray:
     """A figure for a report: one row per (label, images [n, H, W] or one RGB [H, W, 3] strip), the label
-    written at the left. Returns RGB uint8."""
+    written at the left in a column as wide as the longest label plus a margin on each side (at least
+    `label_width`), so no label runs into its pictures. Returns RGB uint8."""
     strips = []
     for _, imgs in rows:
         arr = to_uint8(imgs)
@@ -119,14 +131,19 @@ def labelled_figure(rows: list[tuple[str, np.ndarray]], scale: int = 2, label_wi
         if strip.ndim == 2:
             strip = np.repeat(strip[..., None], 3, axis=-1)
         strips.append(upscale_any(strip, scale))
-    width = label_width + max(s.shape[1] for s in strips)
+    font = _label_font()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [measure.textbbox((0, 0), label, font=font) for label, _ in rows]
+    column = max([label_width] + [box[2] + 2 * LABEL_MARGIN for box in boxes])
+    width = column + max(s.shape[1] for s in strips)
     height = sum(s.shape[0] for s in strips) + 4 * (len(strips) - 1)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     top = 0
-    for (label, _), strip in zip(rows, strips):
-        canvas.paste(Image.fromarray(strip), (label_width, top))
-        draw.text((6, top + strip.shape[0] // 2 - 6), label, fill=(20, 20, 20))
+    for (label, _), strip, box in zip(rows, strips, boxes):
+        canvas.paste(Image.fromarray(strip), (column, top))
+        text_top = top + (strip.shape[0] - (box[3] - box[1])) // 2 - box[1]
+        draw.text((LABEL_MARGIN, text_top), label, fill=(20, 20, 20), font=font)
         top += strip.shape[0] + 4
     return np.asarray(canvas)
 

@@ -38,6 +38,16 @@ def decodable(config: ModelConfig) -> bool:
     return config.has_latent and config.condition != "quadrants"
 
 
+def undecodable_reason(config: ModelConfig) -> str | None:
+    """Why the Decoder page cannot show a model, in one sentence, or None when it can."""
+    if not config.has_latent:
+        return "A baseline model is deterministic and has no latent space to move through."
+    if config.condition == "quadrants":
+        return ("A quadrant-completion model decodes z only together with a partly visible digit, so it "
+                "lives on the Compare page.")
+    return None
+
+
 # ----------------------------------------------------------------------------- the latent code in session state
 
 def slider_key(i: int) -> str:

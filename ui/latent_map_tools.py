@@ -122,3 +122,32 @@ def selected_indices(event, class_members: list[np.ndarray] | None = None) -> li
             if 0 <= int(p["point_index"]) < len(members):
                 out.append(int(members[int(p["point_index"])]))
     return list(dict.fromkeys(out))
+
+
+# ----------------------------------------------------------------------------- the selection, kept by the page
+# Streamlit gives a chart a new identity (and an empty selection) whenever its figure changes: a view toggle,
+# the dot size, another projection. So the page keeps the user's selection itself, per model, and draws it
+# into every new figure; only a new selection or "Clear selection" changes it.
+
+SELECTION_KEY = "latent_map_selection"   # {"model": path, "rows": [test-set rows]}
+
+
+def kept_selection(model_path: str) -> list[int]:
+    """The rows the user last selected on this model's map ([] when none, or when it was another model)."""
+    kept = st.session_state.get(SELECTION_KEY) or {}
+    return list(kept.get("rows", [])) if kept.get("model") == model_path else []
+
+
+def keep_selection(model_path: str, rows) -> None:
+    st.session_state[SELECTION_KEY] = {"model": model_path, "rows": [int(r) for r in rows]}
+
+
+def show_selection(fig, rows) -> None:
+    """Mark the selected rows in a latent_scatter figure (each trace's customdata holds its rows), so a
+    redrawn chart shows the same selection as the panel beside it."""
+    if not rows:
+        return
+    wanted = np.asarray(sorted(set(int(r) for r in rows)))
+    for trace in fig.data:
+        custom = np.asarray(trace.customdata if trace.customdata is not None else [], dtype=np.int64).reshape(-1)
+        trace.selectedpoints = np.flatnonzero(np.isin(custom, wanted)).tolist()

@@ -5,10 +5,9 @@ models) and `runs/` (models saved from the Train page), both relative to the rep
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,23 +23,52 @@ RUNS_DIR = ROOT / "runs"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One checkpoint file: its record when readable, else the sentence saying what is wrong."""
+    """One checkpoint file: its record when readable, else the sentence saying what is wrong.
+
+    `title` is what the picker shows: the model's name, with its file name added when another model has
+    the same name (available_models fills it in)."""
 
     name: str
     path: str
     record: CheckpointRecord | None = None
     error: str | None = None
+    title: str = ""
 
     @property
     def config(self) -> ModelConfig | None:
         return None if self.record is None else self.record.model_config
 
     @property
+    def dataset(self) -> str:
+        return "mnist" if self.record is None else self.record.dataset
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.path).name
+
+    @property
     def label(self) -> str:
-        """What the picker shows, e.g. 'cvae_label · cvae | label | 2-D latent'."""
+        """What the picker shows: short enough for the sidebar, e.g. 'MNIST VAE (2-D)' (the variant and
+        latent size are in the caption under the picker)."""
         if self.error:
-            return f"{self.name} · unreadable"
-        return f"{self.name} · {self.config.describe()}"
+            return f"{Path(self.path).stem} · unreadable"
+        return self.title or self.name
+
+
+def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
+    """Sort key of the recommended order: MNIST before other data sets (Home speaks of handwritten
+    digits), and within a data set the 2-D VAE first (it has the map and the manifold a class starts
+    with), then other unconditional models, label models, quadrant models; unreadable files last."""
+    if entry.error or entry.config is None:
+        return (2, 0)
+    cfg = entry.config
+    if cfg.condition == "none":
+        kind = 0 if cfg.has_latent and cfg.latent_dim == 2 else 1
+    else:
+        kind = {"label": 2, "quadrants": 3}.get(cfg.condition, 4)
+    if not cfg.has_latent:
+        kind = 5
+    return (0 if entry.dataset == "mnist" else 1, kind)
 
 
 def model_dirs() -> list[Path]:
@@ -82,19 +110,26 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
             entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
             continue
         entries.append(ModelEntry(record.display_name, path, record, None))
-    return _disambiguate(entries)
+    return sorted(_disambiguate(entries), key=recommended_rank)  # stable: ties keep the folder order
 
 
 def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Two models with the same display name (everyone's default is vae_2d) would look identical in the
-    picker: those names get their file (folder/file name) added, so each choice says which file it is."""
-    counts = Counter(e.name for e in entries)
-    return [dataclasses.replace(e, name=f"{e.name} ({Path(e.path).parent.name}/{Path(e.path).name})")
-            if counts[e.name] > 1 else e for e in entries]
+    picker: their titles get the file name added (and its folder, when the file names clash too)."""
+    names = Counter(e.name for e in entries if e.error is None)
+    files = Counter(e.file_name for e in entries if e.error is None and names[e.name] > 1)
+
+    def title(e: ModelEntry) -> str:
+        if names[e.name] < 2:
+            return e.name
+        where = f"{Path(e.path).parent.name}/{e.file_name}" if files[e.file_name] > 1 else e.file_name
+        return f"{e.name} ({where})"
+    return [replace(e, title=title(e)) for e in entries]
 
 
 def available_models() -> list[ModelEntry]:
-    """Every checkpoint in the model folders; a broken file is an entry with `error` set."""
+    """Every checkpoint in the model folders, recommended first (recommended_rank); a broken file is an
+    entry with `error` set."""
     return _entries(_listing())
 
 
@@ -121,50 +156,98 @@ def load_model(path: str | os.PathLike) -> tuple[LatentModel, CheckpointRecord]:
     return _load(str(path), mtime)
 
 
-def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: str = "Model",
-                 key: str = "model", help: str | None = None,
-                 prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()) -> tuple[LatentModel, CheckpointRecord] | None:
-    """A sidebar selectbox over the available models; the choice (a path) is kept in
-    st.session_state[key] and shared by every page that uses the same key.
+CHOICE_KEY = "model"  # st.session_state[CHOICE_KEY]: the path the user chose; one choice for every page
 
-    `where` keeps only the models whose ModelConfig passes; unreadable files stay listed so that a
-    user who picks one is told why it cannot be used. `prefer` (a predicate, or several tried in order)
-    picks the first choice when the session has none yet (or its choice is not listed here). Returns (model, record), or None after showing
-    a sentence (nothing fits, or the chosen file is broken).
+
+def chosen_path(key: str = CHOICE_KEY) -> str | None:
+    """The checkpoint the user chose in this session (None until they choose one)."""
+    return st.session_state.get(key)
+
+
+def choose_model(path: str | os.PathLike, key: str = CHOICE_KEY) -> None:
+    """Make `path` the session's model on every page (call it from a callback or before the picker is drawn)."""
+    st.session_state[key] = str(path)
+    st.session_state[_version_key(key)] = st.session_state.get(_version_key(key), 0) + 1
+
+
+def _version_key(key: str) -> str:
+    return f"_{key}_picker_version"
+
+
+def nearest_model(entry: ModelEntry, candidates: list[ModelEntry]) -> ModelEntry:
+    """The candidate most like `entry`: same data set first, then same variant, condition, latent size;
+    ties go to the recommended order (candidates are in it)."""
+    def likeness(c: ModelEntry) -> int:
+        if entry.config is None:
+            return 0
+        a, b = entry.config, c.config
+        return (8 * (c.dataset == entry.dataset) + 4 * (b.variant == a.variant) + 2 * (b.condition == a.condition)
+                + (b.latent_dim == a.latent_dim))
+    best = max(likeness(c) for c in candidates)
+    return next(c for c in candidates if likeness(c) == best)
+
+
+def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
+                 why_not: Callable[[ModelConfig], str | None] | None = None, label: str = "Model",
+                 key: str = CHOICE_KEY, help: str | None = None,
+                 prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()
+                 ) -> tuple[LatentModel, CheckpointRecord] | None:
+    """The sidebar model picker: one choice (st.session_state[key], a path) for every page, kept until the
+    user picks another model; every page lists the same models in the recommended order.
+
+    `where` says which models this page can show. When the user's choice is not one of them, the page says
+    why (`why_not`, a sentence, else a generic one), shows the nearest model it can, and offers a button to
+    choose that one; the choice itself stays for the other pages. Before the user chooses, a page shows the
+    first model it can in the recommended order (or the first one passing a `prefer` test). Returns
+    (model, record), or None after showing a sentence (nothing fits, or the chosen file is broken).
     """
-    entries = [e for e in available_models() if e.error or where is None or where(e.config)]
-    if not any(e.error is None for e in entries):
+    entries = available_models()
+    fits = [e for e in entries if e.error is None and (where is None or where(e.config))]
+    if not fits:
         folders = ", ".join(str(_short(d)) for d in model_dirs())
         st.info(f"No model here fits this page yet: train one on the Train page, or put a checkpoint in {folders}.")
         return None
     by_path = {e.path: e for e in entries}
-    options = list(by_path)
-    widget = f"_{key}_picker"
-    stored = st.session_state.get(key)
-    if stored not in by_path:
-        usable = [e for e in entries if e.error is None]
+    choice = st.session_state.get(key)
+    if choice not in by_path:  # nothing chosen yet (or the file went away): this page's first fitting model
         tests = (prefer,) if callable(prefer) else tuple(prefer)
-        stored = next((e.path for test in tests for e in usable if test(e.config)), usable[0].path)
-    # Streamlit forgets a widget's state on pages that do not draw it: restore it from the shared key.
-    if st.session_state.get(widget) not in by_path or st.session_state.get(widget) != stored:
-        st.session_state[widget] = stored
-    if key not in st.session_state:
-        st.session_state[key] = stored
+        choice = next((e.path for test in tests for e in fits if test(e.config)), fits[0].path)
+
+    # Streamlit forgets the state of a widget that a page does not draw, and a browser can send back a
+    # stale value for a widget id it saw before: so the widget is rebuilt from the choice, under a new key
+    # after every change (the key never repeats within a session).
+    version = st.session_state.get(_version_key(key), 0)
+    widget = f"_{key}_picker_{version}"
+    options = list(by_path)
 
     def remember() -> None:
-        st.session_state[key] = st.session_state[widget]
+        choose_model(st.session_state[widget], key)
 
-    choice = st.sidebar.selectbox(label, options, key=widget, on_change=remember,
+    picked = st.sidebar.selectbox(label, options, index=options.index(choice), key=widget, on_change=remember,
                                   format_func=lambda p: by_path[p].label if p in by_path else p, help=help)
-    entry = by_path[choice]
+    entry = by_path.get(picked, by_path[choice])
     if entry.error:
         st.error(f"This checkpoint cannot be used: {entry.error}")
         return None
+    if entry.path not in {e.path for e in fits}:
+        nearest = nearest_model(entry, fits)
+        reason = (why_not(entry.config) if why_not else None) or "This page cannot show this kind of model."
+        st.info(f"Your model, **{entry.label}**, cannot be shown on this page. {reason} Showing the nearest one "
+                f"that can, **{nearest.label}**; the other pages keep your choice.", icon=":material/swap_horiz:")
+        st.button(f"Choose {nearest.label} everywhere", key=f"_{key}_take_nearest", on_click=choose_model,
+                  args=(nearest.path, key), icon=":material/check:")
+        entry = nearest
+    st.sidebar.caption(_model_caption(entry))
     try:
         return load_model(entry.path)
     except CheckpointError as e:
         st.error(f"This checkpoint cannot be used: {e}")
         return None
+
+
+def _model_caption(entry: ModelEntry) -> str:
+    """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
+    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`"
 
 
 def _short(path: Path) -> Path:

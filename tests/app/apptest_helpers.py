@@ -36,7 +36,11 @@ FIXTURE_MODELS = {
                                     hidden_dims=(32,)),
     "baseline_quadrants": ModelConfig(variant="baseline", condition="quadrants", quadrants=0, hidden_dims=(32,)),
     "vae_3d": ModelConfig(variant="vae", condition="none", latent_dim=3, hidden_dims=(32,)),
+    # a Fashion-MNIST VAE whose file name sorts first, as the shipped checkpoints/ do: the pages must still
+    # open on the MNIST 2-D VAE
+    "fashion_vae_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,)),
 }
+FIXTURE_DATASETS = {"fashion_vae_2d": "fashion-mnist"}   # the others are trained on MNIST
 BROKEN = "broken.safetensors"
 
 
@@ -62,21 +66,37 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
-def write_synthetic_mnist(root: Path, n_train: int = 1000, n_test: int = TEST_IMAGES) -> Path:
-    folder = root / "mnist"
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
-        images, labels = _synthetic_digits(n, seed)
-        _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", images)
-        _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", labels)
+def write_synthetic_mnist(root: Path, n_train: int = 1000, n_test: int = TEST_IMAGES,
+                          datasets: tuple[str, ...] = ("mnist", "fashion-mnist")) -> Path:
+    """Synthetic stand-ins for each data set (Fashion-MNIST: the same bars, other seeds) under root/<name>/."""
+    for offset, name in enumerate(datasets):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for stem, n, seed in (("train", n_train, 1 + 10 * offset), ("t10k", n_test, 2 + 10 * offset)):
+            images, labels = _synthetic_digits(n, seed)
+            _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", images)
+            _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", labels)
     return root
 
 
+def fixture_data_root(tmp: Path) -> Path:
+    """A folder holding mnist/ and fashion-mnist/: the real ones when both are found, else synthetic ones
+    (real MNIST without Fashion-MNIST gets a synthetic Fashion-MNIST beside a link to the real MNIST)."""
+    mnist, fashion = locate_dataset("mnist"), locate_dataset("fashion-mnist")
+    if mnist is not None and fashion is not None and mnist.parent == fashion.parent:
+        return mnist.parent
+    if mnist is None:
+        return write_synthetic_mnist(tmp)
+    (tmp / "mnist").symlink_to(mnist, target_is_directory=True)
+    return write_synthetic_mnist(tmp, datasets=("fashion-mnist",))
+
+
 def train_fixture_model(name: str, config: ModelConfig, root: Path, out: Path) -> None:
-    tcfg = TrainConfig(dataset="mnist", epochs=2, batch_size=64, seed=0, train_limit=TRAIN_IMAGES,
+    dataset = FIXTURE_DATASETS.get(name, "mnist")
+    tcfg = TrainConfig(dataset=dataset, epochs=2, batch_size=64, seed=0, train_limit=TRAIN_IMAGES,
                        eval_limit=200, device="cpu")
-    train = load_dataset("mnist", "train", root, download=False).subset(0, TRAIN_IMAGES)
-    test = load_dataset("mnist", "test", root, download=False)
+    train = load_dataset(dataset, "train", root, download=False).subset(0, TRAIN_IMAGES)
+    test = load_dataset(dataset, "test", root, download=False)
     model = build_model(config, seed=0)
     result = fit(model, TrainingData(train, test.subset(0, 200)), tcfg)
     model.eval()

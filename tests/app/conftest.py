@@ -12,17 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from apptest_helpers import APP, BROKEN, FIXTURE_MODELS, train_fixture_model, write_synthetic_mnist
-from vae_core import locate_dataset
+from apptest_helpers import APP, BROKEN, FIXTURE_MODELS, fixture_data_root, train_fixture_model
 
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    """A folder holding mnist/: the real one when found, else a synthetic one."""
-    found = locate_dataset("mnist")
-    if found is not None:
-        return found.parent
-    return write_synthetic_mnist(tmp_path_factory.mktemp("data"))
+    """A folder holding mnist/ and fashion-mnist/ (apptest_helpers.fixture_data_root)."""
+    return fixture_data_root(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")

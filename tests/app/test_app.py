@@ -8,7 +8,13 @@ def test_home_renders_with_models_and_data(app):
     assert not errors_of(app)
     assert "Latent Lab" in app.title[0].value
     table = app.dataframe[0].value
-    assert set(FIXTURE_MODELS) <= set(table["name"])
+    assert list(table.columns) == ["model", "what it is", "data set", "explore on"]
+    assert set(FIXTURE_MODELS) <= {name.lstrip("★ ") for name in table["model"]}
+    assert table["model"][0] == "★ vae_2d"          # the recommended model first, marked
+    details = app.dataframe[1].value               # in the expander
+    assert {"test −ELBO", "test NLL", "epochs", "file"} <= set(details.columns)
+    assert [link.label for link in app.get("page_link")][:5] == [
+        "1. Train", "2. Latent map", "3. Decoder", "4. Compare CVAE vs GSNN", "5. Latent map of a CVAE"]
     assert any("mnist" in s.value and "found" in s.value for s in app.success)
     # the corrupt file is named, with a sentence, not a traceback
     assert any(BROKEN.split(".")[0] in e.value for e in app.error)

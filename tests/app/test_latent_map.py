@@ -10,7 +10,7 @@ def open_map(at, model_name=None):
     at.switch_page("pages/latent_map.py").run()
     if model_name is not None:
         picker = at.sidebar.selectbox[0]
-        path = next(o for o in picker.options if o.startswith(model_name + " ·"))
+        path = next(o for o in picker.options if o == model_name or o.startswith(model_name + " "))
         picker.select(path).run()
     assert not errors_of(at)
     return at

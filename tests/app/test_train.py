@@ -62,11 +62,14 @@ def test_invalid_settings_are_refused_with_a_sentence(train, hidden, words):
 def test_only_valid_conditions_are_offered(train):
     assert all(s.key != "train_condition" for s in train.selectbox)
     train.selectbox(key="train_variant").set_value("hybrid").run()
-    assert set(train.selectbox(key="train_condition").options) == {"the digit label", "visible quadrants of the image"}
+    assert set(train.selectbox(key="train_condition").options) == {"the label", "some quadrants"}
+    assert "alpha * CVAE + (1 - alpha) * GSNN" in texts_of(train)   # the description, under the short name
     assert any(s.key == "train_alpha" for s in train.slider)
 
 
-def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, tmp_path):
+def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir, tmp_path):
+    chosen = str(model_dir / "cvae_label.safetensors")
+    train.session_state["model"] = chosen          # the user's choice, made on another page
     tiny_settings(train)
     train.button(key="train_start").click().run()
     job = train.session_state[JOB]
@@ -91,7 +94,12 @@ def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, tmp_path):
     train.switch_page("pages/latent_map.py").run()
     picker = train.sidebar.selectbox[0]
     assert any("class_demo" in o for o in picker.options)
-    assert "class_demo" in picker.value
+    assert picker.value == chosen                    # saving is not choosing: the picker stays put
+    train.switch_page("pages/train.py").run()
+    train.button(key="train_explore_saved").click().run()   # ... until the user asks for the new model
+    assert not errors_of(train)
+    assert "Latent map" in train.title[0].value
+    assert "class_demo" in train.sidebar.selectbox[0].value
 
     # the saved history carries the KL of each latent dimension per epoch (the Diagnose page draws it)
     (saved,) = (tmp_path / "runs").glob("class_demo*.safetensors")

@@ -44,7 +44,7 @@ def test_a_registered_variant_reaches_the_cli_the_train_page_and_home(toy_varian
     app.run()
     assert not errors_of(app)
     home = app.dataframe[0].value
-    assert "toy" in set(home["name"]) and "Toy VAE, 2-D latent" in set(home["description"])
+    assert "toy" in {m.lstrip("★ ") for m in home["model"]} and "Toy VAE, 2-D latent" in set(home["what it is"])
 
     app.switch_page("pages/train.py").run()
     assert not errors_of(app)

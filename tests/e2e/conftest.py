@@ -7,6 +7,7 @@ Screenshots go to tests/e2e/screenshots/ (git-ignored).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,16 +15,17 @@ import pytest
 import torch
 
 from harness import ROOT, VIEWPORT, StreamlitServer, launch_chromium, missing_browser_reason
-from vae_core import locate_dataset
 
 sys.path.insert(0, str(ROOT / "tests" / "app"))
-from apptest_helpers import FIXTURE_MODELS, train_fixture_model, write_synthetic_mnist  # noqa: E402
+from apptest_helpers import FIXTURE_MODELS, fixture_data_root, train_fixture_model  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SHIPPED_ENV = "LATENT_LAB_E2E_SHIPPED"  # set (to 1): the app serves checkpoints/ instead of tiny fixture models
 # what the pages need: a 2-D VAE (latent map, decoder), the label trio and the quadrant quartet (compare)
+# (and a Fashion-MNIST VAE whose file sorts first, as in the shipped checkpoints/: the default must not be it)
 E2E_MODELS = ("vae_2d", "cvae_label", "gsnn_label", "hybrid_label", "baseline_quadrants", "gsnn_quadrants",
-              "cvae_quadrants", "hybrid_quadrants")
+              "cvae_quadrants", "hybrid_quadrants", "fashion_vae_2d")
+SAME_NAME_COPY = "vae_2d_again.safetensors"   # a second file of the model named "vae_2d": the picker must tell them apart
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,9 +43,8 @@ def browser_reason():
 
 @pytest.fixture(scope="session")
 def e2e_env(browser_reason, tmp_path_factory) -> dict[str, str]:
-    """LATENT_LAB_MODEL_DIRS (tiny trained checkpoints) and VAE_DATA_DIR (real MNIST, else synthetic)."""
-    found = locate_dataset("mnist")
-    data_root = found.parent if found is not None else write_synthetic_mnist(tmp_path_factory.mktemp("data"))
+    """LATENT_LAB_MODEL_DIRS (tiny trained checkpoints) and VAE_DATA_DIR (real MNIST and Fashion-MNIST, else synthetic)."""
+    data_root = fixture_data_root(tmp_path_factory.mktemp("data"))
     runs = tmp_path_factory.mktemp("e2e_runs")  # where the Train page would save
     if os.environ.get(SHIPPED_ENV):  # docs/make_screenshots.py: the README's pictures show the shipped models
         return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(ROOT / "checkpoints"), str(runs)]),
@@ -52,6 +53,7 @@ def e2e_env(browser_reason, tmp_path_factory) -> dict[str, str]:
     with torch.random.fork_rng(devices=[]):
         for name in E2E_MODELS:
             train_fixture_model(name, FIXTURE_MODELS[name], data_root, models)
+    shutil.copyfile(models / "vae_2d.safetensors", models / SAME_NAME_COPY)
     return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(models), str(runs)]), "VAE_DATA_DIR": str(data_root)}
 
 

@@ -122,8 +122,10 @@ def go_to(page, link: str, heading: str | None = None, timeout: float = 30_000) 
 
 
 def wait_idle(page, timeout: float = 30_000) -> None:
-    """Wait until Streamlit's 'running' indicator is gone (the script run ended)."""
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")",
+    """Wait until Streamlit's 'running' indicator is gone and no element is marked stale (the script run
+    ended and its output replaced the previous run's)."""
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")"
+                           " && !document.querySelector(\"[data-testid='stMain'] [data-stale='true']\")",
                            timeout=timeout)
 
 
@@ -134,3 +136,74 @@ def exceptions_on(page) -> list[str]:
 
 def image_srcs(page, scope: str = "[data-testid='stMain']") -> list[str]:
     return page.eval_on_selector_all(f"{scope} [data-testid='stImage'] img", "els => els.map(e => e.src)")
+
+
+# ----------------------------------------------------------------------------- the model picker and select boxes
+
+PICKER = "[data-testid='stSidebar'] [data-testid='stSelectbox'] input[aria-label='Model']"
+
+
+def picker_value(page, timeout: float = 30_000) -> str:
+    """The model the sidebar picker shows (its text)."""
+    page.locator(PICKER).first.wait_for(timeout=timeout)
+    return page.locator(PICKER).first.input_value()
+
+
+def wait_picker(page, label: str, timeout: float = 30_000) -> None:
+    """Wait until the sidebar picker shows `label`."""
+    page.wait_for_function("([sel, want]) => { const i = document.querySelector(sel); return i && i.value === want; }",
+                           arg=[PICKER, label], timeout=timeout)
+
+
+def open_options(page, combobox, tries: int = 3) -> None:
+    """Open a select box's list of options (its input is replaced after each choice: try again)."""
+    for attempt in range(tries):
+        wait_idle(page)
+        combobox.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 - the box was redrawn under the click
+            page.keyboard.press("Escape")
+            if attempt == tries - 1:
+                raise
+
+
+def select_option(page, combobox, option: str, timeout: float = 30_000) -> None:
+    """Open a select box (its input) and click one option by its exact text; wait for the script run to end."""
+    open_options(page, combobox)
+    page.get_by_role("option", name=option, exact=True).click(timeout=timeout)
+    wait_idle(page, timeout)
+
+
+def choose_in_picker(page, label: str, timeout: float = 30_000) -> None:
+    select_option(page, page.locator(PICKER).first, label, timeout)
+    wait_picker(page, label, timeout)
+    wait_idle(page, timeout)
+
+
+def option_texts(page, combobox) -> list[str]:
+    """The texts of a select box's options (opens it, reads them, closes it with Escape)."""
+    open_options(page, combobox)
+    texts = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return [t.strip() for t in texts]
+
+
+# How wide `text` would be in a select box's input, against the room the input has (canvas measureText
+# with the input's own font): text wider than the room is cut off when it is the chosen value.
+TEXT_ROOM_JS = """([input, texts]) => { const cs = getComputedStyle(input);
+    const ctx = document.createElement('canvas').getContext('2d'); ctx.font = cs.font;
+    const room = input.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    return texts.map(t => [t, Math.ceil(ctx.measureText(t).width), Math.floor(room)]); }"""
+
+
+def cut_off_texts(page, combobox, texts: list[str]) -> list[tuple[str, int, int]]:
+    """(text, width, room) of each text that would not fit in a select box's input if it were chosen."""
+    measured = page.evaluate(TEXT_ROOM_JS, [combobox.element_handle(), list(texts)])
+    return [tuple(m) for m in measured if m[1] > m[2]]
+
+
+def cut_off_options(page, combobox) -> list[tuple[str, int, int]]:
+    """(text, width, room) of each option of a select box that would not fit in its box when chosen."""
+    return cut_off_texts(page, combobox, option_texts(page, combobox))

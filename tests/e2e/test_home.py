@@ -1,0 +1,54 @@
+"""Home in a real browser: the five steps are links to their pages, and the models table shows the few
+columns a teacher reads, the recommended model first, with the details one click away (issue 9, fault 7)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import exceptions_on, open_page, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+STEPS = [("1. Train", "Train a model"), ("2. Latent map", "Latent map"), ("3. Decoder", "Decoder"),
+         ("4. Compare CVAE vs GSNN", "Compare CVAE vs GSNN"), ("5. Latent map of a CVAE", "Latent map")]
+
+
+def grid_rows(page, table) -> list[list[str]]:
+    """The cells of an st.dataframe (the data grid keeps an accessible table inside its canvas)."""
+    return table.evaluate("t => [...t.querySelectorAll('table[role=grid] tr')].map("
+                          "tr => [...tr.querySelectorAll('th, td')].map(c => c.textContent.trim()))")
+
+
+def test_each_of_the_five_steps_opens_its_page(page, server):
+    open_page(page, server.url)
+    for link, heading in STEPS:
+        page.locator("h1", has_text="Latent Lab").wait_for()
+        wait_idle(page)
+        page.get_by_test_id("stMain").get_by_role("link", name=re.compile(re.escape(link))).click()
+        page.locator("h1", has_text=heading).wait_for()
+        wait_idle(page)
+        assert not exceptions_on(page), link
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home", exact=True).click()
+
+
+def test_models_table_recommended_first_and_details_on_demand(page, server):
+    open_page(page, server.url)
+    wait_idle(page)
+    overview = page.locator("[data-testid='stDataFrame']").first
+    overview.locator("table[role=grid]").wait_for(state="attached")
+    rows = grid_rows(page, overview)
+    assert rows[0] == ["model", "what it is", "data set", "explore on"]
+    assert rows[1][0] == "★ vae_2d (vae_2d.safetensors)" and rows[1][2] == "MNIST digits"
+    datasets = [r[2] for r in rows[1:]]
+    assert datasets.index("Fashion-MNIST clothes") > max(i for i, d in enumerate(datasets) if d == "MNIST digits")
+    # every column in view: the grid does not scroll sideways
+    overflow = overview.evaluate("e => { const s = e.querySelector('.dvn-scroller'); return s.scrollWidth - s.clientWidth; }")
+    assert overflow <= 16
+    assert not page.get_by_text("test −ELBO").count()
+    page.get_by_text("Scores, training and files").click()
+    details = page.locator("[data-testid='stExpander'] [data-testid='stDataFrame']").first
+    details.locator("table[role=grid]").wait_for(state="attached")
+    header = grid_rows(page, details)[0]
+    assert {"test −ELBO", "test NLL", "epochs", "file"} <= set(header)
+    assert not exceptions_on(page)
