@@ -342,11 +342,9 @@ class JobService:
                                   message=f"Taken out of the line: nobody watched it for {_duration(idle)}.")
             elif row.status in ("starting", "running") and row.id in handles:
                 if idle > limits.abandon_seconds:
-                    self.stop(row.id, f"Stopped: nobody watched this run for {_duration(idle)}; its last "
-                                      "weights are kept, ready to save.")
+                    self.stop(row.id, f"Stopped: nobody watched this run for {_duration(idle)}")
                 elif limits.max_run_seconds and row.started and now - row.started > limits.max_run_seconds:
-                    self.stop(row.id, f"Stopped at the time limit of {_duration(limits.max_run_seconds)} a run; "
-                                      "its last weights are kept, ready to save.")
+                    self.stop(row.id, f"Stopped at the time limit of {_duration(limits.max_run_seconds)} a run")
         self._start_queued()
 
     def _start_queued(self) -> None:
@@ -408,7 +406,10 @@ class JobService:
         message = end.get("message", "")
         reason = self._stop_reasons.pop(job_id, "")
         if end["status"] == "stopped" and reason:
-            message = reason
+            row = self.table.get(job_id)
+            kept = row is not None and bool(row.result_path)
+            message = reason + ("; its last weights are kept, ready to save." if kept
+                                else "; it had not trained yet, so there is nothing to save.")
         p = live.progress
         self.table.update(job_id, status=end["status"], message=message, finished=now, heartbeat=now,
                           step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
@@ -441,7 +442,7 @@ class JobService:
         with self._lock:
             handles = dict(self._handles)
         for job_id in handles:
-            self.stop(job_id, "Stopped: the server shut down during this run; its last weights are kept.")
+            self.stop(job_id, "Stopped: the server shut down during this run")
         end = time.monotonic() + grace
         while handles and time.monotonic() < end:
             self._wake.set()
