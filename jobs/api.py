@@ -151,7 +151,8 @@ class JobService:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._adopt_leftovers()
-        self.backend = self._make_backend()
+        self.backend = None          # made by the scheduler thread (see _loop)
+        self._backend_error = ""
         self._thread = threading.Thread(target=self._loop, name="latent-lab-jobs", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)
@@ -314,6 +315,12 @@ class JobService:
 
     # ------------------------------------------------------------------ the scheduler
     def _loop(self) -> None:
+        # The backend is made here, in this long-lived thread: Ray starts its processes with a "parent died"
+        # signal tied to the starting *thread*, and Streamlit runs each script run in a thread that ends.
+        try:
+            self.backend = self._make_backend()
+        except Exception as e:  # noqa: BLE001 - every queued job will say why
+            self._backend_error = f"the {self.limits.runner} runner could not be started: {e}"
         last_write = 0.0
         while not self._closing.is_set():
             try:
@@ -348,6 +355,11 @@ class JobService:
         self._start_queued()
 
     def _start_queued(self) -> None:
+        if self.backend is None:
+            for row in self.table.with_status("queued") if self._backend_error else []:
+                self.table.update(row.id, status="failed", finished=time.time(),
+                                  message=_sentence(self._backend_error))
+            return
         with self._lock:
             free = self.limits.max_runs - len(self._handles)
             if free <= 0 or self._closing.is_set():
@@ -427,10 +439,10 @@ class JobService:
         from vae_core import build_model, save_checkpoint
 
         model = build_model(ModelConfig.from_dict(payload["model_config"]), seed=None)
-        model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in payload["state"].items()})
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()})
         record = dict(payload["record"])
         record["name"] = f"job-{job_id}"
-        extras = {k: torch.from_numpy(np.asarray(v)) for k, v in payload.get("extras", {}).items()}
+        extras = {k: torch.from_numpy(np.array(v)) for k, v in payload.get("extras", {}).items()}
         path = save_checkpoint(self.results / f"{job_id}.safetensors", model, record, extras=extras)
         self.table.update(job_id, result_path=str(path))
 
@@ -456,7 +468,8 @@ class JobService:
             handle.kill(grace=1.0)
             self.table.update(job_id, status="stopped", finished=time.time(),
                               message="Stopped: the server shut down during this run.")
-        self.backend.shutdown()
+        if self.backend is not None:
+            self.backend.shutdown()
         with _services_lock:
             for key, value in list(_services.items()):
                 if value is self:
@@ -468,6 +481,11 @@ def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds} s"
     return f"{seconds // 60} minutes"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
 
 
 def check_name(name: str) -> str:
