@@ -34,6 +34,8 @@ from .worker import REDRAW_SECONDS, settings_from_dict, settings_to_dict
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TICK_SECONDS = 0.2
+MAX_CURVE_POINTS = 3000   # per curve kept for the page: a long run keeps every 2nd, 4th, ... step
+SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
 TABLE_WRITE_SECONDS = 1.0
 
 
@@ -66,7 +68,7 @@ class JobSnapshot:
     wall: float = 0.0                 # seconds since the worker took the job (data loading included)
     train_images: int = 0
     eval_images: int = 0
-    steps: dict[str, list] = field(default_factory=dict)     # 'step', 'loss', 'recon', 'kl'
+    steps: dict[str, list] = field(default_factory=dict)     # 'step', 'loss', 'recon', 'kl' (+ '_smooth')
     epoch_records: list[dict] = field(default_factory=list)  # {'epoch', 'train', 'eval'}
     preview: np.ndarray | None = None
     preview_caption: str = ""
@@ -96,13 +98,20 @@ class JobSnapshot:
         return bool(self.result_path) and Path(self.result_path).is_file()
 
 
+TERMS = ("loss", "recon", "kl")
+CURVE_KEYS = ("step", *TERMS, *(k + "_smooth" for k in TERMS))
+
+
 class LiveJob:
     """What a running job has reported, kept in the server's memory (the scheduler thread writes, pages read)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.steps: dict[str, list] = {"step": [], "loss": [], "recon": [], "kl": []}
+        self.steps: dict[str, list] = {k: [] for k in CURVE_KEYS}
         self.epochs: list[dict] = []
+        self._seen = 0                     # steps reported so far
+        self._stride = 1                   # keep every _stride-th step in self.steps
+        self._ema = {k: 0.0 for k in TERMS}
         self.progress: dict = {}
         self.preview = None
         self.preview_caption = ""
@@ -119,8 +128,7 @@ class LiveJob:
                 self.progress.setdefault("steps_per_epoch", payload["steps_per_epoch"])
                 self.progress.setdefault("total_steps", payload["total_steps"])
             elif kind == "steps":
-                for k, v in payload["steps"].items():
-                    self.steps[k].extend(v)
+                self._add_steps(payload["steps"])
                 self.progress.update(payload["progress"])
             elif kind == "epoch":
                 self.epochs.append(payload["record"])
@@ -132,6 +140,24 @@ class LiveJob:
                     self.latent = payload["latent"]
             elif kind == "end":
                 self.end = dict(payload)
+
+    def _add_steps(self, new: dict[str, list]) -> None:
+        """Smooth every step as it arrives (so the page never smooths 100,000 points a second) and keep
+        at most MAX_CURVE_POINTS per curve, halving the resolution of the whole curve when it fills."""
+        for i, step in enumerate(new["step"]):
+            self._seen += 1
+            correction = 1 - SMOOTHING ** self._seen
+            for k in TERMS:
+                self._ema[k] = SMOOTHING * self._ema[k] + (1 - SMOOTHING) * new[k][i]
+            if (self._seen - 1) % self._stride:
+                continue
+            self.steps["step"].append(step)
+            for k in TERMS:
+                self.steps[k].append(new[k][i])
+                self.steps[k + "_smooth"].append(self._ema[k] / correction)
+            if len(self.steps["step"]) >= MAX_CURVE_POINTS:
+                self.steps = {k: v[::2] for k, v in self.steps.items()}
+                self._stride *= 2
 
 
 class JobService:

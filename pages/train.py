@@ -61,6 +61,7 @@ if st.session_state.get(VIEW) not in ids:          # a refresh or a new tab: the
     st.session_state[VIEW] = ids[0] if ids else None
 job = service.progress(st.session_state[VIEW]) if st.session_state[VIEW] else None
 busy = job is not None and job.active
+others = [j.id for j in mine if j.active and (job is None or j.id != job.id)]  # active, but not shown
 
 # ---------------------------------------------------------------------------- settings
 # While a run trains, and after it, the settings fold away so the charts sit near the top.
@@ -140,10 +141,10 @@ with settings_box:
 
 start_col, stop_col, note_col = st.columns([1, 1, 4], vertical_alignment="center")
 start = start_col.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                         disabled=busy or problem is not None or folder is None, width="stretch")
+                         disabled=busy or bool(others) or problem is not None or folder is None, width="stretch")
 stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
-if busy:
-    note_col.caption("One run at a time per browser: stop this one to start another.")
+if busy or others:
+    note_col.caption("One run at a time per browser: stop the running one to start another.")
 elif problem is None:
     note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
 else:
@@ -260,6 +261,12 @@ def live(job_id: str) -> None:
         st.rerun()
 
 
+@st.fragment(run_every=5.0)
+def keep_watching(job_ids: list[str]) -> None:
+    """While a finished run is shown, tell the scheduler this page still watches the owner's active runs."""
+    service.jobs_of(owner)
+
+
 def outcome(snap) -> None:
     """The ending in one sentence."""
     if snap.status == "completed":
@@ -310,4 +317,6 @@ else:
     outcome(job)
     draw(job)
     save_form(job)
+    if others:
+        keep_watching(others)
 st.caption(f"Limits here: {service.limits.describe()}")
