@@ -6,7 +6,7 @@
     LATENT_LAB_MAX_RUN_SECONDS     wall time of one run (0: none)   default: 3600
     LATENT_LAB_ABANDON_SECONDS     a run whose page has not polled  default: 600 (10 minutes)
                                    this long stops, keeping its weights
-    LATENT_LAB_WORKER_THREADS      torch threads per worker         default: cores // max runs, at least 1
+    LATENT_LAB_WORKER_THREADS      torch threads per worker         default: (cores - 1) // max runs, at least 1
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
     LATENT_LAB_RUNNER              local (default) or ray
     LATENT_LAB_WARM_WORKER         keep a spare worker ready (torch and MNIST loaded)  default: 1
@@ -83,7 +83,7 @@ def read_limits(env: Mapping[str, str] | None = None) -> Limits:
         max_weights=int(_number(env, "MAX_WEIGHTS", 20_000_000, int, 1)),
         max_run_seconds=float(_number(env, "MAX_RUN_SECONDS", 3600.0, float, 0)),
         abandon_seconds=float(_number(env, "ABANDON_SECONDS", 600.0, float, 0.1)),
-        worker_threads=int(_number(env, "WORKER_THREADS", max(1, cores // max_runs), int, 1)),
+        worker_threads=int(_number(env, "WORKER_THREADS", max(1, (cores - 1) // max_runs), int, 1)),
         worker_nice=int(_number(env, "WORKER_NICE", 10, int, 0)),
         runner=runner,
         warm_worker=env.get(PREFIX + "WARM_WORKER", "1").strip() not in ("0", "false", "no", "off"),

@@ -21,7 +21,7 @@ SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGTERM: "SIGTERM", signal.SIG
                 signal.SIGABRT: "SIGABRT", signal.SIGINT: "SIGINT"}
 
 
-def _worker_main(inbox, outbox, stop_event, preload: bool) -> None:
+def _worker_main(inbox, outbox, stop_event, ready, preload: bool) -> None:
     """A worker process: wait for one job, run it, exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     term = threading.Event()
@@ -31,6 +31,7 @@ def _worker_main(inbox, outbox, stop_event, preload: bool) -> None:
 
     if preload:
         _preload_default_data()
+    ready.set()
     while True:  # a spare waits here; it leaves when the server goes away
         try:
             task = inbox.get(timeout=0.5)
@@ -71,8 +72,9 @@ class LocalHandle:
     """One worker process, before (spare) and after it was given a job."""
 
     def __init__(self, preload: bool = True):
-        self.inbox, self.outbox, self.stop_event = CTX.Queue(), CTX.Queue(), CTX.Event()
-        self.process = CTX.Process(target=_worker_main, args=(self.inbox, self.outbox, self.stop_event, preload),
+        self.inbox, self.outbox, self.stop_event, self.ready = CTX.Queue(), CTX.Queue(), CTX.Event(), CTX.Event()
+        self.process = CTX.Process(target=_worker_main,
+                                   args=(self.inbox, self.outbox, self.stop_event, self.ready, preload),
                                    name="latent-lab-worker", daemon=True)
         self.process.start()
         self.job_id: str | None = None
@@ -153,6 +155,18 @@ class LocalBackend:
         if self.warm:
             self._refill()
         return handle
+
+    def spare_ready(self, timeout: float = 0) -> bool:
+        """Whether a spare worker has torch imported and the data loaded (waits up to `timeout` s)."""
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                spare = self._spare
+            if spare is not None and spare.ready.wait(max(0.0, min(0.2, end - time.monotonic()))):
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.05)
 
     def shutdown(self) -> None:
         with self._lock:
