@@ -266,6 +266,8 @@ class JobService:
 
     def save(self, job_id: str, folder: str | Path, name: str, *, overwrite: bool = False) -> Path:
         """Write the job's model to folder/name.safetensors. ValueError with a sentence when it cannot."""
+        import dataclasses
+
         from vae_core import load_checkpoint, save_checkpoint
 
         check_name(name)
@@ -275,12 +277,8 @@ class JobService:
         path = Path(folder) / f"{name}.safetensors"
         if path.exists() and not overwrite:
             raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
-        model, meta = load_checkpoint(row.result_path)
-        extras = meta.pop("extras", {}) or {}
-        for key in ("path", "model_config", "format", "format_version", "storage_dtype"):
-            meta.pop(key, None)
-        meta["name"] = name
-        return save_checkpoint(path, model, meta, extras=extras)
+        model, record = load_checkpoint(row.result_path)
+        return save_checkpoint(path, model, dataclasses.replace(record, name=name), extras=record.extras)
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, row: JobRow, light: bool = False) -> JobSnapshot:
@@ -323,18 +321,18 @@ class JobService:
         if cached is not None:
             return cached
         try:
-            from vae_core import read_meta
-            meta = read_meta(row.result_path)
+            from vae_core import read_record
+            record = read_record(row.result_path)
         except Exception:  # noqa: BLE001 - the result file is gone or damaged: no curves
             return None
         live = LiveJob()
-        history = meta.get("history") or {}
+        history = record.history.to_dict()
         live.steps = {k: list(history.get(k, [])) for k in ("step", "loss", "recon", "kl")}
         live.epochs = list(history.get("epochs", []))
-        tc = meta.get("train_config") or {}
-        spe = math.ceil((row.total_steps or 1) / max(1, tc.get("epochs", 1)))
+        epochs = record.train_config.epochs if record.train_config else 1
+        spe = math.ceil((row.total_steps or 1) / max(1, epochs))
         live.progress = {"steps_per_epoch": spe, "global_step": row.step, "total_steps": row.total_steps,
-                         "elapsed": meta.get("train_seconds", 0.0), "images_per_sec": meta.get("images_per_sec", 0.0),
+                         "elapsed": record.train_seconds or 0.0, "images_per_sec": record.images_per_sec or 0.0,
                          "epoch": row.epoch}
         self._history_cache[row.id] = live
         return live
@@ -460,14 +458,16 @@ class JobService:
 
     def _write_result(self, job_id: str, payload: dict) -> None:
         """The worker's weights and record as a checkpoint file in <folder>/.jobs/ (what Save copies)."""
+        import dataclasses
+
         import torch
 
         from vae_core import build_model, save_checkpoint
+        from vae_core.record import parse_record
 
         model = build_model(ModelConfig.from_dict(payload["model_config"]), seed=None)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()})
-        record = dict(payload["record"])
-        record["name"] = f"job-{job_id}"
+        record = dataclasses.replace(parse_record(payload["record"], "the worker's result"), name=f"job-{job_id}")
         extras = {k: torch.from_numpy(np.array(v)) for k, v in payload.get("extras", {}).items()}
         path = save_checkpoint(self.results / f"{job_id}.safetensors", model, record, extras=extras)
         self.table.update(job_id, result_path=str(path))

@@ -24,9 +24,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, evaluate, fit,  # noqa: E402
-                      load_dataset, prepare_data)
-from vae_core.data import quadrant_input  # noqa: E402
+from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,  # noqa: E402
+                      prepare_data, record_from_fit)
+from vae_core.data import hidden_pixels, quadrant_input  # noqa: E402
+from vae_core.evaluation import checkpoint_metrics  # noqa: E402
 
 PREVIEW_SEED = 1234
 LATENT_POINTS = 2000
@@ -190,7 +191,7 @@ def _completion_preview(model, data, grid) -> tuple[np.ndarray, str]:
     k = cfg.quadrants or 2
     digits = source.images[:8].float().div(255).reshape(8, -1).to(model.device)
     x = quadrant_input(digits, k)
-    hidden = x == -1.0
+    hidden = hidden_pixels(x)
     rows = [torch.where(hidden, torch.full_like(x, 0.25), x)]  # the visible part, hidden pixels dark grey
     draws = 1 if not cfg.has_latent else 3
     for _ in range(draws):
@@ -205,7 +206,7 @@ def _completion_preview(model, data, grid) -> tuple[np.ndarray, str]:
 def make_latent(model, data) -> tuple[np.ndarray, np.ndarray] | None:
     """Latent means of up to LATENT_POINTS evaluation images, for a 2-D latent."""
     cfg = model.config
-    if data.eval is None or not cfg.has_latent or cfg.latent_dim != 2:
+    if data.eval is None or not cfg.has_2d_map:
         return None
     was_training = model.training
     try:
@@ -219,36 +220,24 @@ def make_latent(model, data) -> tuple[np.ndarray, np.ndarray] | None:
 def make_result(model, data, train_config: TrainConfig, result, reporter: Reporter, status: str, message: str,
                 data_root, wall: float) -> dict:
     """What the server needs to write a checkpoint without touching torch training: the weights as numpy
-    arrays, the record (configs, history, quick metrics) and the extras (test latent means)."""
+    arrays, the record (vae_core.record, as its JSON text: configs, history, quick metrics) and the extras
+    (test latent means)."""
+    import dataclasses
+
     cfg = model.config
     test = load_dataset(train_config.dataset, "test", data_root, download=False)
     small = test.subset(0, METRIC_IMAGES)
-    if cfg.condition == "quadrants" and cfg.quadrants == 0:
-        metrics = {f"q{k}": evaluate(model, small, METRIC_SAMPLES, quadrants=k, diversity_examples=50)
-                   for k in (1, 2, 3)}
-    else:
-        metrics = evaluate(model, small, METRIC_SAMPLES, diversity_examples=50)
+    metrics = checkpoint_metrics(model, small, METRIC_SAMPLES, diversity_examples=50)
     metrics["test_images"] = len(small)
-    history = {k: _thin(v) for k, v in result.history.items() if k != "epochs"}
-    history["epochs"] = result.history.get("epochs", [])
-    record = {"description": f"trained in the app: {cfg.describe()}", "dataset": train_config.dataset,
-              "train_config": train_config.to_dict(), "status": status, "message": message,
-              "epochs_completed": result.epochs_completed, "train_seconds": round(result.elapsed, 2),
-              "wall_seconds": round(wall, 2), "images_per_sec": round(result.images_per_sec, 1),
-              "metrics": metrics, "history": history, "command": "Latent Lab Train page"}
+    record = record_from_fit(cfg, train_config, result, description=f"trained in the app: {cfg.describe()}",
+                             command="Latent Lab Train page", metrics=metrics, wall_seconds=round(wall, 2))
+    record = dataclasses.replace(record, status=status, message=message)
     extras = {}
-    if cfg.has_latent and cfg.latent_dim == 2 and cfg.condition != "quadrants":
+    if cfg.has_2d_map:
         mu, _, labels = encode_dataset(model, test)
         extras = {"test_latent_means": mu.numpy(), "test_labels": labels.numpy()}
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    return {"model_config": cfg.to_dict(), "state": state, "record": record, "extras": extras}
-
-
-def _thin(values: list, limit: int = 2000) -> list:
-    if len(values) <= limit:
-        return list(values)
-    step = len(values) / limit
-    return [values[int(i * step)] for i in range(limit)]
+    return {"model_config": cfg.to_dict(), "state": state, "record": record.to_json(), "extras": extras}
 
 
 def _sentence(text: str) -> str:

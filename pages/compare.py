@@ -15,7 +15,8 @@ from ui import compare_tools as ct
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, upscale
 from ui.model_catalogue import available_models, load_model
-from vae_core import CLASS_NAMES, CheckpointError, sample_diversity
+from vae_core import CheckpointError, sample_diversity
+from vae_core.data import class_names
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -29,7 +30,7 @@ entries = available_models()
 
 
 def pick_models(found: dict, section: str) -> dict:
-    """variant -> (entry, model, meta): the only model of each variant, or the user's choice when there are several."""
+    """variant -> (entry, model, record): the only model of each variant, or the user's choice when there are several."""
     several = [v for v, es in found.items() if len(es) > 1]
     chooser = st.expander("Which checkpoints", icon=":material/tune:") if several else None
     picked = {}
@@ -39,7 +40,7 @@ def pick_models(found: dict, section: str) -> dict:
         chosen = candidates[0]
         if variant in several:
             by_path = {e.path: e for e in candidates}
-            chosen = by_path[chooser.selectbox(ct.TITLES[variant], list(by_path), key=f"cmp_{section}_{variant}",
+            chosen = by_path[chooser.selectbox(ct.title(variant), list(by_path), key=f"cmp_{section}_{variant}",
                                                format_func=lambda p: by_path[p].label)]
         loaded = load(chosen)
         if loaded is not None:
@@ -48,13 +49,13 @@ def pick_models(found: dict, section: str) -> dict:
 
 
 def load(chosen):
-    """(entry, model, meta), or None after an error sentence."""
+    """(entry, model, record), or None after an error sentence."""
     try:
-        model, meta = load_model(chosen.path)
+        model, record = load_model(chosen.path)
     except CheckpointError as e:
         st.error(f"{chosen.name} cannot be used: {e}")
         return None
-    return chosen, model, meta
+    return chosen, model, record
 
 
 # ----------------------------------------------------------------------------- label conditioning
@@ -69,8 +70,8 @@ def label_section() -> None:
     picked = pick_models(found, "label")
     if not picked:
         return
-    dataset = next(iter(picked.values()))[2].get("dataset") or "mnist"
-    names = CLASS_NAMES.get(dataset, tuple(str(i) for i in range(10)))
+    dataset = next(iter(picked.values()))[2].dataset
+    names = class_names(dataset)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
     classes = c1.multiselect("Classes (rows)", list(range(len(names))), default=list(range(len(names))),
                              format_func=lambda c: names[c], key="cmp_label_classes")
@@ -86,12 +87,12 @@ def label_section() -> None:
                "for every model" + (" (the latent sizes differ, so the noise is only seeded alike)."
                                     if len(dims) > 1 else "."))
     cols = st.columns(len(picked))
-    for col, (variant, (entry, model, meta)) in zip(cols, picked.items()):
+    for col, (variant, (entry, model, record)) in zip(cols, picked.items()):
         samples = ct.same_noise_samples(model, labels, n, int(seed))
         picture = upscale(grid(samples, ncols=n, pad=2), 2)
         diversity = sample_diversity(model, labels, max(n, 2), seed=int(seed))
         with col:
-            st.subheader(ct.TITLES[variant])
+            st.subheader(ct.title(variant))
             st.image(picture, output_format="PNG", caption=f"{entry.name} · diversity {diversity:.2f}")
             st.download_button("PNG", png_bytes(picture), file_name=f"label_samples_{variant}.png", mime="image/png",
                                icon=":material/download:", key=f"cmp_label_png_{variant}")
@@ -114,7 +115,7 @@ def quadrant_section() -> None:
     picked = pick_models(found, "quadrants")
     if not picked:
         return
-    dataset = next(iter(picked.values()))[2].get("dataset") or "mnist"
+    dataset = next(iter(picked.values()))[2].dataset
     test = test_set(dataset)
     if test is None:
         st.info(missing_data_note(dataset) + " Completing a test digit needs it; the label comparison above does not.")
@@ -146,9 +147,9 @@ def quadrant_section() -> None:
         samples = ct.same_noise_samples(model, x, n, int(seed))[0]
         filled = ct.completions(x, samples)
         diversity = sample_diversity(model, x, n, seed=int(seed))
-        st.markdown(f"**{ct.TITLES[variant]}** · {entry.name} · diversity **{diversity:.2f}**")
+        st.markdown(f"**{ct.title(variant)}** · {entry.name} · diversity **{diversity:.2f}**")
         st.image(upscale(grid(filled, ncols=n, pad=2), 3), output_format="PNG")
-        figure_rows.append((f"{ct.TITLES[variant]} (div. {diversity:.2f})", filled))
+        figure_rows.append((f"{ct.title(variant)} (div. {diversity:.2f})", filled))
     st.caption("Diversity: the mean distance between two samples over the hidden pixels (0 means every sample "
                "is the same). The visible quadrants are copied from the input; the rest is the model's.")
     figure = ct.labelled_figure(figure_rows, scale=2)

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import decoder_tools as dt
-from vae_core import CLASS_NAMES
+from vae_core.data import class_names as class_names_of
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
 from ui.model_catalogue import model_picker
@@ -35,11 +35,11 @@ st.caption("Pick a point in the latent space and see what the decoder draws ther
 picked = model_picker(where=dt.decodable, prefer=lambda c: c.latent_dim == 2 and c.condition == "none")
 if picked is None:
     st.stop()
-model, meta = picked
+model, record = picked
 cfg = model.config
-path = meta["path"]
-dataset_name = meta.get("dataset") or "mnist"
-class_names = list(CLASS_NAMES.get(dataset_name, [str(c) for c in range(cfg.num_classes)]))
+path = record.path
+dataset_name = record.dataset
+class_names = list(class_names_of(dataset_name, cfg.num_classes))
 st.sidebar.caption(cfg.describe())
 dt.ensure_z(path, model)
 
@@ -211,11 +211,11 @@ def drawing() -> None:
         if cfg.latent_dim != 2:
             st.caption("The map needs a 2-D latent.")
             return
-        means = meta.get("extras", {}).get("test_latent_means")
-        labels = meta.get("extras", {}).get("test_labels")
-        if means is not None and labels is not None:
+        stored = record.latent_means()
+        if stored is not None:
+            means, labels = stored
             keep = slice(0, 3000)
-            fig = latent_scatter(means[keep].numpy(), labels[keep].numpy(), class_names, marker_size=3,
+            fig = latent_scatter(means[keep], labels[keep], class_names, marker_size=3,
                                  opacity=0.45, height=380)
         else:
             fig = go.Figure()

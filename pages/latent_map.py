@@ -13,6 +13,7 @@ from ui.latent_map_tools import (decoded_background, map_unavailable_reason, pca
                        test_latents)
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
+from vae_core.data import class_names as class_names_of
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -29,16 +30,16 @@ picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2
                               lambda c: map_unavailable_reason(c) is None))
 if picked is None:
     st.stop()
-model, meta = picked
-cfg = meta["model_config"]
+model, record = picked
+cfg = record.model_config
 reason = map_unavailable_reason(cfg)
 if reason:
     st.info(reason, icon=":material/info:")
     st.stop()
 
-dataset_name = meta.get("dataset", "mnist")
+dataset_name = record.dataset
 data = test_set(dataset_name)
-table = test_latents(meta["path"], meta)
+table = test_latents(record)
 if table is None:
     st.warning("This checkpoint has no stored latent means, so the map needs the test set to encode. "
                + missing_data_note(dataset_name), icon=":material/folder_off:")
@@ -51,7 +52,7 @@ if cfg.condition == "label":
             "**style** (slant, width, stroke), not class, and the colours overlap by design.",
             icon=":material/palette:")
 
-class_names = list(data.class_names) if data is not None else [str(i) for i in range(cfg.num_classes)]
+class_names = list(class_names_of(dataset_name, cfg.num_classes))
 
 # ---------------------------------------------------------------------------- view options
 with st.sidebar:

@@ -16,7 +16,7 @@ from ui.images import upscale
 from ui.model_catalogue import clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import format_seconds, jobs, owner_token, parse_hidden
-from vae_core import DATASETS, ModelConfig, TrainConfig
+from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -32,13 +32,6 @@ KEEP = dict(persist_state="session")  # settings survive a switch to another pag
 DEFAULT_EPOCHS = 4
 DEFAULT_SECONDS = "25 seconds"
 
-VARIANTS = {
-    "vae": "VAE: unconditional, z ~ q(z|y)",
-    "cvae": "CVAE: conditional, z ~ q(z|x,y), KL to p(z|x)",
-    "gsnn": "GSNN: trained with z ~ p(z|x), as used at test time",
-    "hybrid": "hybrid: α·CVAE + (1−α)·GSNN",
-    "baseline": "baseline: deterministic x → y, no latent",
-}
 CONDITIONS = {"label": "the digit label", "quadrants": "visible quadrants of the image"}
 QUADRANTS = {0: "1-3 (random per image)", 1: "1", 2: "2", 3: "3"}
 TRAIN_IMAGES = {1000: "1,000", 5000: "5,000", 10000: "10,000", 20000: "20,000", 0: "all (60,000)"}
@@ -75,10 +68,13 @@ with settings_box:
     model_col, optim_col, data_col = st.columns(3, gap="large")
     with model_col:
         st.markdown("**Model**")
-        variant = st.selectbox("Variant", list(VARIANTS), format_func=VARIANTS.get, key="train_variant",
-                               disabled=busy, **KEEP)
+        variant = st.selectbox("Variant", list(VARIANTS), format_func=lambda v: VARIANTS[v].title,
+                               key="train_variant", disabled=busy, **KEEP,
+                               help="; ".join(f"{v.title}: {v.description}" for v in VARIANTS.values()))
+        kind = VARIANTS[variant]
+        st.caption(kind.description)
         condition, quadrants, prior, latent_dim, alpha = "none", 0, "learned", 2, 0.5
-        if variant != "vae":
+        if kind.conditional:
             condition = st.selectbox("Condition x", list(CONDITIONS), format_func=CONDITIONS.get,
                                      key="train_condition", disabled=busy, **KEEP,
                                      help="What the model is given: the label (y is the whole image) or part of "
@@ -86,23 +82,23 @@ with settings_box:
         if condition == "quadrants":
             quadrants = st.selectbox("Visible quadrants", list(QUADRANTS), format_func=QUADRANTS.get,
                                      key="train_quadrants", disabled=busy, **KEEP)
-        if variant != "baseline":
+        if kind.has_latent:
             latent_dim = st.number_input("Latent size", min_value=1, max_value=64, value=2, step=1,
                                          key="train_latent", disabled=busy, **KEEP,
                                          help="2 gives a latent map you can look at directly.")
-        if variant in ("cvae", "gsnn", "hybrid"):
+        if kind.conditional and kind.uses_prior:
             prior = st.selectbox("Prior p(z|x)", ["learned", "standard"], key="train_prior", disabled=busy,
                                  format_func={"learned": "learned from x (Sohn et al.)",
                                               "standard": "standard N(0, I)"}.get, **KEEP)
         hidden_text = st.text_input("Hidden layers", value="256, 256", key="train_hidden", disabled=busy, **KEEP,
                                     help="Units per hidden layer, comma-separated (the decoder mirrors them).")
-        if variant == "hybrid":
+        if kind.uses_alpha:
             alpha = st.slider("α (weight of the CVAE objective)", 0.0, 1.0, 0.5, 0.05, key="train_alpha",
                               disabled=busy, **KEEP)
     with optim_col:
         st.markdown("**Objective and optimisation**")
         beta = 1.0
-        if variant in ("vae", "cvae", "hybrid"):
+        if kind.uses_kl:
             beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=20.0, value=1.0, step=0.1,
                                    key="train_beta", disabled=busy, **KEEP, help="β = 1 is the true ELBO.")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=DEFAULT_EPOCHS, step=1, key="train_epochs",

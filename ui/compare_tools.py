@@ -12,12 +12,12 @@ import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 
-from vae_core import conditional_nll, quadrant_input
+from vae_core import VARIANTS, conditional_nll, quadrant_input
+from vae_core.data import hidden_pixels
 from ui.cached_data import test_set
 from ui.images import BACKGROUND, grid, to_uint8
 from ui.model_catalogue import load_model
 
-TITLES = {"baseline": "Baseline NN", "gsnn": "GSNN", "cvae": "CVAE", "hybrid": "Hybrid"}
 SAMPLERS = ("gsnn", "cvae", "hybrid")              # the paper's order of the stochastic models
 TABLE_ORDER = ("baseline", "gsnn", "cvae", "hybrid")
 NLL_IMAGES = 500    # when a checkpoint stores no likelihoods: this many test images ...
@@ -25,8 +25,13 @@ NLL_SAMPLES = 100   # ... and this many z samples per image
 HIDDEN_TINT = (38, 52, 92)   # how hidden pixels are shown in an input
 
 
+def title(variant: str) -> str:
+    """How a variant is named in headings and tables (the registry's title)."""
+    return VARIANTS[variant].title
+
+
 def _ok(entry) -> bool:
-    return entry.error is None and entry.meta is not None
+    return entry.error is None and entry.record is not None
 
 
 def handles(config, quadrants: int) -> bool:
@@ -53,7 +58,7 @@ def missing_sentence(missing: list[str], condition: str) -> str | None:
     """One sentence naming the variants that have no model, or None."""
     if not missing:
         return None
-    names = ", ".join(TITLES[v] for v in missing)
+    names = ", ".join(title(v) for v in missing)
     what = "label-conditioned" if condition == "label" else "quadrant-completion"
     return (f"No {what} {names} model was found: train one on the Train page (variant "
             f"{' / '.join(missing)}, condition {condition}) or put its checkpoint in a model folder.")
@@ -78,7 +83,7 @@ def completions(x_masked: torch.Tensor, predictions: np.ndarray) -> np.ndarray:
     """Visible pixels from the input, hidden ones from each prediction: [n, H, W] float."""
     x = x_masked.reshape(-1).cpu().numpy()
     pred = predictions.reshape(predictions.shape[0], -1)
-    out = np.where(x[None, :] < 0, pred, x[None, :])
+    out = np.where(hidden_pixels(x)[None, :], pred, x[None, :])
     size = int(round(math.sqrt(out.shape[-1])))
     return out.reshape(-1, size, size)
 
@@ -89,7 +94,7 @@ def masked_rgb(x_masked: torch.Tensor) -> np.ndarray:
     size = int(round(math.sqrt(x.shape[-1])))
     grey = to_uint8(np.clip(x, 0, 1)).reshape(size, size)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    rgb[(x < 0).reshape(size, size)] = HIDDEN_TINT
+    rgb[hidden_pixels(x).reshape(size, size)] = HIDDEN_TINT
     return rgb
 
 
@@ -138,29 +143,6 @@ def strip_rgb(images: list[np.ndarray], pad: int = 2) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the likelihood table
 
-def stored_nll(meta: dict, quadrants: int, method: str) -> float | None:
-    """A negative conditional log-likelihood stored in the checkpoint for this quadrant count, or None.
-    A baseline is deterministic: both estimators are exact and equal, so 'is' falls back to 'mc'."""
-    cfg = meta["model_config"]
-    metrics = meta.get("metrics") or {}
-    block = metrics.get(f"q{quadrants}") if cfg.quadrants == 0 else (metrics if cfg.quadrants == quadrants else None)
-    if not isinstance(block, dict):
-        return None
-    key = f"nll_{method}"
-    if key not in block and cfg.variant == "baseline":
-        key = "nll_mc"
-    value = block.get(key)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def stored_samples(meta: dict) -> int | None:
-    metrics = meta.get("metrics") or {}
-    for block in [metrics, *[v for v in metrics.values() if isinstance(v, dict)]]:
-        if isinstance(block.get("samples"), (int, float)):
-            return int(block["samples"])
-    return None
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def _computed_nll(path: str, mtime_ns: int, dataset: str, quadrants: int, method: str,
                   images: int, samples: int) -> float | None:
@@ -195,16 +177,16 @@ def nll_table(entries, compute: bool = True) -> pd.DataFrame:
             for k in (1, 2, 3):
                 if not handles(e.config, k):
                     continue
-                mc, is_ = stored_nll(e.meta, k, "mc"), stored_nll(e.meta, k, "is")
-                s = stored_samples(e.meta)
+                mc, is_ = e.record.nll("mc", k), e.record.nll("is", k)
+                s = e.record.samples
                 source = f"stored in the checkpoint (S = {s})" if s else "stored in the checkpoint"
                 if (mc is None or is_ is None) and compute:
-                    dataset = e.meta.get("dataset") or "mnist"
+                    dataset = e.record.dataset
                     mc = mc if mc is not None else computed_nll(e.path, dataset, k, "mc")
                     is_ = is_ if is_ is not None else computed_nll(e.path, dataset, k, "is")
                     source = (f"computed here ({NLL_IMAGES} test images, S = {NLL_SAMPLES})"
                               if mc is not None else "not available (needs the data set)")
-                rows.append({"model": e.name, "variant": TITLES[variant], "visible quadrants": k,
+                rows.append({"model": e.name, "variant": title(variant), "visible quadrants": k,
                              "NLL (MC)": mc, "NLL (IS)": is_, "source": source})
     return pd.DataFrame(rows, columns=["model", "variant", "visible quadrants", "NLL (MC)", "NLL (IS)", "source"])
 
@@ -217,7 +199,7 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     wide.columns = [f"{k} quadrant{'s' if k > 1 else ''}: {m.split('(')[1].rstrip(')')}" for m, k in wide.columns]
     order = [f"{k} quadrant{'s' if k > 1 else ''}: {m}" for k in (1, 2, 3) for m in ("MC", "IS")]
     wide = wide[[c for c in order if c in wide.columns]].reset_index()
-    rank = {TITLES[v]: i for i, v in enumerate(TABLE_ORDER)}
+    rank = {title(v): i for i, v in enumerate(TABLE_ORDER)}
     return wide.sort_values("variant", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
 
 

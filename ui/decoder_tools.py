@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import io
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 
 from vae_core import ModelConfig, interpolate, manifold_grid
+from vae_core.evaluation import prior_quantiles
 from ui.images import png_bytes, png_data_url, to_uint8, upscale
 from ui.model_catalogue import load_model
 
@@ -189,8 +189,7 @@ def prior_grid(model, label: int | None = None, cells: int = GRID_CELLS,
 
 def normal_quantiles(cells: int, coverage: float = GRID_COVERAGE) -> np.ndarray:
     """The N(0, 1) quantiles that vae_core.manifold_grid spaces its cells by, lowest first."""
-    lo = (1 - coverage) / 2
-    return np.array([NormalDist().inv_cdf(lo + (1 - 2 * lo) * i / (cells - 1)) for i in range(cells)])
+    return prior_quantiles(cells, coverage).double().numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

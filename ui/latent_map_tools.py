@@ -43,18 +43,15 @@ def _encoded(path: str, mtime_ns: int, dataset_name: str, data_source: str) -> t
     return mu.numpy(), labels.numpy()
 
 
-def test_latents(path: str, meta: dict) -> LatentTable | None:
+def test_latents(record) -> LatentTable | None:
     """The test set's latent means: stored in the checkpoint when it has them, else encoded (needs the data)."""
-    extras = meta.get("extras") or {}
-    if "test_latent_means" in extras and "test_labels" in extras:
-        mu = extras["test_latent_means"].float().numpy()
-        if mu.ndim == 2 and mu.shape[1] == meta["model_config"].latent_dim:
-            return LatentTable(mu, extras["test_labels"].numpy(), "stored")
-    name = meta.get("dataset", "mnist")
-    data = test_set(name)
+    stored = record.latent_means()
+    if stored is not None:
+        return LatentTable(*stored, "stored")
+    data = test_set(record.dataset)
     if data is None:
         return None
-    mu, labels = _encoded(path, Path(path).stat().st_mtime_ns, name, data.source)
+    mu, labels = _encoded(record.path, Path(record.path).stat().st_mtime_ns, record.dataset, data.source)
     return LatentTable(mu, labels, "encoded")
 
 

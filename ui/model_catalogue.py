@@ -12,7 +12,7 @@ from typing import Callable
 
 import streamlit as st
 
-from vae_core import CheckpointError, LatentModel, ModelConfig, list_checkpoints, load_checkpoint, read_meta
+from vae_core import CheckpointError, CheckpointRecord, LatentModel, ModelConfig, list_checkpoints, load_checkpoint, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "LATENT_LAB_MODEL_DIRS"
@@ -22,16 +22,16 @@ RUNS_DIR = ROOT / "runs"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One checkpoint file: its meta when readable, else the sentence saying what is wrong."""
+    """One checkpoint file: its record when readable, else the sentence saying what is wrong."""
 
     name: str
     path: str
-    meta: dict | None = None
+    record: CheckpointRecord | None = None
     error: str | None = None
 
     @property
     def config(self) -> ModelConfig | None:
-        return None if self.meta is None else self.meta["model_config"]
+        return None if self.record is None else self.record.model_config
 
     @property
     def label(self) -> str:
@@ -75,12 +75,11 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
     entries = []
     for path, _, _ in listing:
         try:
-            meta = read_meta(path)
+            record = read_record(path)
         except CheckpointError as e:
             entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
             continue
-        meta.pop("extras", None)
-        entries.append(ModelEntry(str(meta.get("name") or Path(path).stem), path, meta, None))
+        entries.append(ModelEntry(record.display_name, path, record, None))
     return entries
 
 
@@ -95,12 +94,12 @@ def clear_model_cache() -> None:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=24)
-def _load(path: str, mtime_ns: int) -> tuple[LatentModel, dict]:
+def _load(path: str, mtime_ns: int) -> tuple[LatentModel, CheckpointRecord]:
     return load_checkpoint(path)
 
 
-def load_model(path: str | os.PathLike) -> tuple[LatentModel, dict]:
-    """(model in eval mode, meta), cached per (path, mtime). Raises CheckpointError with a sentence.
+def load_model(path: str | os.PathLike) -> tuple[LatentModel, CheckpointRecord]:
+    """(model in eval mode, record), cached per (path, mtime). Raises CheckpointError with a sentence.
 
     The model is shared between sessions: do not train it or change it in place.
     """
@@ -114,13 +113,13 @@ def load_model(path: str | os.PathLike) -> tuple[LatentModel, dict]:
 
 def model_picker(*, where: Callable[[ModelConfig], bool] | None = None, label: str = "Model",
                  key: str = "model", help: str | None = None,
-                 prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()) -> tuple[LatentModel, dict] | None:
+                 prefer: Callable[[ModelConfig], bool] | tuple[Callable[[ModelConfig], bool], ...] = ()) -> tuple[LatentModel, CheckpointRecord] | None:
     """A sidebar selectbox over the available models; the choice (a path) is kept in
     st.session_state[key] and shared by every page that uses the same key.
 
     `where` keeps only the models whose ModelConfig passes; unreadable files stay listed so that a
     user who picks one is told why it cannot be used. `prefer` (a predicate, or several tried in order)
-    picks the first choice when the session has none yet (or its choice is not listed here). Returns (model, meta), or None after showing
+    picks the first choice when the session has none yet (or its choice is not listed here). Returns (model, record), or None after showing
     a sentence (nothing fits, or the chosen file is broken).
     """
     entries = [e for e in available_models() if e.error or where is None or where(e.config)]

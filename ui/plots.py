@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from vae_core.data import class_names as default_class_names
+
 # Tableau 10: distinct on a white background and for the common colour-vision deficiencies.
 CLASS_COLORS = ("#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B",
                 "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#79706E")
@@ -22,7 +24,7 @@ def latent_scatter(points, labels, class_names=None, *, marker_size: int = 4, op
     """
     points = np.asarray(points, dtype=np.float32)
     labels = np.asarray(labels)
-    names = class_names or [str(i) for i in range(10)]
+    names = class_names or list(default_class_names())
     fig = go.Figure()
     for c in range(len(names)):
         idx = np.flatnonzero(labels == c)

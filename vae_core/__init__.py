@@ -2,17 +2,20 @@
 
 A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae_core`) or the app.
 
-    from vae_core import ModelConfig, TrainConfig, build_model, prepare_data, fit, save_checkpoint
-    model = build_model(ModelConfig(variant="cvae", condition="label", latent_dim=2))
-    result = fit(model, prepare_data(TrainConfig(epochs=5)), TrainConfig(epochs=5))
+    from vae_core import ModelConfig, TrainConfig, build_model, prepare_data, fit, record_from_fit, save_checkpoint
+    cfg, tc = ModelConfig(variant="cvae", condition="label", latent_dim=2), TrainConfig(epochs=5)
+    model = build_model(cfg)
+    result = fit(model, prepare_data(tc), tc)
+    save_checkpoint("runs/cvae.safetensors", model, record_from_fit(cfg, tc, result, name="my cvae"))
 """
-from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint, read_meta, save_checkpoint
-from .config import CONDITIONS, DATASETS, PRIORS, VARIANT_NAMES, ModelConfig, TrainConfig
+from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint, read_record, save_checkpoint
+from .config import CONDITIONS, DATASETS, PRIORS, ModelConfig, TrainConfig, variant_names
 from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_dataset, locate_dataset,
                    make_batch, quadrant_input, quadrant_mask)
 from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, interpolate,
                          log_likelihood, manifold_grid, sample_diversity)
-from .models import VARIANTS, LatentModel, build_model
+from .models import VARIANTS, LatentModel, Variant, build_model
+from .record import CheckpointRecord, History, record_from_fit
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data
 
 __version__ = "0.1.0"

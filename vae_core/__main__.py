@@ -1,8 +1,10 @@
-"""Command line: python -m vae_core train | eval | info | table | classifier.
+"""Command line: python -m vae_core train | eval | info | classifier.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
+
+(docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
 Bad arguments or bad files exit with status 2 and one line on stderr, no traceback.
 """
@@ -18,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, read_record, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
-from .evaluation import encode_dataset, evaluate
-from .models import build_model
+from .evaluation import checkpoint_metrics, encode_dataset
+from .models import VARIANTS, build_model
+from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
 USER_ERRORS = (ValueError, CheckpointError, DatasetUnavailable, OSError)
@@ -56,6 +59,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             parser.add_argument(flag, type=int, nargs="+", default=list(default), help=f"default {default}")
         elif isinstance(default, bool):
             parser.add_argument(flag, type=_bool, default=default, help=f"default {default}")
+        elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
+            listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
+            parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
+                                help=f"{listing} (default {default!r})")
         else:
             parser.add_argument(flag, type=type(default), default=default, help=f"default {default!r}")
 
@@ -92,20 +99,6 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
-def _thin(values: list, limit: int = 2000) -> list:
-    if len(values) <= limit:
-        return values
-    step = len(values) / limit
-    return [values[int(i * step)] for i in range(limit)]
-
-
-def compact_history(history: dict) -> dict:
-    """Per-epoch records as they are; per-step curves thinned to at most 2,000 points for the file."""
-    out = {k: _thin(v) for k, v in history.items() if k != "epochs"}
-    out["epochs"] = history.get("epochs", [])
-    return out
-
-
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
     train_cfg = _config_from(args, TrainConfig)
@@ -124,26 +117,22 @@ def cmd_train(args) -> int:
         bar.close()
     wall = time.time() - started
     print(f"{result.status}: {result.message} ({result.images_per_sec:,.0f} images/s)", file=sys.stderr)
-    meta = {"dataset": train_cfg.dataset, "train_config": train_cfg.to_dict(), "status": result.status,
-            "message": result.message, "epochs_completed": result.epochs_completed,
-            "train_seconds": round(result.elapsed, 2), "wall_seconds": round(wall, 2),
-            "images_per_sec": round(result.images_per_sec, 1),
-            "command": "python -m vae_core " + shlex.join(args.argv),
-            "history": compact_history(result.history), "name": args.name or out.stem}
-    extras = {}
+    fields = {"wall_seconds": round(wall, 2), "command": "python -m vae_core " + shlex.join(args.argv)}
     if result.epochs_completed or result.status != "diverged":
         test = load_dataset(train_cfg.dataset, "test", args.data_dir)
         if args.float16:  # evaluate exactly the weights that will be stored, and record what rounding cost
-            meta["float16_max_abs_diff"] = round_to_float16(model, test)
+            fields["float16_max_abs_diff"] = round_to_float16(model, test)
         if args.eval_samples > 0:
-            meta["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
+            fields["metrics"] = _metrics(model, test, args.eval_samples, args.test_limit)
             # the same on the first 1,000 test images, so a test can re-check the stored figures cheaply
-            meta["metrics_test1000"] = _metrics(model, test, args.eval_samples, 1000)
-            print(json.dumps(meta["metrics"], indent=1), file=sys.stderr)
-        if model_cfg.has_latent and model_cfg.latent_dim == 2 and model_cfg.condition != "quadrants":
+            fields["metrics_test1000"] = _metrics(model, test, args.eval_samples, 1000)
+            print(json.dumps(fields["metrics"], indent=1), file=sys.stderr)
+        extras = {}
+        if model_cfg.has_2d_map:
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
-        path = save_checkpoint(out, model, meta, extras=extras,
+        record = record_from_fit(model_cfg, train_cfg, result, name=args.name or out.stem, **fields)
+        path = save_checkpoint(out, model, record, extras=extras,
                                dtype=torch.float16 if args.float16 else torch.float32)
         print(f"saved {path}", file=sys.stderr)
     return 0 if result.ok else 1
@@ -164,23 +153,18 @@ def round_to_float16(model, test) -> float:
 
 
 def _metrics(model, test, samples: int, limit: int = 0) -> dict:
-    if limit:
-        test = test.subset(0, limit)
-    cfg = model.config
-    if cfg.condition == "quadrants" and cfg.quadrants == 0:
-        return {f"q{k}": evaluate(model, test, samples, quadrants=k) for k in (1, 2, 3)}
-    return evaluate(model, test, samples)
+    return checkpoint_metrics(model, test.subset(0, limit) if limit else test, samples)
 
 
 def cmd_eval(args) -> int:
-    model, meta = load_checkpoint(args.checkpoint)
-    test = load_dataset(meta.get("dataset", "mnist"), "test", args.data_dir)
+    model, record = load_checkpoint(args.checkpoint)
+    test = load_dataset(record.dataset, "test", args.data_dir)
     metrics = _metrics(model, test, args.samples, args.limit)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model_config"].describe(),
-                          "dataset": meta.get("dataset"), "metrics": metrics}))
+        print(json.dumps({"checkpoint": str(args.checkpoint), "model": record.model_config.describe(),
+                          "dataset": record.dataset, "metrics": metrics}))
     else:
-        print(f"{args.checkpoint}: {meta['model_config'].describe()} on {meta.get('dataset')}")
+        print(f"{args.checkpoint}: {record.model_config.describe()} on {record.dataset}")
         _print_metrics(metrics)
     return 0
 
@@ -195,26 +179,22 @@ def _print_metrics(metrics: dict, indent: str = "  ") -> None:
 
 
 def cmd_info(args) -> int:
-    meta = read_meta(args.checkpoint)
-    cfg = meta["model_config"]
+    record = read_record(args.checkpoint)
+    cfg = record.model_config
     print(f"{args.checkpoint}: {cfg.describe()}")
-    print(f"  data set     {meta.get('dataset')}")
+    print(f"  name         {record.display_name}")
+    print(f"  data set     {record.dataset}")
     print(f"  model config {json.dumps(cfg.to_dict())}")
-    if meta.get("train_config"):
-        print(f"  train config {json.dumps(meta['train_config'])}")
-    for key in ("status", "epochs_completed", "train_seconds", "command"):
-        if key in meta:
-            print(f"  {key:12s} {meta[key]}")
-    if meta.get("metrics"):
+    if record.train_config is not None:
+        print(f"  train config {json.dumps(record.train_config.to_dict())}")
+    for key, value in (("status", record.status), ("epochs", record.epochs_completed),
+                       ("train time", record.train_seconds and f"{record.train_seconds} s"),
+                       ("command", record.command)):
+        if value not in (None, ""):
+            print(f"  {key:12s} {value}")
+    if record.metrics:
         print("  metrics:")
-        _print_metrics(meta["metrics"], "    ")
-    return 0
-
-
-def cmd_table(args) -> int:
-    from .report import write_report
-    path = write_report(args.checkpoints, args.out)
-    print(f"wrote {path}")
+        _print_metrics(record.metrics, "    ")
     return 0
 
 
@@ -256,9 +236,6 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint")
-    tb = sub.add_parser("table", help="write docs/RESULTS.md from the shipped checkpoints")
-    tb.add_argument("--checkpoints", default="checkpoints")
-    tb.add_argument("--out", default="docs/RESULTS.md")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
     c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors")
     c.add_argument("--epochs", type=int, default=3)
@@ -271,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
-        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "table": cmd_table,
-                    "classifier": cmd_classifier}
+        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "classifier": cmd_classifier}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,68 +1,54 @@
 """Checkpoints: one safetensors file per model.
 
 The tensors are the model's weights (plus optional extras such as the test-set latent means, under
-'extra.<name>'); the file's header metadata holds one JSON record under the key 'latent_lab':
+'extra.<name>'); the file's header holds the checkpoint record (vae_core/record.py) as JSON under the key
+'latent_lab'. safetensors holds only tensors and strings, so loading a file never runs code from it (unlike
+pickle). Writes go to a temporary file that is then renamed, so a crash never leaves a half-written checkpoint.
 
-    {"format": "latent-lab-checkpoint", "format_version": 1, "model_config": {...},
-     "train_config": {...} | null, "dataset": "mnist" | ..., "metrics": {...}, "history": {...}, ...}
-
-safetensors holds only tensors and strings, so loading a file never runs code from it (unlike pickle).
-Writes go to a temporary file that is then renamed, so a crash never leaves a half-written checkpoint.
-Loading checks everything and raises CheckpointError with a sentence a user can act on.
+Loading checks, in this order, before any model is built: the header's size, the record against its schema
+(every field bounded), the tensor names and shapes against the shapes the config implies (computed on
+PyTorch's 'meta' device, which allocates nothing), then the values. Every failure is a CheckpointError
+with a sentence a user can act on.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
+import struct
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
-from .config import ModelConfig
 from .models import LatentModel, build_model
+from .record import CheckpointError, CheckpointRecord, parse_record
 
-FORMAT = "latent-lab-checkpoint"
-FORMAT_VERSION = 1
+__all__ = ["CheckpointError", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
+
 META_KEY = "latent_lab"
 EXTRA_PREFIX = "extra."
 SUFFIX = ".safetensors"
+MAX_HEADER_BYTES = 16 * 1024 * 1024   # the shipped files' headers are < 200 kB
+MAX_EXTRA_ROWS = 1_000_000
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, of the wrong format, or does not match its config."""
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    return obj
-
-
-def save_checkpoint(path: str | os.PathLike, model: LatentModel, meta: dict | None = None, *,
+def save_checkpoint(path: str | os.PathLike, model: LatentModel, record: CheckpointRecord | None = None, *,
                     extras: dict[str, torch.Tensor] | None = None,
                     dtype: torch.dtype = torch.float32) -> Path:
-    """Write model weights + its config + `meta` (train_config, dataset, metrics, history, ...) atomically.
+    """Write model weights + its record (vae_core/record.py) + extra tensors, atomically.
 
-    dtype=torch.float16 halves the file; loading converts back to float32.
+    dtype=torch.float16 halves the file; loading converts back to float32. Without a record, the file
+    holds a bare one (the model's config only).
     """
+    record = record if record is not None else CheckpointRecord(model_config=model.config)
+    if record.model_config != model.config:
+        raise ValueError("the record's model_config is not the model's config")
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
-    record = {k: _jsonable(v) for k, v in (meta or {}).items() if k != "extras"}
-    record.update({"format": FORMAT, "format_version": FORMAT_VERSION,
-                   "model_config": model.config.to_dict(), "storage_dtype": str(dtype).replace("torch.", "")})
+    record = dataclasses.replace(record, storage_dtype=str(dtype).replace("torch.", ""), path=None, extras={})
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     for name, value in (extras or {}).items():
         tensors[EXTRA_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -70,7 +56,7 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, meta: dict | No
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(record, allow_nan=True)})
+        save_file(tensors, tmp, metadata={META_KEY: record.to_json()})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -78,11 +64,28 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, meta: dict | No
     return path
 
 
-def read_meta(path: str | os.PathLike) -> dict:
-    """The JSON record of a checkpoint, checked, without building the model."""
+def _header_size(path: Path) -> int:
+    """The safetensors header length (the file's first 8 bytes), checked before the header is parsed."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise CheckpointError(f"{path.name} cannot be read: {e.strerror or e}.") from None
+    if len(head) < 8:
+        raise CheckpointError(f"{path.name} is not a readable checkpoint (empty or truncated).")
+    (size,) = struct.unpack("<Q", head)
+    if size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path.name} is not a readable checkpoint: its header claims {size:,} bytes "
+                              f"(at most {MAX_HEADER_BYTES:,} are read).")
+    return size
+
+
+def read_record(path: str | os.PathLike) -> CheckpointRecord:
+    """The record of a checkpoint, validated, without reading the weights."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint file at {path}.")
+    _header_size(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -92,60 +95,82 @@ def read_meta(path: str | os.PathLike) -> dict:
     if META_KEY not in header:
         raise CheckpointError(f"{path.name} is a safetensors file but not a Latent Lab checkpoint "
                               "(its header has no model record).")
-    try:
-        record = json.loads(header[META_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path.name} has a damaged model record: {e}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is not a Latent Lab checkpoint.")
-    version = record.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has checkpoint format version {version}; this Latent Lab reads "
-                              f"version {FORMAT_VERSION}.")
-    try:
-        record["model_config"] = ModelConfig.from_dict(record.get("model_config"))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path.name} has an invalid model config: {e}") from None
-    return record
+    return parse_record(header[META_KEY], path.name).located(path)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LatentModel, dict]:
-    """(model in eval mode, meta). meta holds the JSON record (model_config as a ModelConfig) and
-    meta['extras'], a dict of the extra tensors saved with the model."""
+def expected_shapes(record: CheckpointRecord) -> dict[str, tuple[int, ...]]:
+    """The weight shapes the record's config implies, worked out without allocating any memory."""
+    with torch.device("meta"):
+        model = LatentModel(record.model_config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LatentModel, CheckpointRecord]:
+    """(model in eval mode, record). record.extras holds the extra tensors saved with the model."""
     path = Path(path)
-    meta = read_meta(path)
-    model = build_model(meta["model_config"], seed=None)
-    expected = model.state_dict()
-    state, extras = {}, {}
+    record = read_record(path)
+    expected = expected_shapes(record)
     try:
         with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                tensor = f.get_tensor(key)
-                if key.startswith(EXTRA_PREFIX):
-                    extras[key[len(EXTRA_PREFIX):]] = tensor
-                else:
-                    state[key] = tensor
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            weights = {k: s for k, s in shapes.items() if not k.startswith(EXTRA_PREFIX)}
+            _check_shapes(path, weights, expected)
+            _check_extra_shapes(path, record, {k[len(EXTRA_PREFIX):]: s for k, s in shapes.items()
+                                               if k.startswith(EXTRA_PREFIX)})
+            state = {k: f.get_tensor(k) for k in weights}
+            extras = {k[len(EXTRA_PREFIX):]: f.get_tensor(k) for k in shapes if k.startswith(EXTRA_PREFIX)}
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    for key, value in state.items():
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise CheckpointError(f"{path.name}: tensor {key} holds NaN or infinite values")
+        state[key] = value.float()
+    _check_labels(path, record, extras)
+    model = build_model(record.model_config, seed=None)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return model, record.located(path, extras)
+
+
+def _check_shapes(path: Path, found: dict, expected: dict) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path.name} does not match its own config: "
                               + (f"missing {', '.join(missing[:3])}" if missing else "")
                               + ("; " if missing and unexpected else "")
                               + (f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""))
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise CheckpointError(f"{path.name}: tensor {key} has shape {tuple(value.shape)} but the config "
-                                  f"needs {tuple(expected[key].shape)}")
-        if not torch.isfinite(value).all():
-            raise CheckpointError(f"{path.name}: tensor {key} holds NaN or infinite values")
-        state[key] = value.float()
-    model.load_state_dict(state)
-    model.to(device).eval()
-    meta["extras"] = extras
-    meta["path"] = str(path)
-    return model, meta
+    for key, shape in found.items():
+        if shape != expected[key]:
+            raise CheckpointError(f"{path.name}: tensor {key} has shape {shape} but the config "
+                                  f"needs {expected[key]}")
+
+
+def _check_extra_shapes(path: Path, record: CheckpointRecord, shapes: dict) -> None:
+    for name, shape in shapes.items():
+        if not shape or shape[0] > MAX_EXTRA_ROWS or len(shape) > 4:
+            raise CheckpointError(f"{path.name}: the extra tensor {name} has an unusable shape {shape}.")
+    mu, labels = shapes.get("test_latent_means"), shapes.get("test_labels")
+    if mu is not None or labels is not None:
+        dim = record.model_config.latent_dim
+        if mu is None or labels is None or mu != (labels[0], dim) or len(labels) != 1:
+            raise CheckpointError(f"{path.name}: its stored test-set latent means {mu} and labels {labels} do "
+                                  f"not fit a {dim}-D latent (expected [N, {dim}] and [N]).")
+
+
+def _check_labels(path: Path, record: CheckpointRecord, extras: dict) -> None:
+    labels = extras.get("test_labels")
+    if labels is None:
+        return
+    classes = record.model_config.num_classes
+    if labels.is_floating_point() or labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise CheckpointError(f"{path.name}: its stored test labels are not whole numbers from 0 to {classes - 1}.")
+    extras["test_labels"] = labels.long()
+    extras["test_latent_means"] = extras["test_latent_means"].float()
+    if not torch.isfinite(extras["test_latent_means"]).all():
+        raise CheckpointError(f"{path.name}: its stored test-set latent means hold NaN or infinite values.")
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:

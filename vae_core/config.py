@@ -11,15 +11,45 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-VARIANT_NAMES = ("vae", "cvae", "gsnn", "hybrid", "baseline")
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
 DATASETS = ("mnist", "fashion-mnist")
 
 
+# Upper bounds: a config read from a file decides how much memory a model takes, so every size is bounded.
+MAX_LATENT_DIM = 64
+MAX_HIDDEN_LAYERS = 8
+MAX_LAYER_WIDTH = 8192
+MAX_IMAGE_SIZE = 128
+MAX_CLASSES = 1000
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_SEED = 2**63 - 1
+
+
+def variant_names() -> tuple[str, ...]:
+    """The registered variants (vae_core.models.VARIANTS), in registry order."""
+    from .models import VARIANTS  # models imports this module: look the registry up when asked
+    return tuple(VARIANTS)
+
+
+def variant_info(name: str):
+    """The registry entry (vae_core.models.Variant) of a variant name."""
+    from .models import VARIANTS
+    return VARIANTS[name]
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class _DictMixin:
@@ -45,7 +75,7 @@ class _DictMixin:
 class ModelConfig(_DictMixin):
     """What a model is: enough to rebuild it from a checkpoint.
 
-    variant    vae | cvae | gsnn | hybrid | baseline (see vae_core.models.VARIANTS)
+    variant    a name in vae_core.models.VARIANTS: vae | cvae | gsnn | hybrid | baseline
     condition  none (plain VAE) | label (x = digit class, y = image) |
                quadrants (x = image with some quadrants visible, y = the missing pixels)
     quadrants  for the quadrants condition: 1, 2 or 3 visible quadrants, or 0 to draw the count at
@@ -65,31 +95,31 @@ class ModelConfig(_DictMixin):
     num_classes: int = 10
 
     def __post_init__(self) -> None:
-        _check(self.variant in VARIANT_NAMES,
-               f"variant must be one of {', '.join(VARIANT_NAMES)}; got {self.variant!r}")
+        names = variant_names()
+        _check(self.variant in names, f"variant must be one of {', '.join(names)}; got {self.variant!r}")
         _check(self.condition in CONDITIONS,
                f"condition must be one of {', '.join(CONDITIONS)}; got {self.condition!r}")
-        if self.variant == "vae":
+        if not variant_info(self.variant).conditional:
             _check(self.condition == "none",
-                   f"a vae is unconditional: condition must be 'none', got {self.condition!r} "
+                   f"a {self.variant} is unconditional: condition must be 'none', got {self.condition!r} "
                    "(use cvae for a conditional model)")
         else:
             _check(self.condition != "none",
                    f"a {self.variant} model needs a condition ('label' or 'quadrants'), got 'none'")
-        _check(isinstance(self.latent_dim, int) and 1 <= self.latent_dim <= 64,
-               f"latent_dim must be a whole number from 1 to 64; got {self.latent_dim!r}")
-        _check(isinstance(self.hidden_dims, tuple) and len(self.hidden_dims) >= 1
-               and all(isinstance(h, int) and 1 <= h <= 8192 for h in self.hidden_dims),
-               f"hidden_dims must be one or more layer sizes from 1 to 8192; got {self.hidden_dims!r}")
+        _check(_whole(self.latent_dim) and 1 <= self.latent_dim <= MAX_LATENT_DIM,
+               f"latent_dim must be a whole number from 1 to {MAX_LATENT_DIM}; got {self.latent_dim!r}")
+        _check(isinstance(self.hidden_dims, tuple) and 1 <= len(self.hidden_dims) <= MAX_HIDDEN_LAYERS
+               and all(_whole(h) and 1 <= h <= MAX_LAYER_WIDTH for h in self.hidden_dims),
+               f"hidden_dims must be one or more layer sizes (at most {MAX_HIDDEN_LAYERS}) from 1 to "
+               f"{MAX_LAYER_WIDTH}; got {self.hidden_dims!r}")
         _check(self.prior in PRIORS, f"prior must be 'learned' or 'standard'; got {self.prior!r}")
-        _check(isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
-               and 0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1]; got {self.alpha!r}")
-        _check(self.quadrants in (0, 1, 2, 3),
+        _check(_number(self.alpha) and 0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1]; got {self.alpha!r}")
+        _check(self.quadrants in (0, 1, 2, 3) and _whole(self.quadrants),
                f"quadrants must be 1, 2 or 3 visible quadrants, or 0 for a random count; got {self.quadrants!r}")
-        _check(isinstance(self.image_size, int) and self.image_size >= 2 and self.image_size % 2 == 0,
-               f"image_size must be an even number of pixels of at least 2; got {self.image_size!r}")
-        _check(isinstance(self.num_classes, int) and self.num_classes >= 2,
-               f"num_classes must be at least 2; got {self.num_classes!r}")
+        _check(_whole(self.image_size) and 2 <= self.image_size <= MAX_IMAGE_SIZE and self.image_size % 2 == 0,
+               f"image_size must be an even number of pixels from 2 to {MAX_IMAGE_SIZE}; got {self.image_size!r}")
+        _check(_whole(self.num_classes) and 2 <= self.num_classes <= MAX_CLASSES,
+               f"num_classes must be from 2 to {MAX_CLASSES}; got {self.num_classes!r}")
 
     @property
     def num_pixels(self) -> int:
@@ -101,7 +131,12 @@ class ModelConfig(_DictMixin):
 
     @property
     def has_latent(self) -> bool:
-        return self.variant != "baseline"
+        return variant_info(self.variant).has_latent
+
+    @property
+    def has_2d_map(self) -> bool:
+        """Does the test set have one 2-D map of latent means (a 2-D latent, encoded without hidden quadrants)?"""
+        return self.has_latent and self.latent_dim == 2 and self.condition != "quadrants"
 
     def describe(self) -> str:
         """A short human label, e.g. 'cvae | label | 2-D latent'."""
@@ -147,26 +182,28 @@ class TrainConfig(_DictMixin):
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS,
                f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
-        _check(isinstance(self.epochs, int) and self.epochs >= 1,
-               f"epochs must be a whole number of at least 1; got {self.epochs!r}")
-        _check(isinstance(self.batch_size, int) and self.batch_size >= 1,
-               f"batch_size must be a whole number of at least 1; got {self.batch_size!r}")
-        _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+        _check(_whole(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS,
+               f"epochs must be a whole number from 1 to {MAX_EPOCHS:,}; got {self.epochs!r}")
+        _check(_whole(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH,
+               f"batch_size must be a whole number from 1 to {MAX_BATCH:,}; got {self.batch_size!r}")
+        _check(_number(self.lr) and 0 < self.lr <= 1e9,
                f"lr (learning rate) must be a positive number; got {self.lr!r}")
-        _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
-               f"beta (KL weight) must be zero or positive; got {self.beta!r}")
-        _check(isinstance(self.kl_warmup_epochs, int) and self.kl_warmup_epochs >= 0,
+        _check(_number(self.beta) and 0 <= self.beta <= 1e6,
+               f"beta (KL weight) must be zero or positive (at most 1e6); got {self.beta!r}")
+        _check(_whole(self.kl_warmup_epochs) and 0 <= self.kl_warmup_epochs <= MAX_EPOCHS,
                f"kl_warmup_epochs must be zero or a positive whole number; got {self.kl_warmup_epochs!r}")
-        _check(isinstance(self.seed, int), f"seed must be a whole number; got {self.seed!r}")
-        _check(isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0,
+        _check(_whole(self.seed) and 0 <= self.seed <= MAX_SEED,
+               f"seed must be a whole number from 0 to 2**63 - 1; got {self.seed!r}")
+        _check(_number(self.val_fraction) and 0.0 <= self.val_fraction < 1.0,
                f"val_fraction must lie in [0, 1); got {self.val_fraction!r}")
-        _check(isinstance(self.train_limit, int) and self.train_limit >= 0,
+        _check(_whole(self.train_limit) and 0 <= self.train_limit <= 10**9,
                f"train_limit must be zero (all) or a positive whole number; got {self.train_limit!r}")
-        _check(isinstance(self.eval_limit, int) and self.eval_limit >= 0,
+        _check(_whole(self.eval_limit) and 0 <= self.eval_limit <= 10**9,
                f"eval_limit must be zero (all) or a positive whole number; got {self.eval_limit!r}")
-        _check(isinstance(self.lr_decay, (int, float)) and 0.0 < self.lr_decay <= 1.0,
+        _check(isinstance(self.keep_best, bool), f"keep_best must be true or false; got {self.keep_best!r}")
+        _check(_number(self.lr_decay) and 0.0 < self.lr_decay <= 1.0,
                f"lr_decay (per-epoch learning-rate factor) must lie in (0, 1]; got {self.lr_decay!r}")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 
     def kl_weight(self, epoch: int, fraction_of_epoch: float = 0.0) -> float:

@@ -33,6 +33,12 @@ CLASS_NAMES = {
 }
 
 
+def class_names(dataset: str | None = None, num_classes: int = 10) -> tuple[str, ...]:
+    """The names of a data set's classes (Fashion-MNIST: 'T-shirt/top', ...), else '0', '1', ..."""
+    names = CLASS_NAMES.get(dataset or "", ())
+    return names if len(names) == num_classes else tuple(str(i) for i in range(num_classes))
+
+
 class DatasetUnavailable(RuntimeError):
     """The data set is neither on disk nor downloadable; the message says what to put where."""
 
@@ -62,7 +68,7 @@ class ImageDataset:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES.get(self.name, tuple(str(i) for i in range(10)))
+        return class_names(self.name)
 
     def subset(self, start: int, stop: int | None = None) -> "ImageDataset":
         return ImageDataset(self.images[start:stop], self.labels[start:stop], self.name, self.split, self.source)
@@ -222,11 +228,16 @@ def quadrant_input(images: torch.Tensor, n_visible: torch.Tensor | int) -> torch
     return torch.where(visible, flat, torch.full_like(flat, MASKED_VALUE))
 
 
+def hidden_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Bool, the shape of x: True where a quadrant input hides the pixel (the pixels y stands for)."""
+    return x == MASKED_VALUE
+
+
 def target_mask(x: torch.Tensor | None, num_pixels: int) -> torch.Tensor | None:
     """Which pixels of y the likelihood covers: the hidden ones for quadrant inputs, else all (None)."""
     if x is None or x.dtype in (torch.int64, torch.int32) or x.shape[-1] != num_pixels:
         return None
-    return x == MASKED_VALUE
+    return hidden_pixels(x)
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -249,3 +260,15 @@ def make_batch(config, images_uint8: torch.Tensor, labels: torch.Tensor,
     if not k:
         k = torch.randint(1, 4, (y.shape[0],), generator=generator, device="cpu").to(y.device)
     return y, quadrant_input(y, k)
+
+
+def batches(config, dataset: ImageDataset, batch_size: int, device: torch.device | str = "cpu",
+            quadrants: int | None = None, seed: int = 0):
+    """(y, x, labels) for consecutive batches of a whole split, in order, on `device`: the one loop behind
+    evaluation and encoding. A model trained on 1-3 quadrants draws each example's count from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(dataset), batch_size):
+        imgs = dataset.images[start:start + batch_size].to(device)
+        labels = dataset.labels[start:start + batch_size].to(device)
+        y, x = make_batch(config, imgs, labels, quadrants=quadrants, generator=gen)
+        yield y, x, labels

@@ -17,14 +17,23 @@ from statistics import NormalDist
 
 import torch
 
-from .data import ImageDataset, make_batch, target_mask
+from .data import ImageDataset, batches, make_batch, target_mask
 from .losses import bernoulli_log_likelihood, gaussian_log_density
 from .training import evaluate_loss
 
 __all__ = [
     "log_likelihood", "conditional_nll", "evaluate", "sample_diversity", "manifold_grid",
-    "interpolate", "encode_dataset", "evaluate_loss",
+    "interpolate", "encode_dataset", "evaluate_loss", "prior_quantiles", "checkpoint_metrics",
 ]
+GRID_COVERAGE = 0.95  # manifold grids span the central 95 % of N(0, 1) along each axis
+
+
+def prior_quantiles(n: int, coverage: float = GRID_COVERAGE) -> torch.Tensor:
+    """n evenly spaced quantiles of N(0, 1) over its central `coverage`, lowest first: the spacing of a
+    manifold grid (Kingma and Welling, 2014, fig. 4), so each cell covers the same prior mass."""
+    lo = (1 - coverage) / 2
+    return torch.tensor([NormalDist().inv_cdf(lo + (1 - 2 * lo) * i / (n - 1)) for i in range(n)],
+                        dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -67,13 +76,10 @@ def conditional_nll(model, dataset: ImageDataset, samples: int = 100, method: st
     """Mean negative (conditional) log-likelihood over a data set, nats per image."""
     model.eval()
     device = model.device
-    total, gen = 0.0, torch.Generator().manual_seed(seed)
+    total = 0.0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in range(0, len(dataset), batch_size):
-            imgs = dataset.images[start:start + batch_size].to(device)
-            labels = dataset.labels[start:start + batch_size].to(device)
-            y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
             total += float(-log_likelihood(model, y, x, samples, method).sum())
     return total / max(1, len(dataset))
 
@@ -127,16 +133,24 @@ def evaluate(model, dataset: ImageDataset, samples: int = 100, quadrants: int | 
     return out
 
 
+def checkpoint_metrics(model, dataset: ImageDataset, samples: int = 100, **options) -> dict:
+    """The metrics a checkpoint stores: `evaluate` on the data set, or for a quadrant model trained on 1-3
+    visible quadrants one block per count ({'q1': {...}, 'q2': {...}, 'q3': {...}})."""
+    cfg = model.config
+    if cfg.condition == "quadrants" and cfg.quadrants == 0:
+        return {f"q{k}": evaluate(model, dataset, samples, quadrants=k, **options) for k in (1, 2, 3)}
+    return evaluate(model, dataset, samples, **options)
+
+
 @torch.no_grad()
 def manifold_grid(model, n: int = 15, x: torch.Tensor | int | None = None, dims: tuple[int, int] = (0, 1),
-                  z_base: torch.Tensor | None = None, coverage: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+                  z_base: torch.Tensor | None = None, coverage: float = GRID_COVERAGE) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode an n x n grid over two latent dimensions, spaced by the N(0,1) quantiles
     (Kingma and Welling, 2014, fig. 4). Returns (images [n, n, H, W], coordinates [n] along each axis).
     Row 0 is the top of the picture (highest value of the second dimension)."""
     model._require_latent()
     c = model.config
-    lo = (1 - coverage) / 2
-    coords = torch.tensor([NormalDist().inv_cdf(lo + (1 - 2 * lo) * i / (n - 1)) for i in range(n)])
+    coords = prior_quantiles(n, coverage)
     z = torch.zeros(n, n, c.latent_dim) if z_base is None else z_base.reshape(1, 1, -1).repeat(n, n, 1).float()
     if c.latent_dim == 1:
         z[:, :, 0] = coords.reshape(1, n)
@@ -176,11 +190,7 @@ def encode_dataset(model, dataset: ImageDataset, batch_size: int = 2000,
     model._require_latent()
     model.eval()
     mus, logvars = [], []
-    gen = torch.Generator().manual_seed(0)
-    for start in range(0, len(dataset), batch_size):
-        imgs = dataset.images[start:start + batch_size].to(model.device)
-        labels = dataset.labels[start:start + batch_size].to(model.device)
-        y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+    for y, x, _ in batches(model.config, dataset, batch_size, model.device, quadrants):
         mu, logvar = model.encode(y, x)
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())

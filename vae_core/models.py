@@ -30,22 +30,40 @@ from .config import ModelConfig
 
 @dataclass(frozen=True)
 class Variant:
-    objective: Callable  # (model, y, x, beta) -> dict of named terms
-    nets: tuple[str, ...]  # which of prior / recognition / generation / baseline it builds
-    description: str
+    """One member of the family: how it trains, which networks it builds, and how people should see it.
+
+    Everything else (config validation, the Train page's list, Home's table, the CLI's help) reads this
+    registry, so a new variant is one entry here (and its objective in vae_core.losses)."""
+
+    title: str                       # short name for tables and pickers, e.g. "CVAE"
+    description: str                 # one line for people, e.g. "conditional, z ~ q(z|x,y), KL to p(z|x)"
+    objective: Callable              # (model, y, x, beta) -> dict of named terms
+    nets: tuple[str, ...]            # which of prior / recognition / generation / baseline it builds
+    conditional: bool = True         # needs a condition x (label or quadrants); False: condition must be none
+    uses_kl: bool = True             # its loss has a KL term, so beta and KL warm-up apply
+    uses_alpha: bool = False         # mixes two objectives by ModelConfig.alpha (the hybrid)
+
+    @property
+    def has_latent(self) -> bool:
+        return "generation" in self.nets
+
+    @property
+    def uses_prior(self) -> bool:
+        """Has a prior network p(z|x) (learned, or a standard N(0, I) by ModelConfig.prior)."""
+        return "prior" in self.nets
 
 
 VARIANTS: dict[str, Variant] = {
-    "vae": Variant(losses.elbo_objective, ("recognition", "generation"),
-                   "VAE: recon + KL(q(z|y) || N(0, I))"),
-    "cvae": Variant(losses.elbo_objective, ("prior", "recognition", "generation"),
-                    "CVAE: recon with z ~ q(z|x,y) + KL(q(z|x,y) || p(z|x))"),
-    "gsnn": Variant(losses.gsnn_objective, ("prior", "generation"),
-                    "GSNN: recon with z ~ p(z|x); the recognition net is the prior net"),
-    "hybrid": Variant(losses.hybrid_objective, ("prior", "recognition", "generation"),
-                      "hybrid: alpha * L_cvae + (1 - alpha) * L_gsnn"),
-    "baseline": Variant(losses.baseline_objective, ("baseline",),
-                        "baseline: recon of a deterministic x -> y network"),
+    "vae": Variant("VAE", "unconditional, z ~ q(z|y), KL to N(0, I)", losses.elbo_objective,
+                   ("recognition", "generation"), conditional=False),
+    "cvae": Variant("CVAE", "conditional, z ~ q(z|x,y), KL to p(z|x)", losses.elbo_objective,
+                    ("prior", "recognition", "generation")),
+    "gsnn": Variant("GSNN", "trained with z ~ p(z|x), as used at test time (no KL)", losses.gsnn_objective,
+                    ("prior", "generation"), uses_kl=False),
+    "hybrid": Variant("Hybrid", "alpha * CVAE + (1 - alpha) * GSNN", losses.hybrid_objective,
+                      ("prior", "recognition", "generation"), uses_alpha=True),
+    "baseline": Variant("Baseline NN", "deterministic x -> y, no latent", losses.baseline_objective,
+                        ("baseline",), uses_kl=False),
 }
 
 

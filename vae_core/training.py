@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import torch
 
 from .config import TrainConfig
-from .data import ImageDataset, load_dataset, make_batch
+from .data import ImageDataset, batches, load_dataset, make_batch
 
 
 @dataclass(frozen=True)
@@ -141,13 +141,9 @@ def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: i
     model.eval()
     device = model.device
     sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in range(0, len(dataset), batch_size):
-            imgs = dataset.images[start:start + batch_size].to(device)
-            labels = dataset.labels[start:start + batch_size].to(device)
-            y, x = make_batch(model.config, imgs, labels, quadrants=quadrants, generator=gen)
+        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
             terms = model.loss(y, x, beta)
             for k in sums:
                 sums[k] += float(terms[k]) * y.shape[0]

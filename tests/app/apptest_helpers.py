@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, evaluate, fit, load_dataset,
-                      locate_dataset, save_checkpoint)
+from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset, locate_dataset,
+                      record_from_fit, save_checkpoint)
+from vae_core.evaluation import checkpoint_metrics
 from vae_core.training import TrainingData
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,20 +80,14 @@ def train_fixture_model(name: str, config: ModelConfig, root: Path, out: Path) -
     model = build_model(config, seed=0)
     result = fit(model, TrainingData(train, test.subset(0, 200)), tcfg)
     model.eval()
-    small = test.subset(0, 100)
-    if config.condition == "quadrants" and config.quadrants == 0:
-        metrics = {f"q{k}": evaluate(model, small, samples=10, quadrants=k, diversity_examples=10) for k in (1, 2, 3)}
-    else:
-        metrics = evaluate(model, small, samples=10, diversity_examples=10)
-    meta = {"name": name, "description": f"test fixture: {config.describe()}", "dataset": "mnist",
-            "train_config": tcfg.to_dict(), "status": result.status, "message": result.message,
-            "epochs_completed": result.epochs_completed, "metrics": metrics, "history": result.history,
-            "command": "tests/app/conftest.py"}
+    metrics = checkpoint_metrics(model, test.subset(0, 100), samples=10, diversity_examples=10)
+    record = record_from_fit(config, tcfg, result, name=name, description=f"test fixture: {config.describe()}",
+                             command="tests/app/conftest.py", metrics=metrics)
     extras = {}
-    if config.has_latent and config.latent_dim == 2 and config.condition != "quadrants":
+    if config.has_2d_map:
         mu, _, labels = encode_dataset(model, test)
         extras = {"test_latent_means": mu, "test_labels": labels}
-    save_checkpoint(out / f"{name}.safetensors", model, meta, extras=extras)
+    save_checkpoint(out / f"{name}.safetensors", model, record, extras=extras)
 
 
 def errors_of(at) -> list[str]:

@@ -1,6 +1,7 @@
 """The Compare CVAE vs GSNN page (AppTest from app.py), and its helpers in ui/compare_tools.py."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -87,9 +88,8 @@ def test_likelihoods_are_computed_when_the_checkpoint_has_none(app, model_dir, t
     folder = model_folder(tmp_path, model_dir, [], monkeypatch)
     monkeypatch.setattr(ct, "NLL_IMAGES", 100)  # the page's 500 images x 100 samples, smaller for a quick test
     monkeypatch.setattr(ct, "NLL_SAMPLES", 20)
-    model, meta = load_checkpoint(model_dir / "gsnn_quadrants.safetensors")
-    meta = {k: v for k, v in meta.items() if k not in ("metrics", "extras", "model_config", "path")}
-    save_checkpoint(folder / "gsnn_plain.safetensors", model, meta)
+    model, record = load_checkpoint(model_dir / "gsnn_quadrants.safetensors")
+    save_checkpoint(folder / "gsnn_plain.safetensors", model, dataclasses.replace(record, metrics={}))
     at = open_compare(app)
     table = at.dataframe[0].value
     assert table[[c for c in table.columns if "quadrant" in c]].notna().all(axis=None)
@@ -97,22 +97,6 @@ def test_likelihoods_are_computed_when_the_checkpoint_has_none(app, model_dir, t
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _meta(variant, quadrants, metrics):
-    return {"model_config": ModelConfig(variant=variant, condition="quadrants", quadrants=quadrants,
-                                        hidden_dims=(8,)), "metrics": metrics}
-
-
-def test_stored_nll_reads_per_count_blocks_flat_metrics_and_the_exact_baseline():
-    both = _meta("cvae", 0, {"q1": {"nll_mc": 90.0, "nll_is": 80.0}, "q2": {"nll_mc": 60.0}})
-    assert ct.stored_nll(both, 1, "is") == 80.0
-    assert ct.stored_nll(both, 2, "is") is None
-    assert ct.stored_nll(both, 3, "mc") is None
-    fixed = _meta("gsnn", 2, {"nll_mc": 70.0, "nll_is": 69.0})
-    assert ct.stored_nll(fixed, 2, "mc") == 70.0 and ct.stored_nll(fixed, 1, "mc") is None
-    baseline = _meta("baseline", 0, {"q3": {"nll_mc": 30.0}})
-    assert ct.stored_nll(baseline, 3, "is") == 30.0
-
 
 def test_completions_keep_the_visible_pixels():
     truth = torch.arange(16, dtype=torch.uint8).reshape(4, 4) * 10

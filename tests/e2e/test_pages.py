@@ -172,3 +172,23 @@ def test_compare_shows_label_rows_and_quadrant_rows(page, server):
     wait_idle(page)
     assert len(image_srcs(page)) >= 3 + 3 + 3  # label grids, input/truth/baseline, three sample rows
     assert not exceptions_on(page)
+
+
+def test_a_deep_link_on_a_fresh_server_goes_through_app_py(browser, e2e_env, tmp_path):
+    """The first request after `streamlit run` opens /latent_map directly: ui/routing.py must send it through
+    app.py, so the page has the grouped menu and no automatic one listing "app"."""
+    from harness import VIEWPORT, streamlit_server
+
+    with streamlit_server(e2e_env, log=tmp_path / "streamlit.log") as fresh:
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            open_page(page, fresh.url, "latent_map", timeout=60_000)
+            page.locator("h1", has_text="Latent map").first.wait_for(timeout=60_000)
+            wait_idle(page, timeout=60_000)
+            assert not exceptions_on(page)
+            nav = page.get_by_test_id("stSidebarNav").inner_text()
+            assert "Explore" in nav and "Compare CVAE vs GSNN" in nav
+            assert "app" not in nav.split()
+        finally:
+            context.close()

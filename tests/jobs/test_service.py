@@ -25,9 +25,10 @@ def test_a_job_trains_in_a_worker_process_and_its_model_is_saved(make_service, t
     assert snap.preview is not None and snap.latent is not None and snap.latent[0].shape == (200, 2)
     assert snap.can_save and snap.wall > 0
     path = service.save(job, tmp_path / "models", "demo")
-    model, meta = load_checkpoint(path)
-    assert meta["name"] == "demo" and meta["model_config"] == TINY and meta["epochs_completed"] == 2
-    assert meta["metrics"]["test_images"] == 500 and len(meta["history"]["epochs"]) == 2
+    model, record = load_checkpoint(path)
+    assert record.name == "demo" and record.model_config == TINY and record.epochs_completed == 2
+    assert record.metrics["test_images"] == 500 and len(record.history.epochs) == 2
+    assert record.latent_means() is not None and record.command == "Latent Lab Train page"
     with pytest.raises(ValueError, match="already exists"):
         service.save(job, tmp_path / "models", "demo")
     with pytest.raises(ValueError, match="letters, digits"):
@@ -82,8 +83,8 @@ def test_a_run_nobody_watches_stops_and_keeps_its_weights(make_service):
     assert snap.status == "stopped", snap.message
     assert "nobody watched this run" in snap.message and "weights are kept, ready to save" in snap.message
     assert snap.can_save and snap.global_step > 0
-    model, meta = load_checkpoint(snap.result_path)
-    assert meta["status"] == "stopped"
+    model, record = load_checkpoint(snap.result_path)
+    assert record.status == "stopped" and record.epochs_completed is not None
 
 
 def test_a_worker_killed_mid_run_marks_its_job_failed_with_a_sentence(make_service):

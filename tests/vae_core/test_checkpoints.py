@@ -10,8 +10,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import vae_core.checkpoints as ckpt_mod
-from vae_core import (CheckpointError, ModelConfig, build_model, list_checkpoints, load_checkpoint, make_batch,
-                      read_meta, save_checkpoint)
+from vae_core import (CheckpointError, CheckpointRecord, ModelConfig, TrainConfig, build_model, list_checkpoints,
+                      load_checkpoint, make_batch, read_record, save_checkpoint)
+from vae_core.record import FORMAT_VERSION
 
 CONFIGS = [
     ModelConfig(latent_dim=2, hidden_dims=(32,), image_size=8),
@@ -25,6 +26,11 @@ META = {"dataset": "mnist", "train_config": {"epochs": 3, "lr": 0.001}, "metrics
         "history": {"step": [1, 2], "loss": [3.0, 2.5], "recon": [2.0, 2.0], "kl": [1.0, 0.5],
                     "epochs": [{"epoch": 0, "train": {"loss": 2.5}, "eval": None}]},
         "command": "python -m vae_core train --epochs 3", "name": "tiny"}
+
+
+def record_for(model, **changes) -> CheckpointRecord:
+    """The test record (META) for a model."""
+    return CheckpointRecord(model_config=model.config, **{**META, **changes})
 
 
 def outputs(model, tiny_data):
@@ -44,17 +50,17 @@ def outputs(model, tiny_data):
 @pytest.fixture
 def saved(tmp_path):
     model = build_model(CONFIGS[1], seed=1)
-    path = save_checkpoint(tmp_path / "model.safetensors", model, META, extras={"z": torch.randn(5, 2)})
+    path = save_checkpoint(tmp_path / "model.safetensors", model, record_for(model), extras={"z": torch.randn(5, 2)})
     return model, path
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.describe())
 def test_round_trip_gives_identical_outputs(config, tmp_path, tiny_data):
     model = build_model(config, seed=5).eval()
-    path = save_checkpoint(tmp_path / "m.safetensors", model, META)
-    loaded, meta = load_checkpoint(path)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, record_for(model))
+    loaded, record = load_checkpoint(path)
     assert not loaded.training
-    assert meta["model_config"] == config
+    assert record.model_config == config
     a, b = outputs(model, tiny_data), outputs(loaded, tiny_data)
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -63,11 +69,11 @@ def test_round_trip_gives_identical_outputs(config, tmp_path, tiny_data):
 @pytest.mark.parametrize("config", CONFIGS[:3], ids=lambda c: c.describe())
 def test_float16_round_trip_is_close(config, tmp_path, tiny_data):
     model = build_model(config, seed=5).eval()
-    path16 = save_checkpoint(tmp_path / "half.safetensors", model, META, dtype=torch.float16)
-    path32 = save_checkpoint(tmp_path / "full.safetensors", model, META)
+    path16 = save_checkpoint(tmp_path / "half.safetensors", model, record_for(model), dtype=torch.float16)
+    path32 = save_checkpoint(tmp_path / "full.safetensors", model, record_for(model))
     assert path16.stat().st_size < 0.7 * path32.stat().st_size
-    loaded, meta = load_checkpoint(path16)
-    assert meta["storage_dtype"] == "float16"
+    loaded, record = load_checkpoint(path16)
+    assert record.storage_dtype == "float16"
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     a, b = outputs(model, tiny_data), outputs(loaded, tiny_data)
     for k in ("reconstruct", "sample") + (("decode",) if config.has_latent else ()):
@@ -76,36 +82,44 @@ def test_float16_round_trip_is_close(config, tmp_path, tiny_data):
 
 def test_meta_and_extras_survive(saved, tmp_path):
     model, path = saved
-    means, labels = torch.randn(100, 2), torch.randint(0, 10, (100,))
-    path = save_checkpoint(tmp_path / "x.safetensors", model, {**META, "extras": "ignored"},
+    means, labels = torch.randn(100, 3), torch.randint(0, 10, (100,))  # the model has a 3-D latent
+    path = save_checkpoint(tmp_path / "x.safetensors", model, record_for(model, extras={"ignored": 1}),
                            extras={"test_latent_means": means, "test_labels": labels})
-    loaded, meta = load_checkpoint(path)
-    assert torch.equal(meta["extras"]["test_latent_means"], means)
-    assert torch.equal(meta["extras"]["test_labels"], labels) and meta["extras"]["test_labels"].dtype == torch.int64
-    for key in ("dataset", "train_config", "metrics", "history", "command", "name"):
-        assert meta[key] == META[key], key
-    assert meta["format_version"] == ckpt_mod.FORMAT_VERSION
-    assert isinstance(meta["model_config"], ModelConfig)
-    # read_meta gives the same record without weights or extras
-    light = read_meta(path)
-    assert light["model_config"] == model.config and "extras" not in light and light["metrics"] == META["metrics"]
+    loaded, record = load_checkpoint(path)
+    assert torch.equal(record.extras["test_latent_means"], means)
+    assert torch.equal(record.extras["test_labels"], labels) and record.extras["test_labels"].dtype == torch.int64
+    assert set(record.extras) == {"test_latent_means", "test_labels"}
+    mu, lab = record.latent_means()
+    assert (mu == means.numpy()).all() and (lab == labels.numpy()).all()
+    assert record.dataset == META["dataset"] and record.command == META["command"] and record.name == META["name"]
+    assert record.train_config == TrainConfig(epochs=3, lr=0.001) and record.metrics == META["metrics"]
+    assert record.history.to_dict() == {**META["history"], "epochs": [{"epoch": 0, "train": {"loss": 2.5}, "eval": None}]}
+    assert record.format_version == FORMAT_VERSION and record.path == str(path)
+    assert isinstance(record.model_config, ModelConfig)
+    # read_record gives the same record without weights or extras
+    light = read_record(path)
+    assert light.model_config == model.config and light.extras == {} and light.metrics == META["metrics"]
 
 
-def test_tensors_and_numpy_in_meta_become_json(tmp_path):
-    model = build_model(CONFIGS[0])
+def test_tensors_and_numpy_in_fit_records_become_json(tmp_path):
     import numpy as np
-    path = save_checkpoint(tmp_path / "m", model, {"metrics": {"a": np.float32(1.5), "b": torch.tensor([1, 2])},
-                                                  "train_config": ModelConfig(image_size=8)})
+    from vae_core import FitResult, record_from_fit
+    model = build_model(CONFIGS[0])
+    result = FitResult("completed", "trained 1 epoch", 1, 1.234, 99.9, None,
+                       {"step": [1], "loss": [np.float32(2.0)], "recon": [1.0], "kl": [1.0], "epochs": []})
+    record = record_from_fit(model.config, TrainConfig(epochs=1), result,
+                             metrics={"a": np.float32(1.5), "b": torch.tensor(2.5)})
+    path = save_checkpoint(tmp_path / "m", model, record)
     assert path.name == "m.safetensors"
-    meta = read_meta(path)
-    assert meta["metrics"] == {"a": 1.5, "b": [1, 2]}
-    assert meta["train_config"]["image_size"] == 8
+    back = read_record(path)
+    assert back.metrics == {"a": 1.5, "b": 2.5} and back.history.loss == [2.0]
+    assert back.train_config.epochs == 1 and back.status == "completed" and back.train_seconds == 1.23
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path, saved, monkeypatch):
     model, path = saved
     folder = path.parent
-    save_checkpoint(path, model, META)            # overwrite in place
+    save_checkpoint(path, model, record_for(model))            # overwrite in place
     assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors"]
     good = path.read_bytes()
 
@@ -115,7 +129,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, saved, monkeypatch):
         raise OSError("disk full")
     monkeypatch.setattr(ckpt_mod, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, build_model(CONFIGS[1], seed=9), META)
+        save_checkpoint(path, build_model(CONFIGS[1], seed=9), record_for(build_model(CONFIGS[1])))
     assert path.read_bytes() == good              # the old checkpoint is untouched
     assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors"]
 
@@ -233,16 +247,16 @@ def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="No checkpoint file at"):
         load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(CheckpointError, match="No checkpoint file at"):
-        read_meta(tmp_path)  # a folder is not a file
+        read_record(tmp_path)  # a folder is not a file
 
 
 @pytest.mark.parametrize("case", ["empty file", "random bytes", "no metadata", "wrong format_version", "bad JSON",
                                   "invalid config"])
-def test_read_meta_checks_the_header_too(case, saved):
+def test_read_record_checks_the_header_too(case, saved):
     _, path = saved
     _make_bad(case, path)
     with pytest.raises(CheckpointError):
-        read_meta(path)
+        read_record(path)
 
 
 def test_loading_never_unpickles(saved, monkeypatch):
@@ -255,5 +269,5 @@ def test_loading_never_unpickles(saved, monkeypatch):
     monkeypatch.setattr(pickle, "load", forbidden)
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
-    model, meta = load_checkpoint(path)
+    model, _ = load_checkpoint(path)
     assert math.isfinite(float(next(model.parameters()).detach().sum()))

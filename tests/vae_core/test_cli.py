@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vae_core.data as data_mod
-from vae_core import ENV_VAR, load_checkpoint, read_meta
+from vae_core import ENV_VAR, load_checkpoint, read_record
 from vae_core.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,16 +50,16 @@ def trained(fake_data_dir, tmp_path, capsys):
 
 
 def test_train_writes_a_checkpoint(trained, fake_data_dir):
-    model, meta = load_checkpoint(trained)
-    assert meta["model_config"].variant == "cvae" and meta["model_config"].hidden_dims == (32,)
-    assert meta["status"] == "completed" and meta["epochs_completed"] == 2
-    assert meta["train_config"]["epochs"] == 2 and meta["dataset"] == "mnist"
-    assert "--variant cvae" in meta["command"] and meta["name"] == "tiny-cvae"
-    assert len(meta["history"]["loss"]) == 2 * 5 and len(meta["history"]["epochs"]) == 2
-    assert {"neg_elbo", "nll_is", "nll_mc", "diversity"} <= set(meta["metrics"])
+    model, record = load_checkpoint(trained)
+    assert record.model_config.variant == "cvae" and record.model_config.hidden_dims == (32,)
+    assert record.status == "completed" and record.epochs_completed == 2
+    assert record.train_config.epochs == 2 and record.dataset == "mnist"
+    assert "--variant cvae" in record.command and record.name == "tiny-cvae"
+    assert len(record.history.loss) == 2 * 5 and len(record.history.epochs) == 2
+    assert {"neg_elbo", "nll_is", "nll_mc", "diversity"} <= set(record.metrics)
     # a 2-D label model carries the test set's latent means for the latent map
-    assert meta["extras"]["test_latent_means"].shape == (100, 2)
-    assert torch.equal(meta["extras"]["test_labels"], torch.as_tensor(
+    assert record.extras["test_latent_means"].shape == (100, 2)
+    assert torch.equal(record.extras["test_labels"], torch.as_tensor(
         __import__("vae_core").load_dataset("mnist", "test", fake_data_dir).labels))
 
 
@@ -68,9 +68,9 @@ def test_train_a_quadrant_model_in_float16(fake_data_dir, tmp_path, capsys):
     code, _, err = run_main(capsys, "train", "--variant", "gsnn", "--condition", "quadrants", "--quadrants", "0",
                             *TINY_TRAIN, "--float16", "--data-dir", fake_data_dir, "--out", out)
     assert code == 0, err
-    meta = read_meta(out)
-    assert meta["storage_dtype"] == "float16"
-    assert set(meta["metrics"]) == {"q1", "q2", "q3"}
+    record = read_record(out)
+    assert record.storage_dtype == "float16"
+    assert set(record.metrics) == {"q1", "q2", "q3"}
 
 
 def test_eval_json_prints_one_object(trained, fake_data_dir, capsys):

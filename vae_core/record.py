@@ -1,0 +1,283 @@
+"""The checkpoint record: what a checkpoint says about its model, built and read here and nowhere else.
+
+A checkpoint file (vae_core/checkpoints.py) holds the weights as tensors and, in its header, this record
+as JSON under the key 'latent_lab':
+
+    {"format": "latent-lab-checkpoint", "format_version": 1, "model_config": {...}, "train_config": {...} | null,
+     "dataset": "mnist", "name": ..., "metrics": {...}, "history": {"step": [...], "loss": [...], ...,
+     "epochs": [{"epoch": 0, "train": {...}, "eval": {...}}, ...]}, "command": ..., ...}
+
+`CheckpointRecord` is the typed form. The CLI and the app build it with `record_from_fit`; every reader
+(pages, reports, the CLI) uses its fields and accessors (`metric`, `mean_metric`, `nll`, `latent_means`, ...)
+rather than string keys. Reading validates the whole record against a schema with a bound on every field
+(pydantic), so a hostile or damaged header becomes one `CheckpointError` sentence before anything is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
+
+from .config import DATASETS, ModelConfig, TrainConfig, variant_info
+
+FORMAT = "latent-lab-checkpoint"
+FORMAT_VERSION = 1
+MAX_CURVE_POINTS = 2000        # per-step curves are thinned to this many points when a record is built
+MAX_STORED_POINTS = 200_000    # ... and a file may hold at most this many (a bound for hostile headers)
+MAX_EPOCH_RECORDS = 100_000
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, of the wrong format, or does not match its config."""
+
+
+# ----------------------------------------------------------------------------- the schema's pieces
+# a whole number stays whole (counts such as 'samples'); NaN is allowed (a diverged run's loss)
+Number = Annotated[int, Field(ge=-10**15, le=10**15)] | Annotated[float, Field(allow_inf_nan=True)]
+Key = Annotated[str, Field(max_length=64)]
+ShortText = Annotated[str, Field(max_length=200)]
+Text = Annotated[str, Field(max_length=4000)]
+Count = Annotated[int, Field(ge=0, le=10**9)]
+Seconds = Annotated[float, Field(ge=0, le=1e9)]
+Terms = Annotated[dict[Key, Number], Field(max_length=64)]       # {'loss', 'recon', 'kl', ...}
+Metrics = Annotated[dict[Key, Number | Terms], Field(max_length=64)]   # flat, or one block per quadrant count
+Curve = Annotated[list[Number], Field(max_length=MAX_STORED_POINTS)]
+_STRICT = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class EpochRecord:
+    """The averages of one epoch: training terms, evaluation terms (None without an evaluation set), and
+    the KL of each latent dimension on the evaluation set when the run recorded it."""
+
+    epoch: Annotated[int, Field(ge=0, le=MAX_EPOCH_RECORDS)]
+    train: Terms
+    eval: Terms | None = None
+    kl_per_dim: Annotated[list[Number], Field(max_length=1024)] | None = None
+
+
+@dataclass(frozen=True, config=_STRICT)
+class History:
+    """The loss curves of a run: per optimiser step (thinned) and per epoch."""
+
+    step: Annotated[list[Count], Field(max_length=MAX_STORED_POINTS)] = dataclasses.field(default_factory=list)
+    loss: Curve = dataclasses.field(default_factory=list)
+    recon: Curve = dataclasses.field(default_factory=list)
+    kl: Curve = dataclasses.field(default_factory=list)
+    epochs: Annotated[list[EpochRecord], Field(max_length=MAX_EPOCH_RECORDS)] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"step": list(self.step), "loss": list(self.loss), "recon": list(self.recon), "kl": list(self.kl),
+                "epochs": [{k: v for k, v in dataclasses.asdict(e).items() if v is not None or k == "eval"}
+                           for e in self.epochs]}
+
+
+@dataclass(frozen=True, config=_STRICT)
+class CheckpointRecord:
+    """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
+    set's latent means) are filled in when it is read from a file; they are not part of the JSON."""
+
+    model_config: ModelConfig
+    dataset: Literal[DATASETS] = "mnist"  # type: ignore[valid-type]
+    train_config: TrainConfig | None = None
+    name: ShortText = ""
+    description: Text = ""
+    command: Text = ""
+    status: Annotated[str, Field(max_length=32)] = ""
+    message: Text = ""
+    epochs_completed: Count | None = None
+    train_seconds: Seconds | None = None
+    wall_seconds: Seconds | None = None
+    images_per_sec: Annotated[float, Field(ge=0, le=1e12)] | None = None
+    float16_max_abs_diff: Annotated[float, Field(ge=0, le=1)] | None = None
+    storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    metrics: Metrics = dataclasses.field(default_factory=dict)
+    metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
+    history: History = dataclasses.field(default_factory=History)
+    format: Literal["latent-lab-checkpoint"] = FORMAT
+    format_version: Literal[1] = FORMAT_VERSION
+    path: str | None = None
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @field_validator("model_config", mode="before")
+    @classmethod
+    def _model_config(cls, value):
+        return ModelConfig.from_dict(value) if isinstance(value, dict) else value
+
+    @field_validator("train_config", mode="before")
+    @classmethod
+    def _train_config(cls, value):
+        return TrainConfig.from_dict(value) if isinstance(value, dict) else value
+
+    # ------------------------------------------------------------------ writing
+    def to_json(self) -> str:
+        """The header text (path and extras are not stored)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("path", "extras")}
+        out["model_config"] = self.model_config.to_dict()
+        out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
+        out["history"] = self.history.to_dict()
+        return json.dumps(_plain(out), allow_nan=True)
+
+    def located(self, path: str | Path, extras: dict[str, Any] | None = None) -> "CheckpointRecord":
+        """This record as read from `path`, with its extra tensors."""
+        return dataclasses.replace(self, path=str(path), extras=dict(extras or {}))
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def display_name(self) -> str:
+        """The name people see: the stored name, else the file's stem."""
+        return self.name or (Path(self.path).stem if self.path else self.model_config.variant)
+
+    def describe(self) -> str:
+        """One line for people: the stored description, else one built from the variant registry."""
+        if self.description:
+            return self.description
+        cfg = self.model_config
+        given = {"none": "", "label": " given the digit label", "quadrants": " completing hidden quadrants"}
+        latent = f", {cfg.latent_dim}-D latent" if cfg.has_latent else ""
+        return f"{variant_info(cfg.variant).title}{given.get(cfg.condition, '')}{latent}"
+
+    @property
+    def epochs_trained(self) -> int | None:
+        if self.epochs_completed is not None:
+            return self.epochs_completed
+        return None if self.train_config is None else self.train_config.epochs
+
+    def metric_block(self, quadrants: int | None = None, *, test1000: bool = False) -> dict | None:
+        """The metrics of one evaluation: for a quadrant model trained on 1-3 quadrants, the block of
+        `quadrants` visible quadrants (None when it was not evaluated there); otherwise the flat metrics."""
+        metrics = self.metrics_test1000 if test1000 else self.metrics
+        cfg = self.model_config
+        if cfg.condition != "quadrants" or quadrants is None:
+            return metrics
+        if cfg.quadrants == 0:
+            block = metrics.get(f"q{quadrants}")
+            return block if isinstance(block, dict) else None
+        return metrics if cfg.quadrants == quadrants else None
+
+    def metric(self, key: str, quadrants: int | None = None) -> float | None:
+        """One finite stored figure, or None."""
+        block = self.metric_block(quadrants)
+        value = None if block is None else block.get(key)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    def mean_metric(self, key: str) -> float | None:
+        """A stored figure, or its mean over the q1/q2/q3 blocks of a model evaluated per quadrant count."""
+        direct = self.metric(key)
+        if direct is not None:
+            return direct
+        values = [b[key] for b in self.metrics.values()
+                  if isinstance(b, dict) and isinstance(b.get(key), (int, float)) and math.isfinite(b[key])]
+        return float(sum(values) / len(values)) if values else None
+
+    def nll(self, method: str = "is", quadrants: int | None = None) -> float | None:
+        """The stored negative (conditional) log-likelihood by 'is' or 'mc'. A baseline is deterministic:
+        both estimators are exact and equal, so 'is' falls back to 'mc'."""
+        value = self.metric(f"nll_{method}", quadrants)
+        if value is None and not self.model_config.has_latent:
+            value = self.metric("nll_mc", quadrants)
+        return value
+
+    @property
+    def samples(self) -> int | None:
+        """S, the samples per example behind the stored likelihoods."""
+        for block in [self.metrics, *[v for v in self.metrics.values() if isinstance(v, dict)]]:
+            if isinstance(block.get("samples"), (int, float)) and math.isfinite(block["samples"]):
+                return int(block["samples"])
+        return None
+
+    def latent_means(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The test set's stored latent means [N, D] and labels [N], or None when the file has none.
+        load_checkpoint has already checked their shapes and label range."""
+        mu, labels = self.extras.get("test_latent_means"), self.extras.get("test_labels")
+        if mu is None or labels is None:
+            return None
+        return mu.float().numpy(), labels.long().numpy()
+
+
+_RECORD = TypeAdapter(CheckpointRecord)
+
+
+def parse_record(text: str, source: str = "the checkpoint") -> CheckpointRecord:
+    """The record in a header's JSON text, validated; CheckpointError with a sentence otherwise."""
+    try:
+        raw = json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f"{source} has a damaged model record: it is nested too deeply.") from None
+    except ValueError as e:  # JSONDecodeError, and integers too long to convert
+        raise CheckpointError(f"{source} has a damaged model record: {e}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not a Latent Lab checkpoint.")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{source} has checkpoint format version {version!r}; this Latent Lab reads "
+                              f"version {FORMAT_VERSION}.")
+    try:
+        return _RECORD.validate_python(raw)
+    except ValidationError as e:
+        raise CheckpointError(f"{source} has {_first_error(e)}") from None
+    except (ValueError, TypeError, RecursionError) as e:
+        raise CheckpointError(f"{source} has an invalid model record: {e}") from None
+
+
+_PARTS = {"model_config": "an invalid model config", "train_config": "an invalid training config"}
+
+
+def _first_error(error: ValidationError) -> str:
+    """'an invalid model config: latent_dim must be ...' from pydantic's first complaint."""
+    first = error.errors(include_url=False)[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    what = _PARTS.get(loc[0] if loc else "", "an invalid model record")
+    where = ".".join(loc[1:] if loc and loc[0] in _PARTS else loc)
+    more = error.error_count() - 1
+    return (f"{what}: " + (f"{where}: " if where else "") + message
+            + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""))
+
+
+# ----------------------------------------------------------------------------- building
+def thin(values: list, limit: int = MAX_CURVE_POINTS) -> list:
+    """At most `limit` evenly spaced items of a list (the first one kept)."""
+    values = list(values)
+    if len(values) <= limit:
+        return values
+    step = len(values) / limit
+    return [values[int(i * step)] for i in range(limit)]
+
+
+def compact_history(history: dict) -> History:
+    """A fit history ({'step', 'loss', 'recon', 'kl': per step, 'epochs': per epoch}) as stored: per-step
+    curves thinned to MAX_CURVE_POINTS, per-epoch records kept whole."""
+    return History(**{k: thin(history.get(k, [])) for k in ("step", "loss", "recon", "kl")},
+                   epochs=[EpochRecord(**e) for e in history.get("epochs", [])])
+
+
+def record_from_fit(model_config: ModelConfig, train_config: TrainConfig, result, *, name: str = "",
+                    description: str = "", command: str = "", **fields) -> CheckpointRecord:
+    """The record of a model trained by vae_core.fit: configs, data set, outcome, thinned history, and any
+    other record field given by keyword (metrics, metrics_test1000, wall_seconds, storage_dtype, ...)."""
+    return CheckpointRecord(
+        model_config=model_config, train_config=train_config, dataset=train_config.dataset, name=name,
+        description=description, command=command, status=result.status, message=result.message,
+        epochs_completed=result.epochs_completed, train_seconds=round(result.elapsed, 2),
+        images_per_sec=round(result.images_per_sec, 1), history=compact_history(result.history),
+        **{k: _plain(v) for k, v in fields.items()})
+
+
+def _plain(obj: Any) -> Any:
+    """Tensors, numpy scalars and tuples as plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # tensors and numpy arrays / scalars
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return obj
