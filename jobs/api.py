@@ -35,6 +35,7 @@ from .worker import REDRAW_SECONDS, settings_from_dict, settings_to_dict
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TICK_SECONDS = 0.2
 MAX_CURVE_POINTS = 3000   # per curve kept for the page: a long run keeps every 2nd, 4th, ... step
+KEEP_FINISHED_IN_MEMORY = 100
 SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
 TABLE_WRITE_SECONDS = 1.0
 
@@ -173,6 +174,7 @@ class JobService:
         self._live: dict[str, LiveJob] = {}
         self._history_cache: dict[str, LiveJob] = {}
         self._stop_reasons: dict[str, str] = {}
+        self._finished_live: list[str] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -453,6 +455,9 @@ class JobService:
                           progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
         with self._lock:
             self._handles.pop(job_id, None)
+            self._finished_live.append(job_id)  # a class's worth of finished runs stays in memory; older ones
+            while len(self._finished_live) > KEEP_FINISHED_IN_MEMORY:  # are drawn from their result files
+                self._live.pop(self._finished_live.pop(0), None)
         threading.Thread(target=handle.kill, kwargs={"grace": 5.0}, daemon=True).start()  # reap it
         self._wake.set()  # a slot is free
 

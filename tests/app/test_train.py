@@ -135,7 +135,7 @@ def test_training_survives_a_page_switch(train):
     assert train.session_state[VIEW] == job_id and viewed(train).active
     assert train.text_input(key="train_hidden").value == "32"  # the settings came back too
     train.button(key="train_stop").click().run()
-    wait_until(train, lambda at: viewed(at).finished, deadline_s=10)
+    wait_until(train, lambda at: viewed(at).finished, deadline_s=90)
     assert viewed(train).status == "stopped"
 
 
@@ -155,7 +155,7 @@ def test_a_new_session_with_the_same_token_reattaches(train, runs):
     assert other.session_state[VIEW] == job_id
     assert not other.button(key="train_stop").disabled  # it can stop the run the first tab started
     other.button(key="train_stop").click().run()
-    wait_until(other, lambda at: viewed(at).finished, deadline_s=10)
+    wait_until(other, lambda at: viewed(at).finished, deadline_s=90)
 
     stranger = AppTest.from_file(APP, default_timeout=60)  # another browser sees nothing of it
     stranger.switch_page("pages/train.py").run()

@@ -111,6 +111,38 @@ def test_train_run_survives_a_reload_then_stops_and_saves(page, server):
     assert not exceptions_on(page)
 
 
+def test_train_lists_this_browsers_runs_with_open_and_stop(page, server):
+    """Two runs from one browser: the list offers Open on the finished one and Stop on the running one."""
+    open_page(page, server.url)
+    go_to(page, "Train")
+    hidden = page.get_by_label("Hidden layers", exact=True)
+    hidden.fill("16")
+    hidden.press("Enter")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-train_images").get_by_role("slider").press("Home")  # 1,000 images: seconds
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(re.compile("Training finished")).first.wait_for(timeout=120_000)
+
+    page.get_by_text("Settings for a new run").click()  # the settings folded away under the charts' run
+    epochs.fill("200")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(re.compile(r"^Epoch \d+/200 · step")).first.wait_for(timeout=90_000)
+    runs = page.get_by_text(re.compile(r"^Your runs \(2\)"))
+    runs.wait_for()
+    page.locator("[class*='st-key-train_open_']").get_by_role("button", name="Open").and_(
+        page.locator("button:not([disabled])")).first.click()
+    page.get_by_text(re.compile("Training finished: 1 epoch")).first.wait_for(timeout=30_000)
+    page.locator("[class*='st-key-train_stoprun_']").locator("button:not([disabled])").first.click()
+    page.get_by_text(re.compile(r"· stopped · Stopped by request")).first.wait_for(timeout=30_000)
+    assert not exceptions_on(page)
+
+
 def test_train_refuses_a_model_over_the_weight_limit(page, server):
     open_page(page, server.url)
     go_to(page, "Train")
