@@ -449,12 +449,13 @@ class JobService:
             message = reason + ("; its last weights are kept, ready to save." if kept
                                 else "; it had not trained yet, so there is nothing to save.")
         p = live.progress
+        with self._lock:  # before the table says "finished": whoever sees that sees no worker left
+            self._handles.pop(job_id, None)
         self.table.update(job_id, status=end["status"], message=message, finished=now, heartbeat=now,
                           step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
                           epoch=p.get("epoch", 0),
                           progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
         with self._lock:
-            self._handles.pop(job_id, None)
             self._finished_live.append(job_id)  # a class's worth of finished runs stays in memory; older ones
             while len(self._finished_live) > KEEP_FINISHED_IN_MEMORY:  # are drawn from their result files
                 self._live.pop(self._finished_live.pop(0), None)
