@@ -271,6 +271,7 @@ class JobService:
         import dataclasses
 
         from vae_core import load_checkpoint, save_checkpoint
+        from vae_core.checkpoints import CheckpointExists
 
         check_name(name)
         row = self.table.get(job_id)
@@ -280,7 +281,14 @@ class JobService:
         if path.exists() and not overwrite:
             raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
         model, record = load_checkpoint(row.result_path)
-        return save_checkpoint(path, model, dataclasses.replace(record, name=name), extras=record.extras)
+        try:  # the name is claimed atomically: of two saves of one name at once, only one succeeds
+            return save_checkpoint(path, model, dataclasses.replace(record, name=name), extras=record.extras,
+                                   overwrite=overwrite)
+        except CheckpointExists:
+            raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
+                             "choose another name or tick 'overwrite'") from None
+        except OSError as e:
+            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, row: JobRow, light: bool = False) -> JobSnapshot:

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset,  # noqa: E402
                       prepare_data, record_from_fit)
-from vae_core.data import hidden_pixels, quadrant_input  # noqa: E402
+from vae_core.data import DatasetUnavailable, hidden_pixels, quadrant_input  # noqa: E402
 from vae_core.evaluation import checkpoint_metrics  # noqa: E402
 
 PREVIEW_SEED = 1234
@@ -87,8 +87,7 @@ def _run(settings, data_root, emit, should_stop, redraw_seconds) -> None:
     status, message = result.status, _sentence(result.message)
     if reporter.stop_reason and status == "stopped":
         message = _sentence(reporter.stop_reason)
-    saveable = (status in ("completed", "stopped") and reporter.global_step > 0) or \
-               (status == "diverged" and result.epochs_completed > 0)
+    saveable = result.has_good_state  # trained, with finite weights (a diverged run: those of its last good epoch)
     if saveable:
         emit("result", make_result(model, data, train_config, result, reporter, status, message, data_root,
                                    wall=time.time() - wall0))
@@ -225,15 +224,20 @@ def make_result(model, data, train_config: TrainConfig, result, reporter: Report
     import dataclasses
 
     cfg = model.config
-    test = load_dataset(train_config.dataset, "test", data_root, download=False)
-    small = test.subset(0, METRIC_IMAGES)
-    metrics = checkpoint_metrics(model, small, METRIC_SAMPLES, diversity_examples=50)
-    metrics["test_images"] = len(small)
+    try:
+        test = load_dataset(train_config.dataset, "test", data_root, download=False)
+    except DatasetUnavailable:  # damaged since the run began: keep the weights, without test figures
+        test = None
+    metrics = {}
+    if test is not None:
+        small = test.subset(0, METRIC_IMAGES)
+        metrics = checkpoint_metrics(model, small, METRIC_SAMPLES, diversity_examples=50)
+        metrics["test_images"] = len(small)
     record = record_from_fit(cfg, train_config, result, description=f"trained in the app: {cfg.describe()}",
                              command="Latent Lab Train page", metrics=metrics, wall_seconds=round(wall, 2))
     record = dataclasses.replace(record, status=status, message=message)
     extras = {}
-    if cfg.has_2d_map:
+    if cfg.has_2d_map and test is not None:
         mu, _, labels = encode_dataset(model, test)
         extras = {"test_latent_means": mu.numpy(), "test_labels": labels.numpy()}
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

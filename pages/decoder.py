@@ -133,6 +133,10 @@ def interpolation() -> None:
         ends = []
         for i in (i0, i1):
             own = int(test.labels[i]) if cfg.condition == "label" else None
+            if own is not None and not 0 <= own < cfg.num_classes:  # the data set has more classes than the model
+                st.warning(f"Test digit #{i} is of class {own}, which this model (trained on {cfg.num_classes} "
+                           "classes) cannot encode: pick another digit.", icon=":material/block:")
+                return
             mu, _, _ = dt.encode_digit(model, test.images[i].numpy(), own)
             ends.append(mu)
         z0, z1 = ends
@@ -187,11 +191,13 @@ def drawing() -> None:
             raw = result.image_data
             st.caption("Draw in white on the black square; the toolbar clears it.")
         else:
-            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload")
+            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload",
+                                      max_upload_size=dt.UPLOAD_MAX_BYTES // (1024 * 1024))
             raw = None
             if upload is not None:
-                from PIL import Image
-                raw = np.asarray(Image.open(upload).convert("L"))
+                raw, problem = dt.read_uploaded_png(upload.getvalue(), upload.name)
+                if problem:
+                    st.error(problem, icon=":material/broken_image:")
     digit = dt.drawing_to_digit(raw)
     if digit is None:
         mid.info("Draw a digit to see how the model reads it.")

@@ -1,7 +1,7 @@
 """Home: what Latent Lab is, how to use it in a class, which models are here, and whether the data set is."""
 import streamlit as st
 
-from ui.cached_data import dataset_folder, download, missing_data_note
+from ui.cached_data import data_problem, dataset_folder, download
 from ui.model_catalogue import available_models, model_dirs
 from ui.home_tools import models_table
 from ui.routing import route_through_app
@@ -35,10 +35,13 @@ with right:
     st.subheader("Data")
     for name in ("mnist", "fashion-mnist"):
         folder = dataset_folder(name)
-        if folder is not None:
+        problem = data_problem(name)
+        if problem is None:
             st.success(f"**{name}** found in `{folder}`.", icon=":material/check_circle:")
+        elif folder is not None:  # present but damaged: the sentence names the file and the fault
+            st.error(problem, icon=":material/error:")
         else:
-            st.warning(missing_data_note(name), icon=":material/folder_off:")
+            st.warning(problem, icon=":material/folder_off:")
             if st.button(f"Download {name}", key=f"download_{name}"):
                 with st.spinner(f"Downloading {name}…"):
                     problem = download(name)

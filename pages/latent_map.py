@@ -9,8 +9,8 @@ import streamlit as st
 
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
-from ui.latent_map_tools import (decoded_background, map_unavailable_reason, pca_axes, point_details, selected_indices,
-                       test_latents)
+from ui.latent_map_tools import (decoded_background, map_unavailable_reason, no_map_message, pca_axes, point_details,
+                                 selected_indices, test_latents)
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from vae_core.data import class_names as class_names_of
@@ -41,9 +41,10 @@ dataset_name = record.dataset
 data = test_set(dataset_name)
 table = test_latents(record)
 if table is None:
-    st.warning("This checkpoint has no stored latent means, so the map needs the test set to encode. "
-               + missing_data_note(dataset_name), icon=":material/folder_off:")
+    st.warning(no_map_message(record), icon=":material/folder_off:")
     st.stop()
+if table.note:
+    st.warning(table.note, icon=":material/warning:")
 if data is None:
     st.warning("The map below comes from the means stored in the checkpoint; showing the digits themselves "
                "needs the data set. " + missing_data_note(dataset_name), icon=":material/folder_off:")

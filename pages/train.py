@@ -11,7 +11,7 @@ import streamlit as st
 
 from jobs.api import JobRefused
 from jobs.limits import weights_problem
-from ui.cached_data import dataset_folder, missing_data_note
+from ui.cached_data import data_problem, dataset_folder
 from ui.images import upscale
 from ui.model_catalogue import clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
@@ -119,8 +119,9 @@ with settings_box:
         st.caption(f"After each epoch the model is scored on the first {EVAL_IMAGES:,} test images; "
                    "those also make the live latent map.")
         folder = dataset_folder(dataset)
-        if folder is None:
-            st.warning(missing_data_note(dataset), icon=":material/folder_off:")
+        data_note = data_problem(dataset, "train")
+        if data_note is not None:
+            st.warning(data_note, icon=":material/folder_off:")
 
     problem = None
     try:
@@ -139,7 +140,8 @@ with settings_box:
 
 start_col, stop_col, note_col = st.columns([1, 1, 4], vertical_alignment="center")
 start = start_col.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                         disabled=busy or bool(others) or problem is not None or folder is None, width="stretch")
+                         disabled=busy or bool(others) or problem is not None or data_note is not None,
+                         width="stretch")
 stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
 if busy or others:
     note_col.caption("One run at a time per browser: stop the running one to start another.")

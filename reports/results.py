@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from vae_core import (CLASS_NAMES, CheckpointError, DatasetUnavailable, list_checkpoints, load_checkpoint,
                       load_dataset, make_batch, manifold_grid)
 from vae_core.data import hidden_pixels
+from vae_core.atomic import check_writable_file, write_atomic, write_text_atomic
 
 PYRO = {"baseline": (100.4, 61.9, 25.4), "cvae": (71.8, 51.0, 24.2)}
 PYRO_SRC = ("Pyro's CVAE example (examples/cvae, README table; the CVAE row is a 10-sample negative ELBO, "
@@ -110,7 +112,7 @@ def write_report(folder: str | os.PathLike = "checkpoints", out: str | os.PathLi
               "|---|---|---|---|---|---|---|---|"]
     lines += [_train_row(name, m, record, folder) for name, (m, record) in sorted(models.items())]
     lines.append("")
-    out.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out, "\n".join(lines))
     return out
 
 
@@ -207,18 +209,23 @@ def _label_section(models, cpath: Path) -> list[str]:
     return lines
 
 
+def _save_png(image, path: Path) -> None:
+    """A picture written like every other file: to a temporary file, fsync, rename (vae_core.atomic)."""
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
+
+
 def _pictures(models, where: Path) -> list[tuple[str, str]]:
     pics = []
     torch.manual_seed(0)
     name, m, record = _find(models, "vae", "none", "mnist")
     if m is not None:
         grid, _ = manifold_grid(m, 20)
-        image_grid(grid, pad=0, scale=1).save(where / "mnist_manifold.png")
+        _save_png(image_grid(grid, pad=0, scale=1), where / "mnist_manifold.png")
         pics.append(("mnist_manifold.png", f"Decoded 2-D manifold of `{name}` (20x20, N(0,1) quantiles)"))
         stored = record.latent_means()
         if stored is not None:
             means, labels = (torch.from_numpy(a) for a in stored)
-            scatter_png(means, labels, CLASS_NAMES["mnist"]).save(where / "mnist_latent_map.png")
+            _save_png(scatter_png(means, labels, CLASS_NAMES["mnist"]), where / "mnist_latent_map.png")
             pics.append(("mnist_latent_map.png", f"Test-set latent means of `{name}`, coloured by digit"))
     rows, titles = [], []
     for variant in ("cvae", "gsnn", "hybrid"):
@@ -228,7 +235,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
             rows.append(mm.sample(torch.arange(10), 8).permute(1, 0, 2).reshape(8, 10, 28, 28)[:4])
             titles.append(variant)
     if rows:
-        image_grid(torch.cat(rows), scale=2).save(where / "label_cvae_gsnn_hybrid.png")
+        _save_png(image_grid(torch.cat(rows), scale=2), where / "label_cvae_gsnn_hybrid.png")
         pics.append(("label_cvae_gsnn_hybrid.png", "Label-conditioned samples, digits 0-9 across; four rows each of "
                      + ", ".join(titles) + " (top to bottom)"))
     try:
@@ -252,7 +259,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
         for k, variant, x, y, shown in strips:
             inp = x.clamp(min=0) * 0.6 + hidden_pixels(x).float() * 0.15  # hidden area shown grey
             rows.append(torch.cat([inp.unsqueeze(1), y.unsqueeze(1), shown], dim=1))  # [6, 7, 784]
-        image_grid(torch.cat(rows).reshape(-1, 7, 28, 28), scale=2).save(where / "quadrant_completion.png")
+        _save_png(image_grid(torch.cat(rows).reshape(-1, 7, 28, 28), scale=2), where / "quadrant_completion.png")
         pics.append(("quadrant_completion.png", "Quadrant completion: each row is input (hidden area grey), truth, "
                      "then 5 samples; blocks of 6 digits per (quadrants, model) for 1, 2, 3 visible quadrants and "
                      + ", ".join(dict.fromkeys(v for _, v, *_ in strips))))
@@ -265,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default="checkpoints", help="folder of the shipped checkpoints")
     parser.add_argument("--out", default="docs/RESULTS.md", help="the Markdown file to write (pictures go beside it)")
     args = parser.parse_args(argv)
-    print(f"wrote {write_report(args.checkpoints, args.out)}")
+    try:  # the output is checked before any checkpoint is loaded; a failure is one line, not a traceback
+        out = check_writable_file(args.out, "--out")
+        print(f"wrote {write_report(args.checkpoints, out)}")
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -25,24 +25,48 @@ def _split(name: str, split: str) -> ImageDataset | None:
         return None
     try:
         return _load(name, split, str(folder.parent))
-    except DatasetUnavailable:
+    except DatasetUnavailable:  # a damaged file: missing_data_note(name) says which and why
         return None
 
 
 def test_set(name: str) -> ImageDataset | None:
-    """The test split of `name` in memory (uint8 images), or None when the files are missing."""
+    """The test split of `name` in memory (uint8 images), or None when the files are missing or damaged."""
     return _split(name, "test")
 
 
 def train_set(name: str) -> ImageDataset | None:
-    """The training split of `name`, or None when the files are missing."""
+    """The training split of `name`, or None when the files are missing or damaged."""
     return _split(name, "train")
 
 
-def missing_data_note(name: str) -> str:
-    """One sentence: what is missing and where to put it."""
+def data_problem(name: str, split: str = "test") -> str | None:
+    """Why `name` cannot be used, in one sentence (missing, or which file is damaged and how); None when its
+    `split` loads. The check reads nothing twice: a good split comes from the cache the pages share."""
+    folder = dataset_folder(name)
+    if folder is None:
+        return _not_found_note(name)
+    try:
+        _load(name, split, str(folder.parent))
+    except DatasetUnavailable as e:
+        return (f"The {name} data set in {folder} cannot be used: {_sentence(str(e))} Replace the damaged file "
+                f"with a fresh copy of the original.")
+    return None
+
+
+def missing_data_note(name: str, split: str = "test") -> str:
+    """One sentence for a page that needed the data and got None: the real reason (not found, or which file
+    is damaged and how)."""
+    return data_problem(name, split) or _not_found_note(name)
+
+
+def _not_found_note(name: str) -> str:
     return (f"The {name} data set was not found: put its four IDX files (train-images-idx3-ubyte.gz and the "
             f"three others) in data/{name}/ next to app.py, or set {ENV_VAR} to a folder that holds {name}/.")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
 
 
 def download(name: str) -> str | None:

@@ -301,6 +301,49 @@ def gif_bytes(frames: np.ndarray, scale: int = 6, frame_ms: int = 120, bounce: b
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------- an uploaded picture
+
+UPLOAD_MAX_BYTES = 5 * 1024 * 1024      # a PNG of a digit is a few kilobytes
+UPLOAD_MAX_PIXELS = 4096 * 4096         # checked from the header, before a single pixel is decoded
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OTHER_FORMATS = {b"GIF87a": "a GIF", b"GIF89a": "a GIF", b"\xff\xd8\xff": "a JPEG", b"BM": "a BMP",
+                  b"RIFF": "a WebP or other RIFF file", b"%PDF": "a PDF"}
+
+
+def read_uploaded_png(data: bytes, name: str = "the file") -> tuple[np.ndarray | None, str | None]:
+    """An uploaded PNG as a grey uint8 array, or (None, a sentence saying why not).
+
+    Refused before decoding: anything over UPLOAD_MAX_BYTES, anything that is not a PNG (by its first bytes,
+    not its name), and a picture whose header claims more than UPLOAD_MAX_PIXELS (a decompression bomb).
+    A truncated or damaged PNG is refused when decoding fails.
+    """
+    if len(data) > UPLOAD_MAX_BYTES:
+        return None, (f"{name} is {len(data) / 1e6:.1f} MB; a picture of a digit should be a small PNG "
+                      f"(at most {UPLOAD_MAX_BYTES // (1024 * 1024)} MB).")
+    if not data.startswith(PNG_SIGNATURE):
+        kind = next((k for sig, k in _OTHER_FORMATS.items() if data.startswith(sig)), None)
+        what = f"{name} is {kind}, not a PNG" if kind else f"{name} is not a PNG picture"
+        return None, what + ": upload a PNG of one digit, light on a dark background."
+    # the IHDR chunk follows the signature: length (4), 'IHDR' (4), width (4), height (4)
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None, f"{name} is a damaged PNG (its header is incomplete)."
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if width == 0 or height == 0:
+        return None, f"{name} is a damaged PNG (it claims {width} x {height} pixels)."
+    if width * height > UPLOAD_MAX_PIXELS:
+        return None, (f"{name} claims {width:,} x {height:,} pixels, too large to open safely (at most "
+                      f"{UPLOAD_MAX_PIXELS:,} pixels); a digit needs no more than a few hundred pixels a side.")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            if img.width * img.height > UPLOAD_MAX_PIXELS:  # pragma: no cover - the IHDR check above sees it first
+                return None, f"{name} is too large to open safely."
+            grey = np.asarray(img.convert("L"))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError) as e:
+        reason = "it is truncated" if "truncated" in str(e).lower() else "it could not be decoded"
+        return None, f"{name} is a damaged PNG ({reason}); export the picture again and upload the new file."
+    return grey, None
+
+
 # ----------------------------------------------------------------------------- a drawn digit
 
 def drawing_to_digit(rgba: np.ndarray | None, size: int = 28, box: int = 20, threshold: int = 20) -> np.ndarray | None:

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ui.cached_data import test_set
+from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_data_url
 from ui.model_catalogue import load_model
 from vae_core import LatentModel, encode_dataset, make_batch
@@ -22,6 +22,7 @@ class LatentTable:
     mu: np.ndarray
     labels: np.ndarray
     source: str  # "stored" (saved in the checkpoint) or "encoded" (computed here)
+    note: str | None = None  # why the stored means were not used, when they were there but unusable
 
 
 def map_unavailable_reason(config) -> str | None:
@@ -44,15 +45,27 @@ def _encoded(path: str, mtime_ns: int, dataset_name: str, data_source: str) -> t
 
 
 def test_latents(record) -> LatentTable | None:
-    """The test set's latent means: stored in the checkpoint when it has them, else encoded (needs the data)."""
+    """The test set's latent means: stored in the checkpoint when it has them (load_checkpoint checked their
+    shapes and labels), else encoded (needs the data; None without it). Stored means of a different number
+    of images than the test set here are not used (a click would pick the wrong image): the note says so."""
     stored = record.latent_means()
-    if stored is not None:
-        return LatentTable(*stored, "stored")
     data = test_set(record.dataset)
+    note = None
+    if stored is not None:
+        if data is None or len(stored[0]) == len(data):
+            return LatentTable(*stored, "stored")
+        note = (f"{Path(record.path).name} stores latent means of {len(stored[0]):,} test images, but the "
+                f"{record.dataset} test set here has {len(data):,}; the map below was encoded from the test set.")
     if data is None:
         return None
     mu, labels = _encoded(record.path, Path(record.path).stat().st_mtime_ns, record.dataset, data.source)
-    return LatentTable(mu, labels, "encoded")
+    return LatentTable(mu, labels, "encoded", note)
+
+
+def no_map_message(record) -> str:
+    """Why test_latents gave no table: no stored means, and the data set is missing or damaged."""
+    return ("This checkpoint has no stored latent means, so the map needs the test set to encode. "
+            + missing_data_note(record.dataset))
 
 
 def pca_axes(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

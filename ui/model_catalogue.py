@@ -5,7 +5,9 @@ models) and `runs/` (models saved from the Train page), both relative to the rep
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -80,7 +82,15 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
             entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
             continue
         entries.append(ModelEntry(record.display_name, path, record, None))
-    return entries
+    return _disambiguate(entries)
+
+
+def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """Two models with the same display name (everyone's default is vae_2d) would look identical in the
+    picker: those names get their file (folder/file name) added, so each choice says which file it is."""
+    counts = Counter(e.name for e in entries)
+    return [dataclasses.replace(e, name=f"{e.name} ({Path(e.path).parent.name}/{Path(e.path).name})")
+            if counts[e.name] > 1 else e for e in entries]
 
 
 def available_models() -> list[ModelEntry]:

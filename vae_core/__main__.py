@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import shlex
 import sys
 import time
@@ -20,15 +22,46 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, read_record, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .atomic import check_writable_file
+from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_record, save_checkpoint
+from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
 from .evaluation import checkpoint_metrics, encode_dataset
-from .models import VARIANTS, build_model
+from .models import VARIANTS, LatentModel, build_model
 from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
-USER_ERRORS = (ValueError, CheckpointError, DatasetUnavailable, OSError)
+# Every failure a user can cause, or that a machine can hit, is one 'error:' line and exit status 2
+USER_ERRORS = (ValueError, CheckpointError, DatasetUnavailable, OSError, RuntimeError, MemoryError,
+               RecursionError)
+# Training holds the weights, their gradients and two Adam moments: 100 million weights take about 1.6 GB
+MAX_TRAIN_PARAMETERS = 100_000_000
+MAX_SAMPLES = 10_000
+
+# Help for the flags made from ModelConfig and TrainConfig fields (the default is added to each)
+FIELD_HELP = {
+    "condition": "what the model is given: none, label (the digit class) or quadrants (part of the image)",
+    "latent_dim": "size of the latent code z (1 to 64; 2 gives the maps)",
+    "hidden_dims": "hidden layer sizes of each network, e.g. --hidden-dims 512 512",
+    "prior": "p(z|x) of a conditional model: learned (Sohn et al.) or standard N(0, I)",
+    "alpha": "hybrid weight: alpha * L_cvae + (1 - alpha) * L_gsnn, in [0, 1]",
+    "quadrants": "visible quadrants for the quadrants condition: 1, 2, 3, or 0 for a random count per image",
+    "image_size": "image side in pixels (28 for MNIST)",
+    "num_classes": "number of label classes (10 for MNIST)",
+    "dataset": "data set: mnist or fashion-mnist",
+    "epochs": "passes over the training images",
+    "batch_size": "images per optimiser step",
+    "lr": "Adam learning rate",
+    "beta": "weight of the KL term (1 gives the true ELBO)",
+    "kl_warmup_epochs": "raise the KL weight linearly from 0 to beta over this many epochs (0: off)",
+    "seed": f"random seed, 0 to {MAX_SEED}",
+    "val_fraction": "share of the training split held out for validation and early stopping (0: use the test split)",
+    "train_limit": "train on the first N images only (0: all)",
+    "eval_limit": "evaluate each epoch on at most N images (0: all)",
+    "keep_best": "at the end, keep the weights of the epoch with the lowest evaluation loss",
+    "lr_decay": "learning-rate factor per epoch, in (0, 1]",
+    "device": "auto, cpu or cuda",
+}
 
 
 class CliError(Exception):
@@ -48,6 +81,46 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _int_in(lo: int, hi: int):
+    """An argparse type: a whole number from lo to hi, else a sentence."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {lo:,} to {hi:,}; got {text}")
+        return value
+    return parse
+
+
+def _float_in(lo: float, hi: float = math.inf):
+    """An argparse type: a finite number from lo to hi, else a sentence."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            upper = "" if hi == math.inf else f" and at most {hi:g}"
+            raise argparse.ArgumentTypeError(f"must be a number of at least {lo:g}{upper}; got {text}")
+        return value
+    return parse
+
+
+def _text_up_to(limit: int):
+    """An argparse type: text of at most `limit` characters (checked before training, not when saving)."""
+    def parse(text: str) -> str:
+        if len(text) > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit} characters; got {len(text):,}")
+        return text
+    return parse
+
+
+# Flags whose range the CLI checks itself (torch fails on these with an unreadable error, or not at all)
+FIELD_TYPES = {"seed": _int_in(0, MAX_SEED)}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
     """One flag per dataclass field (--latent-dim, --hidden-dims 512 512, ...), defaults from the class."""
     for f in dataclasses.fields(cls):
@@ -55,16 +128,20 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
+        text = FIELD_HELP.get(f.name, f.name.replace("_", " "))
         if isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(default), help=f"default {default}")
-        elif isinstance(default, bool):
-            parser.add_argument(flag, type=_bool, default=default, help=f"default {default}")
+            parser.add_argument(flag, type=int, nargs="+", default=list(default),
+                                help=f"{text} (default: {' '.join(map(str, default))})")
+        elif isinstance(default, bool):  # a plain flag; 'true' / 'false' after it are still accepted
+            parser.add_argument(flag, type=_bool, nargs="?", const=True, default=default,
+                                help=f"{text} (off unless given)" if not default else f"{text} (default: on)")
         elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
             listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
             parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
                                 help=f"{listing} (default {default!r})")
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"default {default!r}")
+            parser.add_argument(flag, type=FIELD_TYPES.get(f.name, type(default)), default=default,
+                                help=f"{text} (default: {default})")
 
 
 def _config_from(args, cls):
@@ -99,12 +176,27 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
+def count_parameters(config: ModelConfig) -> int:
+    """The number of weights of a model, counted without allocating them (on torch's meta device)."""
+    with torch.device("meta"):
+        return LatentModel(config).num_parameters()
+
+
+def check_model_size(config: ModelConfig) -> None:
+    n = count_parameters(config)
+    if n > MAX_TRAIN_PARAMETERS:
+        raise ValueError(f"a {config.describe()} model with hidden layers {' x '.join(map(str, config.hidden_dims))} "
+                         f"has {n:,} weights, more than the {MAX_TRAIN_PARAMETERS:,} this command trains "
+                         "(training needs about 16 bytes per weight); use fewer or smaller hidden layers")
+
+
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
     train_cfg = _config_from(args, TrainConfig)
+    out = check_writable_file(args.out, "--out", suffix=SUFFIX)   # before any work, not after the training
+    check_model_size(model_cfg)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
     print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
@@ -118,7 +210,11 @@ def cmd_train(args) -> int:
     wall = time.time() - started
     print(f"{result.status}: {result.message} ({result.images_per_sec:,.0f} images/s)", file=sys.stderr)
     fields = {"wall_seconds": round(wall, 2), "command": "python -m vae_core " + shlex.join(args.argv)}
-    if result.epochs_completed or result.status != "diverged":
+    if not result.has_good_state:  # never write (or replace --out with) weights that training did not make good
+        print(f"nothing was saved: the run ended without finite trained weights"
+              + (f"; {out} was left as it was" if out.exists() else ""), file=sys.stderr)
+        return 1
+    else:
         test = load_dataset(train_cfg.dataset, "test", args.data_dir)
         if args.float16:  # evaluate exactly the weights that will be stored, and record what rounding cost
             fields["float16_max_abs_diff"] = round_to_float16(model, test)
@@ -200,6 +296,7 @@ def cmd_info(args) -> int:
 
 def cmd_classifier(args) -> int:
     from .classifier import accuracy, save_classifier, train_classifier
+    out = check_writable_file(args.out, "--out", suffix=SUFFIX)
     torch.set_num_threads(1)  # small convolutions: one thread is as fast here and leaves a core free
     started = time.time()
     train = load_dataset("mnist", "train", args.data_dir)
@@ -207,9 +304,8 @@ def cmd_classifier(args) -> int:
     acc = accuracy(model, load_dataset("mnist", "test", args.data_dir))
     meta = {"test_accuracy": acc, "epochs": args.epochs, "wall_seconds": round(time.time() - started, 1),
             "command": "python -m vae_core " + shlex.join(args.argv)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_classifier(args.out, model, meta)
-    print(f"test accuracy {100 * acc:.2f}%; saved {args.out}")
+    save_classifier(out, model, meta)
+    print(f"test accuracy {100 * acc:.2f}%; saved {out}")
     return 0
 
 
@@ -219,29 +315,50 @@ def make_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and write a checkpoint")
     _add_config_flags(t, ModelConfig)
     _add_config_flags(t, TrainConfig)
-    t.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
-    t.add_argument("--name", default="", help="display name stored in the checkpoint")
+    t.add_argument("--out", required=True, help="checkpoint file to write (.safetensors is added when missing); "
+                   "checked before training starts")
+    t.add_argument("--name", default="", type=_text_up_to(200), help="display name stored in the checkpoint (default: the file name)")
     t.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
-    t.add_argument("--max-seconds", type=float, default=0, help="stop training after this many seconds")
-    t.add_argument("--eval-samples", type=int, default=100, help="S for the likelihood estimates (0: skip)")
-    t.add_argument("--test-limit", type=int, default=0, help="final metrics on the first N test images (0: all)")
-    t.add_argument("--float16", action="store_true", help="store the weights in float16")
+    t.add_argument("--max-seconds", type=_float_in(0), default=0,
+                   help="stop training after this many seconds of training (0: no limit)")
+    t.add_argument("--eval-samples", type=_int_in(0, MAX_SAMPLES), default=100,
+                   help="S for the final likelihood estimates (0: skip the final metrics)")
+    t.add_argument("--test-limit", type=_int_in(0, 10**9), default=0,
+                   help="final metrics on the first N test images (0: all)")
+    t.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    t.add_argument("--threads", type=_int_in(0, max(1, os.cpu_count() or 1)), default=0,
+                   help="CPU threads for torch, at most this machine's CPU count (0: torch's default)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="the checkpoint file")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--samples", type=int, default=100, help="S for the likelihood estimates")
-    e.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images (0: all)")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--samples", type=_int_in(1, MAX_SAMPLES), default=100, help="S for the likelihood estimates")
+    e.add_argument("--limit", type=_int_in(0, 10**9), default=0,
+                   help="evaluate on the first N test images (0: all)")
+    e.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
-    i.add_argument("checkpoint")
+    i.add_argument("checkpoint", help="the checkpoint file")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
-    c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors")
-    c.add_argument("--epochs", type=int, default=3)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--data-dir", default=None)
+    c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors", help="file to write")
+    c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
+    c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="random seed")
+    c.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     return parser
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for any error the CLI reports: errno texts and multi-line torch messages made readable."""
+    if isinstance(e, MemoryError):
+        text = "there is not enough memory for this; try a smaller model, batch size or --test-limit"
+    elif isinstance(e, RecursionError):
+        text = "an input is nested too deeply to read (it is probably damaged)"
+    elif isinstance(e, OSError) and e.strerror and not isinstance(e, CheckpointError):
+        where = f" ({e.filename})" if e.filename else ""
+        text = f"{e.strerror.lower()}{where}"
+    else:
+        text = str(e).strip() or type(e).__name__
+    first = text.splitlines()[0] if text else type(e).__name__
+    return first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "classifier": cmd_classifier}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {describe_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -3,7 +3,8 @@
 The tensors are the model's weights (plus optional extras such as the test-set latent means, under
 'extra.<name>'); the file's header holds the checkpoint record (vae_core/record.py) as JSON under the key
 'latent_lab'. safetensors holds only tensors and strings, so loading a file never runs code from it (unlike
-pickle). Writes go to a temporary file that is then renamed, so a crash never leaves a half-written checkpoint.
+pickle). Writes go through vae_core/atomic.py (unique temporary file, fsync, rename), so a crash never leaves a
+half-written checkpoint, and a save that must not overwrite claims its name atomically.
 
 Loading checks, in this order, before any model is built: the header's size, the record against its schema
 (every field bounded), the tensor names and shapes against the shapes the config implies (computed on
@@ -15,17 +16,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from .atomic import clean_stale_temps, write_atomic
 
 from .models import LatentModel, build_model
 from .record import CheckpointError, CheckpointRecord, parse_record
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
+__all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
 
 META_KEY = "latent_lab"
 EXTRA_PREFIX = "extra."
@@ -34,13 +37,19 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024   # the shipped files' headers are < 200 kB
 MAX_EXTRA_ROWS = 1_000_000
 
 
+class CheckpointExists(CheckpointError):
+    """save_checkpoint(..., overwrite=False) found the name taken (perhaps by a save a moment earlier)."""
+
+
 def save_checkpoint(path: str | os.PathLike, model: LatentModel, record: CheckpointRecord | None = None, *,
                     extras: dict[str, torch.Tensor] | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, overwrite: bool = True) -> Path:
     """Write model weights + its record (vae_core/record.py) + extra tensors, atomically.
 
     dtype=torch.float16 halves the file; loading converts back to float32. Without a record, the file
-    holds a bare one (the model's config only).
+    holds a bare one (the model's config only). overwrite=False claims the name atomically: when the file
+    exists, or another save takes the name first, CheckpointExists is raised and nothing is replaced.
+    Weights that could not be loaded back (NaN or infinite, also after rounding to float16) are never written.
     """
     record = record if record is not None else CheckpointRecord(model_config=model.config)
     if record.model_config != model.config:
@@ -52,16 +61,17 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, record: Checkpo
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     for name, value in (extras or {}).items():
         tensors[EXTRA_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    for key, value in tensors.items():  # never write weights that cannot be loaded back
+        if value.is_floating_point() and not key.startswith(EXTRA_PREFIX) and not torch.isfinite(value).all():
+            raise CheckpointError(f"not saved: the weight {key} holds NaN or infinite values"
+                                  + (" in float16 (it exceeds float16's range of +-65504)" if dtype == torch.float16
+                                     else "") + "; the file was left as it was")
+    payload = safetensors_bytes(tensors, metadata={META_KEY: record.to_json()})
     try:
-        save_file(tensors, tmp, metadata={META_KEY: record.to_json()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return write_atomic(path, payload, overwrite=overwrite)
+    except FileExistsError:
+        raise CheckpointExists(f"a model named {path.stem!r} already exists in {path.parent}; choose another "
+                               "name or allow overwriting") from None
 
 
 def _header_size(path: Path) -> int:
@@ -174,6 +184,10 @@ def _check_labels(path: Path, record: CheckpointRecord, extras: dict) -> None:
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The checkpoint files in a folder, sorted by name (not validated)."""
+    """The checkpoint files in a folder, sorted by name (not validated). Temporary files that a killed save
+    left behind are removed on the way (a save in progress is left alone)."""
     folder = Path(folder)
-    return sorted(folder.glob("*" + SUFFIX)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    clean_stale_temps(folder)
+    return sorted(p for p in folder.glob("*" + SUFFIX) if p.is_file())

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from .atomic import write_atomic
 from .checkpoints import CheckpointError
 from .data import ImageDataset
 
@@ -90,13 +92,11 @@ def label_accuracy(model, classifier: DigitClassifier, per_label: int = 100, see
 
 
 def save_classifier(path: str | os.PathLike, model: DigitClassifier, meta: dict | None = None) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write the classifier atomically (unique temporary file, fsync, rename: vae_core.atomic)."""
     record = dict(meta or {}, format=FORMAT, format_version=1)
-    save_file({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"latent_lab": json.dumps(record)})
-    os.replace(tmp, path)
-    return path
+    payload = safetensors_bytes({k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()},
+                                metadata={"latent_lab": json.dumps(record)})
+    return write_atomic(Path(path), payload)
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ def class_names(dataset: str | None = None, num_classes: int = 10) -> tuple[str,
 
 
 class DatasetUnavailable(RuntimeError):
-    """The data set is neither on disk nor downloadable; the message says what to put where."""
+    """The data set is missing (the message says what to put where) or one of its files is damaged (the
+    message names the file and what is wrong with it). Data files are validated once, when they are loaded."""
 
 
 @dataclass(frozen=True)
@@ -80,23 +82,80 @@ class ImageDataset:
         return ImageDataset(self.images.to(device), self.labels.to(device), self.name, self.split, self.source)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+# The largest IDX payload read (values = bytes for uint8): MNIST's training images are 47 million; a header
+# that promises more is refused before anything is read, so a hostile file cannot make us allocate gigabytes.
+MAX_IDX_VALUES = 256 * 1024 * 1024
+MAX_IMAGE_SIDE = 1024
+_IDX_UBYTE = 0x08
+_MAX_DEFLATE_RATIO = 1100  # deflate's limit is about 1032:1
+
+
+def _read_exactly(f, n: int) -> bytes:
+    """Up to n bytes (fewer only at the end of the stream)."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with `ndim` dimensions, validated before its payload is read.
+
+    The header is checked first (magic number, dimension count, sizes whose product is bounded by
+    MAX_IDX_VALUES); then exactly the promised number of values is read, and the file must end there. A gzip
+    that expands beyond what the header promises is never decompressed past that point. Every problem
+    raises DatasetUnavailable with a sentence naming the file.
+    """
+    gz = path.suffix == ".gz"
+    opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:  # a damaged or truncated .gz
-        raise DatasetUnavailable(f"{path} could not be read (it may be corrupt or truncated): {e}") from None
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DatasetUnavailable(f"{path} is not an IDX file of unsigned bytes (it may be corrupt)")
-    ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
-    offset = 4 + 4 * ndim
-    if len(raw) - offset != expected:
-        raise DatasetUnavailable(f"{path} is truncated or corrupt: expected {expected} values, "
-                                 f"found {len(raw) - offset}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+            head = _read_exactly(f, 4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != _IDX_UBYTE:
+                raise DatasetUnavailable(f"{path} is not an IDX file of unsigned bytes (it may be corrupt or "
+                                         "not a data file at all)")
+            if head[3] != ndim:
+                raise DatasetUnavailable(f"{path} has {head[3]} dimensions in its header; this file should have "
+                                         f"{ndim} (it may be corrupt)")
+            raw_dims = _read_exactly(f, 4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DatasetUnavailable(f"{path} is truncated: its header ends early")
+            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            expected = math.prod(dims)
+            if expected > MAX_IDX_VALUES:
+                raise DatasetUnavailable(f"{path} claims {' x '.join(map(str, dims))} values, more than the "
+                                         f"{MAX_IDX_VALUES:,} a data file may hold here (the header is corrupt)")
+            on_disk = os.stat(path).st_size
+            if not gz and on_disk - 4 - 4 * ndim != expected:  # the size must match before anything is read
+                raise DatasetUnavailable(f"{path} is truncated or corrupt: its header promises {expected:,} "
+                                         f"values, the file holds {on_disk - 4 - 4 * ndim:,}")
+            if gz and expected > _MAX_DEFLATE_RATIO * on_disk:  # deflate cannot expand that far
+                raise DatasetUnavailable(f"{path} is truncated or corrupt: its header promises {expected:,} "
+                                         f"values, more than a {on_disk:,}-byte gzip file can hold")
+            payload = bytearray(expected)
+            got, view = 0, memoryview(payload)
+            while got < expected:
+                n = f.readinto(view[got:got + (1 << 24)])
+                if not n:
+                    break
+                got += n
+            view.release()
+            if got != expected:
+                raise DatasetUnavailable(f"{path} is truncated or corrupt: its header promises {expected:,} "
+                                         f"values, the file holds {got:,}")
+            if f.read(1):
+                raise DatasetUnavailable(f"{path} is corrupt: it holds more than the {expected:,} values its "
+                                         "header promises")
+    except DatasetUnavailable:
+        raise
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as e:  # a damaged or truncated .gz, a read error
+        raise DatasetUnavailable(f"{path} could not be read (it may be corrupt or truncated): "
+                                 f"{getattr(e, 'strerror', None) or e}") from None
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -158,14 +217,46 @@ def _try_download(name: str) -> None:
         cls(root="data", train=train, download=True)
 
 
+def _files_signature(folder: Path, split: str) -> tuple:
+    """(path, size, mtime) of a split's two files: the cache key, so a replaced file is read again."""
+    out = []
+    for stem in _FILES[split]:
+        path = _find_file(folder, stem)
+        if path is None:
+            raise DatasetUnavailable(f"{folder / stem}(.gz) disappeared while it was being loaded")
+        st = path.stat()
+        out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _load_checked(folder: Path, name: str, split: str) -> ImageDataset:
+    return _load_cached(str(folder), name, split, _files_signature(folder, split))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_cached(folder: str, name: str, split: str) -> ImageDataset:
-    img_stem, lbl_stem = _FILES[split]
-    images = _read_idx(_find_file(Path(folder), img_stem))
-    labels = _read_idx(_find_file(Path(folder), lbl_stem))
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise DatasetUnavailable(f"the {name} {split} files in {folder} do not match each other")
-    return ImageDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)),
+def _load_cached(folder: str, name: str, split: str, signature: tuple) -> ImageDataset:
+    """Both files of a split, validated together: images square and of a sane size, one label per image,
+    every label a class of the data set."""
+    (img_path, *_), (lbl_path, *_) = signature
+    img_path, lbl_path = Path(img_path), Path(lbl_path)
+    labels = _read_idx(lbl_path, ndim=1)
+    images = _read_idx(img_path, ndim=3)
+    n, rows, cols = images.shape
+    if rows != cols or not 1 <= rows <= MAX_IMAGE_SIDE:
+        raise DatasetUnavailable(f"{img_path} holds {rows} x {cols} images; Latent Lab needs square images of at "
+                                 f"most {MAX_IMAGE_SIDE} pixels a side")
+    if n != labels.shape[0]:
+        raise DatasetUnavailable(f"the {name} {split} files in {folder} do not match each other: {n:,} images "
+                                 f"but {labels.shape[0]:,} labels")
+    if n == 0:
+        raise DatasetUnavailable(f"{img_path} holds no images")
+    classes = len(CLASS_NAMES[name])
+    top = int(labels.max())
+    if top >= classes:
+        bad = int(np.argmax(labels >= classes))
+        raise DatasetUnavailable(f"{lbl_path} is corrupt: label {top} (first at row {bad:,}) is not one of the "
+                                 f"{classes} classes of {name} (0 to {classes - 1})")
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
                         name=name, split=split, source=folder)
 
 
@@ -189,7 +280,7 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None,
         folder = locate_dataset(name, root)
     if folder is None:
         raise DatasetUnavailable(_missing_message(name, root))
-    return _load_cached(str(folder), name, split)
+    return _load_checked(folder, name, split)
 
 
 # ----------------------------------------------------------------------------- conditions

@@ -33,8 +33,20 @@ MAX_STORED_POINTS = 200_000    # ... and a file may hold at most this many (a bo
 MAX_EPOCH_RECORDS = 100_000
 
 
+MAX_MESSAGE_CHARS = 600
+
+
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, of the wrong format, or does not match its config."""
+    """A checkpoint file is missing, unreadable, of the wrong format, or does not match its config.
+
+    The message is one line of at most MAX_MESSAGE_CHARS characters: a hostile header cannot make it echo
+    a 200,000-character value (or a newline) back to the page or the terminal."""
+
+    def __init__(self, message: str = "") -> None:
+        text = " ".join(str(message).split())
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[:MAX_MESSAGE_CHARS - 1].rstrip() + "…"
+        super().__init__(text)
 
 
 # ----------------------------------------------------------------------------- the schema's pieces

@@ -57,6 +57,9 @@ class FitResult:
     images_per_sec: float
     best_epoch: int | None
     history: dict[str, list] = field(default_factory=dict)
+    # True when the model now holds finite weights that training produced (a diverged run: those of the end of
+    # its last good epoch); False means there is nothing worth saving
+    has_good_state: bool = False
 
     @property
     def ok(self) -> bool:
@@ -156,6 +159,11 @@ def _state_copy(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def weights_finite(model) -> bool:
+    """True when every floating-point weight and buffer is finite (no NaN, no inf)."""
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
+
+
 def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
     """Adam, with torch's fused kernel where it has one: on the CPU the default (foreach) Adam takes about
     a quarter of a training step of the 784-512-2 VAE, the fused one about a twelfth (bench/train_throughput.py)."""
@@ -170,8 +178,9 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     """Train `model` in place on `data` with `train_config`; report through `callbacks`.
 
     Seeded and reproducible on the CPU. Returns a FitResult whose status is 'completed', 'stopped'
-    (a callback asked to stop) or 'diverged' (a NaN or infinite loss: the model is put back to the state
-    at the end of its last good epoch, and the message says so).
+    (a callback asked to stop) or 'diverged' (a NaN or infinite loss, or weights that became NaN or infinite:
+    the model is put back to the state at the end of its last epoch whose weights were all finite, and the
+    message says so). `has_good_state` is False when there is nothing worth saving.
     """
     cfg = train_config
     if isinstance(data, ImageDataset):
@@ -191,14 +200,28 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     history: dict[str, list] = {"step": [], "loss": [], "recon": [], "kl": [], "epochs": []}
-    good_state = _state_copy(model)
+    # The state to fall back to: only finite weights count, taken at an epoch end (epochs_done says which)
+    good_state = _state_copy(model) if weights_finite(model) else None
     best_state, best_loss, best_epoch = None, math.inf, None
     train_time, seen, global_step, epochs_done = 0.0, 0, 0, 0
     status, message = "completed", f"trained {cfg.epochs} epochs"
 
     def result() -> FitResult:
         return FitResult(status, message, epochs_done, train_time, seen / max(train_time, 1e-9),
-                         best_epoch, history)
+                         best_epoch, history, has_good_state=trained_and_finite())
+
+    def trained_and_finite() -> bool:
+        if status == "diverged":  # put back to the end of the last finite epoch, if there was one
+            return good_state is not None and epochs_done > 0
+        return global_step > 0 and weights_finite(model)
+
+    def restore() -> str:
+        """Put the model back to the last good state; say where that was."""
+        if good_state is not None:
+            model.load_state_dict(good_state)
+        if epochs_done:
+            return f"the model was put back to the end of epoch {epochs_done}"
+        return "the model was put back to its initial weights (no epoch finished with finite weights)"
 
     model.train()
     for epoch in range(cfg.epochs):
@@ -207,6 +230,11 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         epoch_seen = 0
         for step in range(steps_per_epoch):
             if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
+                if not weights_finite(model):
+                    status = "diverged"
+                    message = (f"stopped by request in epoch {epoch + 1}, but the weights had become NaN or "
+                               f"infinite; {restore()}. Try a lower learning rate.")
+                    return result()
                 status = "stopped"
                 message = f"stopped by request in epoch {epoch + 1}, after {global_step} steps"
                 return result()
@@ -217,12 +245,9 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
             terms = model.loss(y, x, beta)
             values = {k: float(v.detach()) for k, v in terms.items()}
             if not all(math.isfinite(v) for v in values.values()):
-                model.load_state_dict(good_state)
                 status = "diverged"
-                where = f"the end of epoch {epochs_done}" if epochs_done else "its initial weights"
                 message = (f"the loss became {values['loss']} at epoch {epoch + 1}, step {step + 1}; "
-                           f"training stopped and the model was put back to {where}. "
-                           "Try a lower learning rate.")
+                           f"training stopped and {restore()}. Try a lower learning rate.")
                 return result()
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -246,6 +271,11 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
                     if hasattr(cb, "on_step"):
                         cb.on_step(info)
         scheduler.step()
+        if not weights_finite(model):  # the last steps of the epoch blew the weights up: not a good state
+            status = "diverged"
+            message = (f"the weights became NaN or infinite in epoch {epoch + 1} (the loss was still finite); "
+                       f"training stopped and {restore()}. Try a lower learning rate.")
+            return result()
         epochs_done = epoch + 1
         train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
         eval_terms = evaluate_loss(model, data.eval, beta=1.0, seed=cfg.seed) if data.eval is not None else None

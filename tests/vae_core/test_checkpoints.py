@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+import vae_core.atomic as atomic_mod
 import vae_core.checkpoints as ckpt_mod
 from vae_core import (CheckpointError, CheckpointRecord, ModelConfig, TrainConfig, build_model, list_checkpoints,
                       load_checkpoint, make_batch, read_record, save_checkpoint)
@@ -123,11 +124,9 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, saved, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors"]
     good = path.read_bytes()
 
-    def crash(*args, **kwargs):
-        with open(args[1], "wb") as f:
-            f.write(b"half a file")
+    def crash(fd):  # the disk fills up while the new file is flushed
         raise OSError("disk full")
-    monkeypatch.setattr(ckpt_mod, "save_file", crash)
+    monkeypatch.setattr(atomic_mod.os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, build_model(CONFIGS[1], seed=9), record_for(build_model(CONFIGS[1])))
     assert path.read_bytes() == good              # the old checkpoint is untouched

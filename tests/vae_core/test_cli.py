@@ -150,3 +150,173 @@ def test_module_entry_point_errors_cleanly(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: lr") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------- bad input before any work
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if the command gets as far as loading data (the checks must come first)."""
+    import vae_core.__main__ as cli
+
+    def too_far(*args, **kwargs):
+        raise AssertionError("the command started work before refusing its arguments")
+    monkeypatch.setattr(cli, "prepare_data", too_far)
+
+
+@pytest.mark.parametrize("out, words", [
+    ("", "--out is empty"),
+    ("models/", "names a folder"),
+    ("{folder}", "is a folder"),
+    ("{file}/model.safetensors", "is a file, not a folder"),
+    ("/proc/latent-lab/model.safetensors", "cannot be written"),
+    ("/proc/self/model", "cannot be written"),
+])
+def test_a_bad_out_is_refused_before_training_with_a_sentence(out, words, tmp_path, capsys, no_training):
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    out = out.format(folder=tmp_path / "a-folder", file=tmp_path / "a-file")
+    code, _, err = run_main(capsys, "train", "--epochs", "1", "--out", out)
+    assert_one_error_line(code, err)
+    assert words in err and "Errno" not in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--seed", str(2**70), "--out", "x"], "--seed: must be a whole number from 0"),
+    (["train", "--seed", "-1", "--out", "x"], "--seed: must be a whole number from 0"),
+    (["train", "--threads", "100000", "--out", "x"], "--threads: must be a whole number from 0"),
+    (["train", "--max-seconds", "-1", "--out", "x"], "--max-seconds: must be a number of at least 0"),
+    (["train", "--max-seconds", "nan", "--out", "x"], "--max-seconds"),
+    (["train", "--eval-samples", "-3", "--out", "x"], "--eval-samples"),
+    (["train", "--test-limit", "-1", "--out", "x"], "--test-limit"),
+    (["train", "--hidden-dims", "8192", "8192", "8192", "8192", "--out", "x"], "weights, more than the"),
+    (["eval", "x.safetensors", "--limit", "-5"], "--limit: must be a whole number from 0"),
+    (["eval", "x.safetensors", "--samples", "0"], "--samples"),
+    (["classifier", "--epochs", "0"], "--epochs"),
+    (["train", "--keep-best", "maybe", "--out", "x"], "expected true or false"),
+    (["train", "--name", "n" * 201, "--out", "x"], "--name: must be at most 200 characters"),
+])
+def test_out_of_range_settings_are_one_line_and_exit_2(argv, words, capsys, no_training):
+    code, _, err = run_main(capsys, *argv)
+    assert_one_error_line(code, err)
+    assert words in err, err
+
+
+@pytest.mark.parametrize("error, words", [
+    (RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB\n(more torch detail)"), "CUDA out of memory."),
+    (MemoryError(), "not enough memory"),
+    (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+    (PermissionError(13, "Permission denied", "/root/x.safetensors"), "permission denied (/root/x.safetensors)"),
+])
+def test_runtime_memory_and_recursion_errors_are_one_line_too(error, words, monkeypatch, capsys):
+    import vae_core.__main__ as cli
+
+    def fail(path):
+        raise error
+    monkeypatch.setattr(cli, "read_record", fail)
+    code, _, err = run_main(capsys, "info", "any.safetensors")
+    assert_one_error_line(code, err)
+    assert words in err and "Errno" not in err
+
+
+@pytest.mark.parametrize("flags, expected", [([], False), (["--keep-best"], True), (["--keep-best", "true"], True),
+                                             (["--keep-best", "false"], False)])
+def test_keep_best_is_a_plain_flag(flags, expected):
+    from vae_core.__main__ import make_parser
+    args = make_parser().parse_args(["train", *flags, "--out", "x"])
+    assert args.keep_best is expected
+
+
+def test_every_flag_of_every_command_has_help_text():
+    import argparse
+    from vae_core.__main__ import make_parser
+    parser = make_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS or action.help.startswith("default"):
+                missing.append(f"{name} {action.option_strings or action.dest}")
+    assert missing == []
+
+
+def _blow_up_fit(epoch: int):
+    """fit() with a callback that makes the weights infinite at the end of `epoch` (from 0)."""
+    import vae_core.__main__ as cli
+    real_fit = cli.fit
+
+    class BlowUp:
+        def __init__(self, model):
+            self.model = model
+
+        def on_step(self, info):
+            if info.epoch == epoch and info.step == info.steps_per_epoch - 1:
+                with torch.no_grad():
+                    next(self.model.parameters()).view(-1)[0] = float("inf")
+
+    def fit(model, data, cfg, callbacks=()):
+        return real_fit(model, data, cfg, [*callbacks, BlowUp(model)])
+    return fit
+
+
+def test_out_over_a_good_checkpoint_is_kept_when_the_run_never_had_a_good_state(trained, fake_data_dir, capsys,
+                                                                               monkeypatch):
+    import vae_core.__main__ as cli
+    good = trained.read_bytes()
+    monkeypatch.setattr(cli, "fit", _blow_up_fit(0))
+    code, _, err = run_main(capsys, "train", "--variant", "cvae", "--condition", "label", *TINY_TRAIN,
+                            "--data-dir", fake_data_dir, "--out", trained)
+    assert code == 1 and "nothing was saved" in err and "left as it was" in err and "Traceback" not in err
+    assert trained.read_bytes() == good
+
+
+def test_a_late_blow_up_saves_the_last_finite_epoch_which_loads(fake_data_dir, tmp_path, capsys, monkeypatch):
+    import vae_core.__main__ as cli
+    out = tmp_path / "late.safetensors"
+    monkeypatch.setattr(cli, "fit", _blow_up_fit(1))
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--data-dir", fake_data_dir, "--out", out)
+    assert code == 1 and "diverged" in err
+    model, record = load_checkpoint(out)                        # loads: every weight is finite
+    assert record.status == "diverged" and record.epochs_completed == 1
+
+
+HOSTILE_RECORDS = {
+    "nested 100,000 deep": lambda h: '{"format": "latent-lab-checkpoint", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "5,000-digit integer": lambda h: json.dumps(h)[:-1] + ', "n": ' + "9" * 5000 + "}",
+    "metrics a list": lambda h: json.dumps({**h, "metrics": [1, 2]}),
+    "train_config a string": lambda h: json.dumps({**h, "train_config": "fast"}),
+    "num_classes 10^12": lambda h: json.dumps({**h, "model_config": {**h["model_config"], "num_classes": 10**12}}),
+    "image_size 2048": lambda h: json.dumps({**h, "model_config": {**h["model_config"], "image_size": 2048}}),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_RECORDS))
+@pytest.mark.parametrize("command", ["info", "eval"])
+def test_hostile_checkpoint_headers_are_one_line_in_info_and_eval(case, command, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from vae_core import ModelConfig, build_model, save_checkpoint
+    good = save_checkpoint(tmp_path / "good", build_model(ModelConfig(hidden_dims=(8,))))
+    with safe_open(str(good), framework="pt") as f:
+        header = json.loads(f.metadata()["latent_lab"])
+    bad = tmp_path / "hostile.safetensors"
+    save_file(load_file(str(good)), str(bad), metadata={"latent_lab": HOSTILE_RECORDS[case](header)})
+    extra = ["--samples", "2"] if command == "eval" else []
+    code, _, err = run_main(capsys, command, bad, *extra)
+    assert_one_error_line(code, err)
+    assert "hostile.safetensors" in err and len(err) < 800
+
+
+def test_a_damaged_data_file_is_one_line_naming_it(fake_data_dir, tmp_path, capsys):
+    """An IDX header whose dimensions overflow used to end in 'cannot reshape array'."""
+    images = fake_data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    import gzip
+    raw = bytearray(gzip.decompress(images.read_bytes()))
+    raw[4:8] = (2**32 - 1).to_bytes(4, "big")
+    images.write_bytes(gzip.compress(bytes(raw)))
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--data-dir", fake_data_dir, "--out", tmp_path / "m")
+    assert_one_error_line(code, err)
+    assert "train-images-idx3-ubyte.gz" in err and "claims" in err
+    assert not (tmp_path / "m.safetensors").exists()

@@ -198,3 +198,107 @@ def test_random_quadrant_counts_are_drawn_per_example_and_seeded():
     counts = {int(v): int((hidden == v).sum()) for v in hidden.unique()}
     assert set(counts) == {48, 32, 16}               # 1, 2 and 3 visible quadrants all occur
     assert all(c > 60 for c in counts.values())
+
+
+# ----------------------------------------------------------------------------- headers checked before reading
+
+def _header(*dims: int, kind: int = 0x08) -> bytes:
+    return bytes([0, 0, kind, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+
+
+def _peak_bytes(fn) -> tuple[object, int]:
+    """(what fn returned or raised, the peak of Python-tracked memory while it ran)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        try:
+            out = fn()
+        except Exception as e:  # noqa: BLE001 - returned for the caller to check
+            out = e
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("dims, words", [
+    ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), "claims"),        # overflows any fixed-width product
+    ((2_000_000, 28, 28), "claims"),                          # 1.5 GB promised
+    ((20, 28, 29), "square"),
+    ((20, 28, 28, 1), "dimensions"),
+])
+def test_image_headers_that_overflow_or_disagree_are_refused_before_reading(gz, dims, words, tmp_path, idx_tools):
+    _, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5, gz=gz)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    promised = int(np.prod(dims, dtype=object))
+    raw = _header(*dims) + bytes(promised if promised < 100_000 else 20 * 28 * 28)
+    (folder / name).write_bytes(gzip.compress(raw) if gz else raw)
+    out, peak = _peak_bytes(lambda: load_dataset("mnist", "train", root=tmp_path, download=False))
+    assert isinstance(out, DatasetUnavailable), out
+    assert words in str(out) and name in str(out)
+    assert peak < 5_000_000
+
+
+def test_a_plain_file_shorter_than_its_header_promises_is_refused_by_its_size(tmp_path, idx_tools):
+    _, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5, gz=False)
+    (folder / "train-images-idx3-ubyte").write_bytes(_header(200_000, 28, 28) + bytes(100))  # 157 MB promised
+    out, peak = _peak_bytes(lambda: load_dataset("mnist", "train", root=tmp_path, download=False))
+    assert isinstance(out, DatasetUnavailable) and "promises 156,800,000 values" in str(out)
+    assert peak < 5_000_000                                     # refused before allocating the promise
+
+
+def test_a_small_gzip_promising_much_more_than_it_can_hold_is_refused_without_allocating(tmp_path, idx_tools):
+    _, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_header(200_000, 28, 28) + bytes(784)))
+    out, peak = _peak_bytes(lambda: load_dataset("mnist", "train", root=tmp_path, download=False))
+    assert isinstance(out, DatasetUnavailable) and "gzip file can hold" in str(out)
+    assert peak < 5_000_000
+
+
+def test_a_gzip_that_expands_past_its_header_stops_at_the_promised_size(tmp_path, idx_tools):
+    """20 images promised; the stream goes on for 1.5 GB of zeros (1,500 gzip members of 1 MB each,
+    which gzip reads as one stream). Reading stops just past the promise: little time, little memory."""
+    import time
+    _, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5)
+    member = gzip.compress(bytes(1 << 20))
+    with open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(gzip.compress(_header(20, 28, 28) + bytes(20 * 784)))
+        for _ in range(1500):
+            f.write(member)
+    t0 = time.perf_counter()
+    out, peak = _peak_bytes(lambda: load_dataset("mnist", "train", root=tmp_path, download=False))
+    assert isinstance(out, DatasetUnavailable) and "more than the 15,680 values" in str(out)
+    assert peak < 20_000_000 and time.perf_counter() - t0 < 10
+
+
+@pytest.mark.parametrize("bad_label", [10, 57, 255])
+def test_labels_out_of_range_for_the_class_count_are_refused_at_load(bad_label, tmp_path, idx_tools):
+    write_idx, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5)
+    labels = np.arange(5, dtype=np.uint8) % 10
+    labels[3] = bad_label
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DatasetUnavailable, match=f"label {bad_label} .first at row 3. is not one of the 10 classes"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)
+    assert len(load_dataset("mnist", "train", root=tmp_path, download=False)) == 20
+
+
+def test_a_label_file_with_image_dimensions_is_refused(tmp_path, idx_tools):
+    write_idx, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros((5, 2, 2), dtype=np.uint8))
+    with pytest.raises(DatasetUnavailable, match="has 3 dimensions in its header; this file should have 1"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)
+
+
+def test_a_file_replaced_after_loading_is_read_again(tmp_path, idx_tools):
+    write_idx, write_fake_mnist, _ = idx_tools
+    folder = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=5)
+    assert len(load_dataset("mnist", "test", root=tmp_path, download=False)) == 5
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.full(5, 99, dtype=np.uint8))
+    with pytest.raises(DatasetUnavailable, match="label 99"):
+        load_dataset("mnist", "test", root=tmp_path, download=False)

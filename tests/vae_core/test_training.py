@@ -211,3 +211,69 @@ def test_prepare_data_splits(fake_data_dir):
 
     lim = prepare_data(TrainConfig(train_limit=50, eval_limit=20), root=fake_data_dir)
     assert (len(lim.train), len(lim.eval)) == (50, 20)
+
+
+class BlowUpAtEpochEnd:
+    """Sets one weight to inf after the last optimiser step of `epoch` (counting from 0): the loss of every
+    step was finite, but the weights at the epoch's end are not (a huge learning rate that explodes late)."""
+
+    def __init__(self, model, epoch: int, value: float = float("inf")):
+        self.model, self.epoch, self.value = model, epoch, value
+
+    def on_step(self, info):
+        if info.epoch == self.epoch and info.step == info.steps_per_epoch - 1:
+            with torch.no_grad():
+                next(self.model.parameters()).view(-1)[0] = self.value
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_weights_that_blow_up_at_an_epoch_end_are_not_a_good_state(tiny_data, value):
+    model = build_model(ModelConfig(**TINY))
+    rec = Recorder(model)
+    result = fit(model, tiny_data, TrainConfig(epochs=4, batch_size=64), [rec, BlowUpAtEpochEnd(model, 1, value)])
+    assert result.status == "diverged" and not result.ok
+    assert "epoch 2" in result.message and "end of epoch 1" in result.message
+    assert result.epochs_completed == 1 and result.has_good_state
+    assert len(rec.snapshots) == 1 and same(state(model), rec.snapshots[0])   # back to epoch 1's weights
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_run_that_never_had_a_good_state_says_so(tiny_data):
+    model = build_model(ModelConfig(**TINY))
+    before = state(model)
+    result = fit(model, tiny_data, TrainConfig(epochs=3, batch_size=64), [BlowUpAtEpochEnd(model, 0)])
+    assert result.status == "diverged" and result.epochs_completed == 0
+    assert not result.has_good_state and "initial weights" in result.message
+    assert same(before, state(model))
+
+
+def test_keep_best_never_keeps_a_non_finite_epoch(tiny_data):
+    model = build_model(ModelConfig(**TINY))
+    data = TrainingData(tiny_data.subset(0, 200), tiny_data.subset(200))
+    result = fit(model, data, TrainConfig(epochs=3, batch_size=64, keep_best=True),
+                 [BlowUpAtEpochEnd(model, 2)])
+    assert result.status == "diverged" and result.has_good_state
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_stop_after_the_weights_blew_up_restores_and_reports_divergence(tiny_data):
+    class StopAfterBlowUp(BlowUpAtEpochEnd):
+        def on_step(self, info):  # mid-epoch this time: the next thing fit sees is the stop request
+            if info.epoch == self.epoch and info.step == 0:
+                with torch.no_grad():
+                    next(self.model.parameters()).view(-1)[0] = float("inf")
+
+        def should_stop(self):
+            return not all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+    model = build_model(ModelConfig(**TINY))
+    rec = Recorder(model)
+    result = fit(model, tiny_data, TrainConfig(epochs=4, batch_size=64), [rec, StopAfterBlowUp(model, 1)])
+    assert result.status == "diverged" and "stopped by request" in result.message
+    assert result.has_good_state and same(state(model), rec.snapshots[0])
+
+
+def test_completed_and_stopped_runs_have_a_good_state_but_an_untouched_model_does_not(tiny_data):
+    model = build_model(ModelConfig(**TINY))
+    assert fit(model, tiny_data, TrainConfig(epochs=1, batch_size=64)).has_good_state
+    assert fit(build_model(ModelConfig(**TINY)), tiny_data, TrainConfig(epochs=3), [StopAfter(2)]).has_good_state
+    assert not fit(build_model(ModelConfig(**TINY)), tiny_data, TrainConfig(epochs=3), [StopAfter(0)]).has_good_state
