@@ -20,6 +20,7 @@ PAGES = {
         st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
         st.Page("pages/decoder.py", title="Decoder", icon=":material/tune:"),
         st.Page("pages/compare.py", title="Compare CVAE vs GSNN", icon=":material/compare:"),
+        st.Page("pages/diagnose.py", title="Diagnose", icon=":material/troubleshoot:"),
     ],
 }
 

@@ -135,7 +135,8 @@ class Reporter:
     def on_epoch(self, info) -> None:
         self.flush()
         record = {"epoch": info.epoch, "train": dict(info.train),
-                  "eval": None if info.eval is None else dict(info.eval)}
+                  "eval": None if info.eval is None else dict(info.eval),
+                  **({"kl_per_dim": list(info.kl_per_dim)} if getattr(info, "kl_per_dim", None) else {})}
         self.epochs.append(record)
         self.emit("epoch", {"record": record, "eta": info.eta, "elapsed": info.elapsed,
                             "images_per_sec": info.images_per_sec})

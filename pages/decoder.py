@@ -5,7 +5,9 @@ the decoded digit shown large; for a 2-D latent, the decoded manifold grid with 
 (click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; and a
 canvas to draw a digit and see where the encoder puts it.
 
-Each section is a fragment: moving a slider reruns only the explorer, not the whole page.
+Each section is a fragment: moving a slider reruns only the explorer, not the whole page. The explorer
+decodes in the browser (ui/latent_pad.py: the digit follows the mouse, a release commits z here); with
+"Decode in the browser" off, or when the component cannot load, Streamlit sliders decode on the server.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import decoder_tools as dt
+from ui import latent_pad as lp
 from vae_core.data import class_names as class_names_of
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
@@ -41,6 +44,7 @@ path = record.path
 dataset_name = record.dataset
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
 st.sidebar.caption(cfg.describe())
+in_browser = lp.browser_toggle()
 dt.ensure_z(path, model)
 
 
@@ -62,6 +66,64 @@ def centre() -> None:
 @st.fragment(key="decoder_explorer")
 def explorer() -> None:
     label = class_picker("decoder_label", "Decode as class")
+    why_not = lp.unavailable(model) if in_browser else None
+    if in_browser and why_not is None:
+        browser_explorer(label)
+        return
+    if why_not:
+        st.caption(f"The sliders decode on the server here, because {why_not}.")
+    server_explorer(label)
+
+
+def latent_caption(z) -> str:
+    return "z = (" + ", ".join(f"{v:.2f}" for v in z[:6]) + (", …" if len(z) > 6 else "") + ")"
+
+
+def side_controls(label, *, numbers: bool) -> None:
+    """Exact numbers (when asked), the range note, Sample / Centre and the prior's caption."""
+    if numbers:
+        for i in range(cfg.latent_dim):
+            st.number_input(f"z{i + 1} exactly", -dt.NUMBER_LIMIT, dt.NUMBER_LIMIT, step=0.1, format="%.3f",
+                            key=dt.number_key(i), on_change=dt.on_number, args=(i,))
+    note = dt.range_note()
+    if note:
+        st.caption(note)
+    b1, b2 = st.columns(2)
+    b1.button("Sample", icon=":material/casino:", on_click=random_sample, width="stretch",
+              help="Draw z from the prior p(z|x) (N(0, I) for a plain VAE)")
+    b2.button("Centre", icon=":material/center_focus_strong:", on_click=centre, width="stretch",
+              help="Go to the prior's mean (the origin for a plain VAE)")
+    if cfg.condition == "label" and cfg.prior == "learned":
+        mu, std = dt.prior(model, label)
+        st.caption("The prior p(z | class " + class_names[label or 0] + ") has mean ("
+                   + ", ".join(f"{v:.2f}" for v in mu[:4]) + (", …" if len(mu) > 4 else "") + ") and sd ("
+                   + ", ".join(f"{v:.2f}" for v in std[:4]) + (", …" if len(std) > 4 else "") + ").")
+
+
+def browser_explorer(label) -> None:
+    """The digit decoded in the browser on every pointer move; a release commits z here (ui/latent_pad.py)."""
+    z = dt.current_z()
+    pad_col, side_col = st.columns([2.6, 1], gap="medium")
+    with pad_col:
+        grid = None
+        if cfg.latent_dim == 2:
+            png, z1, z2, _ = dt.grid_picture(path, label)
+            grid = {"png": png, "z1": z1, "z2": z2}
+        lp.decoder_pad(path, model, z=z, rev=st.session_state.get(dt.REV_KEY, 0),
+                       echo=st.session_state.get(dt.ECHO_KEY, False), label=label, value_range=dt.slider_range(),
+                       on_commit=dt.commit_from_browser, grid=grid)
+        if cfg.latent_dim != 2:
+            st.caption(f"The manifold pad needs a 2-D latent; this model has {cfg.latent_dim} dimensions.")
+    with side_col:
+        st.markdown(f"**Latent code z** ({cfg.latent_dim} dimensions)")
+        side_controls(label, numbers=True)
+        big = png_bytes(upscale(dt.decode(model, z, label), 10))
+        st.download_button("PNG", big, file_name="decoded.png", mime="image/png", icon=":material/download:",
+                           key="decoder_download", help="The decoded digit at " + latent_caption(z))
+
+
+def server_explorer(label) -> None:
+    """Streamlit sliders: the server decodes, and the picture follows when a slider is released."""
     clicked = dt.clicked_cell(st.session_state.get(f"decoder_grid_{st.session_state.get(dt.GRID_CLICKS_KEY, 0)}"))
     if clicked is not None and cfg.latent_dim == 2:  # a click on the grid: jump there, give the chart a fresh key
         dt.set_z(clicked)
@@ -74,8 +136,7 @@ def explorer() -> None:
     with image_col:
         st.markdown("**Decoded image**")
         big = png_bytes(upscale(digit, 10))
-        st.image(png_data_url(big), caption="z = (" + ", ".join(f"{v:.2f}" for v in z[:6])  # inline: no fetch
-                 + (", …" if len(z) > 6 else "") + ")")
+        st.image(png_data_url(big), caption=latent_caption(z))  # inline: no fetch
         st.download_button("PNG", big, file_name="decoded.png", mime="image/png",
                            icon=":material/download:", key="decoder_download")
 
@@ -88,16 +149,7 @@ def explorer() -> None:
                           on_change=dt.on_slider, args=(i,))
             number.number_input(f"z{i + 1} exactly", -dt.NUMBER_LIMIT, dt.NUMBER_LIMIT, step=0.1, format="%.3f",
                                 key=dt.number_key(i), on_change=dt.on_number, args=(i,), label_visibility="collapsed")
-        b1, b2 = st.columns(2)
-        b1.button("Sample", icon=":material/casino:", on_click=random_sample, width="stretch",
-                  help="Draw z from the prior p(z|x) (N(0, I) for a plain VAE)")
-        b2.button("Centre", icon=":material/center_focus_strong:", on_click=centre, width="stretch",
-                  help="Go to the prior's mean (the origin for a plain VAE)")
-        if cfg.condition == "label" and cfg.prior == "learned":
-            mu, std = dt.prior(model, label)
-            st.caption("The prior p(z | class " + class_names[label or 0] + ") has mean ("
-                       + ", ".join(f"{v:.2f}" for v in mu[:4]) + (", …" if len(mu) > 4 else "") + ") and sd ("
-                       + ", ".join(f"{v:.2f}" for v in std[:4]) + (", …" if len(std) > 4 else "") + ").")
+        side_controls(label, numbers=False)
 
     if cfg.latent_dim == 2:
         with grid_col:
@@ -175,8 +227,11 @@ interpolation()
 
 
 def send_to_sliders(mu) -> None:
+    """Move the explorer to the drawn digit's latent mean. A full rerun: rerunning only the two fragments
+    (st.rerun with their keys, from this callback) redrew the picture but left the number boxes and sliders
+    showing the old z in the browser (Streamlit 1.67), and the next key press jumped back."""
     dt.set_z(mu)
-    st.rerun(["decoder_explorer", "decoder_drawing"])
+    st.rerun()
 
 
 @st.fragment(key="decoder_drawing")

@@ -11,6 +11,7 @@ from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
 from ui.latent_map_tools import (decoded_background, map_unavailable_reason, no_map_message, pca_axes, point_details,
                                  selected_indices, test_latents)
+from ui import latent_pad as lp
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from vae_core.data import class_names as class_names_of
@@ -85,6 +86,7 @@ with st.sidebar:
             background_label = st.selectbox("Label for the decoded digits", range(cfg.num_classes),
                                             format_func=class_names.__getitem__, key="latent_background_label")
     marker_size = st.slider("Dot size", 2, 10, 4, key="latent_marker_size")
+    in_browser = lp.browser_toggle()
 
 # ---------------------------------------------------------------------------- the map
 labels = table.labels
@@ -97,6 +99,19 @@ if show_background:
                          sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
                          opacity=0.45, layer="below")
 
+def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
+    """The digit under the cursor, decoded in the browser as the mouse moves over a 2-D map (ui/latent_pad.py)."""
+    if cfg.latent_dim != 2 or not in_browser:
+        return
+    why_not = lp.unavailable(model)
+    if why_not:
+        st.caption(f"Hovering the map would show the digit under the cursor, but {why_not}.")
+        return
+    st.markdown("**Under the cursor**" + (" (decoded as every class)" if cfg.condition == "label" else ""))
+    lp.hover_decoder(str(record.path), model, chart_key=CHART_KEY,
+                     class_names=class_names if cfg.condition == "label" else None)
+
+
 map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
     event = st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -108,6 +123,7 @@ members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.an
 chosen = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
 
 with detail_col:
+    hover_digits(cfg, class_names, in_browser)
     if not chosen:
         st.markdown("**Nothing selected yet**")
         st.caption("Click a dot to see its digit, its reconstruction and its latent mean and spread; "

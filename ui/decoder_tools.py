@@ -29,6 +29,8 @@ Z_KEY = "decoder_z"                 # the current latent code (list of floats), 
 Z_OWNER_KEY = "decoder_z_model"     # which model (path, latent size) the code belongs to
 RANGE_KEY = "decoder_slider_range"  # [lo, hi] of the sliders for that model
 GRID_CLICKS_KEY = "decoder_grid_clicks"  # bumped after each click on the grid, to give the chart a fresh key
+REV_KEY = "decoder_z_rev"           # counts the server's writes of z (the browser adopts a new one)
+ECHO_KEY = "decoder_z_echo"         # True when the last write was the browser's own commit
 
 
 def decodable(config: ModelConfig) -> bool:
@@ -50,24 +52,54 @@ def current_z() -> np.ndarray:
     return np.asarray(st.session_state[Z_KEY], dtype=np.float32)
 
 
-def slider_range() -> tuple[float, float]:
+def model_range() -> tuple[float, float]:
+    """The sliders' span for this model (the prior's mean +- 3 sd, at least [-3, 3])."""
     lo, hi = st.session_state.get(RANGE_KEY, (-SLIDER_LIMIT, SLIDER_LIMIT))
     return float(lo), float(hi)
 
 
-def _on_slider_scale(v: float) -> float:
-    lo, hi = slider_range()
-    return round(float(np.clip(v, lo, hi)), 2)
+def widened_range(lo: float, hi: float, z) -> tuple[float, float]:
+    """[lo, hi] grown, in half units, until it holds every value of z: a typed 7.5 widens the sliders to
+    [.., 7.5] instead of pinning them at 3.00 while the picture shows 7.5."""
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    if z.size:
+        lo, hi = min(lo, float(np.floor(z.min() * 2) / 2)), max(hi, float(np.ceil(z.max() * 2) / 2))
+    return float(lo), float(hi)
 
 
-def set_z(z) -> None:
+def slider_range() -> tuple[float, float]:
+    """The sliders' span now: the model's, widened to hold the current z."""
+    return widened_range(*model_range(), st.session_state.get(Z_KEY, []))
+
+
+def range_note() -> str | None:
+    """One sentence when the sliders span more than the model's range (a typed value lies outside it)."""
+    (lo, hi), (mlo, mhi) = slider_range(), model_range()
+    if (lo, hi) == (mlo, mhi):
+        return None
+    z = st.session_state.get(Z_KEY, [])
+    outside = [f"z{i + 1} = {v:.2f}" for i, v in enumerate(z) if not mlo <= v <= mhi]
+    return (f"The sliders now span {lo:g} to {hi:g} (usually {mlo:g} to {mhi:g}) to hold "
+            + " and ".join(outside) + ".")
+
+
+def set_z(z, echo: bool = False) -> None:
     """Write a new latent code and every slider / number input that shows it (session state).
-    Call it from a callback, or before the widgets are drawn in this run."""
+    Call it from a callback, or before the widgets are drawn in this run. `echo`: the browser's own
+    commit (the in-browser decoder keeps its newer z rather than adopting this one)."""
     z = np.clip(np.asarray(z, dtype=np.float64).reshape(-1), -NUMBER_LIMIT, NUMBER_LIMIT)
     st.session_state[Z_KEY] = [round(float(v), 3) for v in z]
     for i, v in enumerate(st.session_state[Z_KEY]):
-        st.session_state[slider_key(i)] = _on_slider_scale(v)
+        st.session_state[slider_key(i)] = round(v, 2)   # the range widens to hold it (slider_range)
         st.session_state[number_key(i)] = v
+    st.session_state[REV_KEY] = st.session_state.get(REV_KEY, 0) + 1
+    st.session_state[ECHO_KEY] = echo
+
+
+def commit_from_browser(z: list[float]) -> None:
+    """The in-browser decoder released a z (callback): it becomes the page's z; the number boxes follow."""
+    if len(z) == len(st.session_state.get(Z_KEY, [])):
+        set_z(z, echo=True)
 
 
 def ensure_z(model_path: str, model) -> None:
@@ -95,11 +127,11 @@ def on_slider(i: int) -> None:
 
 
 def on_number(i: int) -> None:
-    """Callback of number input i: the slider follows (clipped to its range)."""
+    """Callback of number input i: the slider and the picture follow (the slider's range widens to hold it)."""
     v = st.session_state[number_key(i)]
-    v = 0.0 if v is None else float(v)
-    st.session_state[Z_KEY][i] = v
-    st.session_state[slider_key(i)] = _on_slider_scale(v)
+    z = list(st.session_state[Z_KEY])
+    z[i] = 0.0 if v is None else float(v)
+    set_z(z)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -246,7 +278,9 @@ def _grid_parts(png: bytes, z1: tuple, z2: tuple, cell: int, height: int) -> tup
                          sizing="stretch", layer="below")
     fig.add_trace(go.Scatter(
         x=(cols.ravel() + 0.5) * cell, y=(rows.ravel() + 0.5) * cell, mode="markers", name="cells",
-        customdata=np.stack([z1[cols.ravel()], z2[rows.ravel()]], axis=1).round(3),
+        # a nested list, not an array: Plotly sends arrays as typed arrays, and a clicked point's typed
+        # customdata came back as {"0": z1, "1": z2}, which clicked_cell read as data[0]: KeyError 0
+        customdata=np.stack([z1[cols.ravel()], z2[rows.ravel()]], axis=1).round(3).tolist(),
         marker=dict(size=max(6, int(0.8 * height / n)), symbol="square", color="rgba(0,0,0,0)"),
         selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
         hovertemplate="click to jump to z = (%{customdata[0]:.2f}, %{customdata[1]:.2f})<extra></extra>",
@@ -278,8 +312,13 @@ def clicked_cell(event) -> list[float] | None:
         return None
     for p in points or []:
         data = p.get("customdata") if isinstance(p, dict) else None
-        if data is not None and len(data) >= 2:
-            return [float(data[0]), float(data[1])]
+        if isinstance(data, dict):  # a typed array serialised as {"0": .., "1": ..}
+            data = [data.get("0", data.get(0)), data.get("1", data.get(1))]
+        try:
+            if data is not None and len(data) >= 2 and None not in data[:2]:
+                return [float(data[0]), float(data[1])]
+        except (TypeError, ValueError):
+            continue
     return None
 
 

@@ -13,7 +13,7 @@ from .config import CONDITIONS, DATASETS, PRIORS, ModelConfig, TrainConfig, vari
 from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_dataset, locate_dataset,
                    make_batch, quadrant_input, quadrant_mask)
 from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, interpolate,
-                         log_likelihood, manifold_grid, sample_diversity)
+                         log_likelihood, log_likelihood_per_example, manifold_grid, sample_diversity)
 from .models import VARIANTS, LatentModel, Variant, build_model
 from .record import CheckpointRecord, History, record_from_fit
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data

@@ -1,8 +1,9 @@
-"""Command line: python -m vae_core train | eval | info | classifier.
+"""Command line: python -m vae_core train | eval | info | diagnose | classifier.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
+    python -m vae_core diagnose checkpoints/cvae.safetensors --limit 1000 --json
 
 (docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
@@ -294,6 +295,72 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_diagnose(args) -> int:
+    from tqdm import tqdm
+
+    from .diagnostics import diagnose
+    if args.samples < 1:
+        raise ValueError(f"--samples must be at least 1; got {args.samples}")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be 0 (all) or a positive number of images; got {args.limit}")
+    model, record = load_checkpoint(args.checkpoint)
+    cfg = record.model_config
+    if args.quadrants and cfg.condition != "quadrants":
+        raise ValueError(f"--quadrants applies to quadrant models only; this one is {cfg.describe()}")
+    if args.quadrants not in (0, 1, 2, 3):
+        raise ValueError(f"--quadrants must be 1, 2 or 3; got {args.quadrants}")
+    dataset = record.dataset
+    test = load_dataset(dataset, "test", args.data_dir)
+    if args.limit:
+        test = test.subset(0, args.limit)
+    if len(test) < 2:
+        raise ValueError("diagnostics need at least two test images (--limit 2 or more)")
+    bar = tqdm(total=100, unit="%", file=sys.stderr, disable=args.quiet, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+
+    def progress(what: str, done: float) -> None:
+        bar.set_description_str(what, refresh=False)
+        bar.update(max(0, round(100 * done) - bar.n))
+    try:
+        report = diagnose(model, test, samples=args.samples, quadrants=args.quadrants or None,
+                          curve_images=min(args.curve_images, len(test)), progress=progress)
+    finally:
+        bar.close()
+    report = {"checkpoint": str(args.checkpoint), "dataset": dataset, **report}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_diagnosis(report)
+    return 0
+
+
+def _print_diagnosis(r: dict) -> None:
+    where = f" with {r['quadrants']} visible quadrants" if r.get("quadrants") else ""
+    print(f"{r['checkpoint']}: {r['model']} on the first {r['images']:,} {r['dataset']} test images{where}")
+    for note in r["notes"]:
+        print(f"  note: {note}")
+    if r["kl_per_dim"] is not None:
+        order = sorted(range(len(r["kl_per_dim"])), key=lambda d: -r["kl_per_dim"][d])
+        print(f"  KL per dimension (nats, largest first; total {r['kl']:.3f}):")
+        print("    " + "  ".join(f"z{d + 1} {r['kl_per_dim'][d]:.3f}" for d in order))
+    if r["active_units"] is not None:
+        inactive = [f"z{d + 1}" for d, v in enumerate(r["posterior_mean_variance"]) if v <= r["active_threshold"]]
+        print(f"  active units: {r['active_units']} of {r['latent_dim']} (variance over the data of the posterior "
+              f"mean > {r['active_threshold']:g})" + (f"; inactive: {', '.join(inactive)}" if inactive else ""))
+    stats = ("mean", "min", "q05", "q25", "median", "q75", "q95", "max")
+    print(f"  per example (nats; importance sampling with S = {r['samples']}):")
+    print("    " + f"{'':9s}" + "".join(f"{s:>9s}" for s in stats))
+    for term, q in r["per_example"].items():
+        print("    " + f"{term:9s}" + "".join(f"{q[s]:9.2f}" for s in stats))
+    curve = r["is_vs_samples"]
+    if curve is not None:
+        print(f"  importance-sampled NLL against S (mean over the first {curve['images']} images):")
+        print(f"    {'S':>6s} {'NLL':>9s} {'ESS':>8s} {'ESS/S':>6s}")
+        for s, nll, ess in zip(curve["samples"], curve["nll"], curve["ess"]):
+            print(f"    {s:6d} {nll:9.3f} {ess:8.1f} {ess / s:6.2f}")
+    return 0
+
+
 def cmd_classifier(args) -> int:
     from .classifier import accuracy, save_classifier, train_classifier
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)
@@ -336,6 +403,18 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=_int_in(0, 10**9), default=0,
                    help="evaluate on the first N test images (0: all)")
     e.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
+    d = sub.add_parser("diagnose", help="KL per latent dimension, active units, per-example losses, IS NLL against S")
+    d.add_argument("checkpoint", help="the checkpoint file")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.add_argument("--limit", type=_int_in(0, 10**9), default=0, help="use the first N test images (0: all)")
+    d.add_argument("--samples", type=_int_in(1, MAX_SAMPLES), default=100,
+                   help="S for the per-example importance-sampled NLL")
+    d.add_argument("--quadrants", type=_int_in(0, 3), default=0,
+                   help="visible quadrants for a quadrant model (default: the model's own, or 2 if it drew them)")
+    d.add_argument("--curve-images", type=_int_in(1, 10_000), default=20,
+                   help="images for the NLL-against-S curve (S up to 1,000)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint", help="the checkpoint file")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
@@ -365,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
-        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "classifier": cmd_classifier}
+        commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
+                    "classifier": cmd_classifier}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as e:
         print(f"error: {describe_error(e)}", file=sys.stderr)

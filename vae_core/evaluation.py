@@ -13,6 +13,7 @@ image (quadrant models: over the missing pixels only).
 from __future__ import annotations
 
 import math
+from typing import Callable
 from statistics import NormalDist
 
 import torch
@@ -22,8 +23,8 @@ from .losses import bernoulli_log_likelihood, gaussian_log_density
 from .training import evaluate_loss
 
 __all__ = [
-    "log_likelihood", "conditional_nll", "evaluate", "sample_diversity", "manifold_grid",
-    "interpolate", "encode_dataset", "evaluate_loss", "prior_quantiles", "checkpoint_metrics",
+    "log_likelihood", "log_likelihood_per_example", "conditional_nll", "evaluate", "sample_diversity",
+    "manifold_grid", "interpolate", "encode_dataset", "evaluate_loss", "prior_quantiles", "checkpoint_metrics",
 ]
 GRID_COVERAGE = 0.95  # manifold grids span the central 95 % of N(0, 1) along each axis
 
@@ -38,18 +39,26 @@ def prior_quantiles(n: int, coverage: float = GRID_COVERAGE) -> torch.Tensor:
 
 @torch.no_grad()
 def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int = 100,
-                   method: str = "is", chunk: int = 50) -> torch.Tensor:
-    """Per-example estimate of log p(y|x) in nats: [B]. method 'mc' (z from the prior) or 'is' (z from q)."""
+                   method: str = "is", chunk: int = 50, return_log_weights: bool = False) -> torch.Tensor:
+    """Per-example estimate of log p(y|x) in nats: [B]. method 'mc' (z from the prior) or 'is' (z from q).
+
+    return_log_weights=True returns the S log weights instead, [S, B] (log p(y|x,z_s) for 'mc', plus
+    log p(z_s|x) - log q(z_s|x,y) for 'is'): the estimate is their logsumexp over S minus log S. A baseline
+    model is deterministic: its S weights are all the exact log-likelihood.
+    """
     if method not in ("mc", "is"):
         raise ValueError(f"method must be 'mc' or 'is'; got {method!r}")
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1; got {samples}")
+    if isinstance(samples, float) and samples.is_integer():  # e.g. S as read back from a JSON record
+        samples = int(samples)
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a whole number of at least 1; got {samples}")
     y = model._flat(y)
     batch = y.shape[0]
     h = model.features(x, batch)
     mask = target_mask(x, y.shape[-1])
     if model.baseline_net is not None:  # deterministic: both estimators are exact
-        return bernoulli_log_likelihood(model.baseline_net(h), y, mask)
+        exact = bernoulli_log_likelihood(model.baseline_net(h), y, mask)
+        return exact.expand(samples, batch) if return_log_weights else exact
     mu_p, logvar_p = model.prior(h, batch)
     if method == "is":
         mu_q, logvar_q = model.recognition(h, y)
@@ -67,21 +76,35 @@ def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int 
             log_w = log_w + gaussian_log_density(z, mu_p, logvar_p) - gaussian_log_density(z, mu_q, logvar_q)
         parts.append(log_w)
     log_w = torch.cat(parts, dim=0)
+    if return_log_weights:
+        return log_w
     return torch.logsumexp(log_w, dim=0) - math.log(samples)
+
+
+@torch.no_grad()
+def log_likelihood_per_example(model, dataset: ImageDataset, samples: int = 100, method: str = "is",
+                               quadrants: int | None = None, batch_size: int = 500, seed: int = 0,
+                               on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """log p(y|x) of every image of a data set, in nats, on the CPU: [N] (fixed noise from `seed`).
+    on_batch(images done so far) is called after every batch (for a progress bar)."""
+    model.eval()
+    device = model.device
+    parts = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
+            parts.append(log_likelihood(model, y, x, samples, method).cpu())
+            if on_batch is not None:
+                on_batch(sum(len(p) for p in parts))
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 @torch.no_grad()
 def conditional_nll(model, dataset: ImageDataset, samples: int = 100, method: str = "is",
                     quadrants: int | None = None, batch_size: int = 500, seed: int = 0) -> float:
     """Mean negative (conditional) log-likelihood over a data set, nats per image."""
-    model.eval()
-    device = model.device
-    total = 0.0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
-            total += float(-log_likelihood(model, y, x, samples, method).sum())
-    return total / max(1, len(dataset))
+    ll = log_likelihood_per_example(model, dataset, samples, method, quadrants, batch_size, seed)
+    return float(-ll.double().sum()) / max(1, len(dataset))
 
 
 @torch.no_grad()

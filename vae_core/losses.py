@@ -41,14 +41,29 @@ def bernoulli_log_likelihood(logits: torch.Tensor, y: torch.Tensor, mask: torch.
 
 
 
+def gaussian_kl_per_dim(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+                        mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) for diagonal Gaussians, one value per dimension (the last)."""
+    return 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p)
+                  - 1.0)
+
+
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
                 mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
     """KL(N(mu_q, var_q) || N(mu_p, var_p)) for diagonal Gaussians, summed over the last dim."""
-    return 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p)
-                  - 1.0).sum(-1)
+    return gaussian_kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(-1)
 
 
-def _terms(recon: torch.Tensor, kl: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
+def _terms(recon: torch.Tensor, kl: torch.Tensor, beta: float, per_example: bool = False,
+           kl_per_dim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The named terms, averaged over the batch; per_example=True keeps one value per example ([B]) and
+    adds 'kl_per_dim' ([B, D], KL(q || p) per latent dimension, not weighted by the hybrid's alpha)
+    for the variants that have a KL term."""
+    if per_example:
+        out = {"loss": recon + beta * kl, "recon": recon, "kl": kl}
+        if kl_per_dim is not None:
+            out["kl_per_dim"] = kl_per_dim
+        return out
     recon, kl = recon.mean(), kl.mean()
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
@@ -58,7 +73,7 @@ def _recon(model, z: torch.Tensor, h, y: torch.Tensor, mask) -> torch.Tensor:
 
 
 def _cvae_and_gsnn_parts(model, y, x, need_cvae: bool, need_gsnn: bool):
-    """Per-example (recon_q, kl, recon_p), sharing one draw of noise eps."""
+    """Per-example (recon_q, kl per dimension [B, D], recon_p), sharing one draw of noise eps."""
     h = model.features(x, y.shape[0])
     mask = target_mask(x, y.shape[-1])
     mu_p, logvar_p = model.prior(h, y.shape[0])
@@ -68,34 +83,34 @@ def _cvae_and_gsnn_parts(model, y, x, need_cvae: bool, need_gsnn: bool):
         mu_q, logvar_q = model.recognition(h, y)
         z_q = mu_q + torch.exp(0.5 * logvar_q) * eps
         recon_q = _recon(model, z_q, h, y, mask)
-        kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
+        kl = gaussian_kl_per_dim(mu_q, logvar_q, mu_p, logvar_p)
     if need_gsnn:
         z_p = mu_p + torch.exp(0.5 * logvar_p) * eps
         recon_p = _recon(model, z_p, h, y, mask)
     return recon_q, kl, recon_p
 
 
-def elbo_objective(model, y, x, beta: float = 1.0) -> dict[str, torch.Tensor]:
+def elbo_objective(model, y, x, beta: float = 1.0, per_example: bool = False) -> dict[str, torch.Tensor]:
     """VAE and CVAE: the negative ELBO (with the KL weighted by beta)."""
     recon_q, kl, _ = _cvae_and_gsnn_parts(model, y, x, True, False)
-    return _terms(recon_q, kl, beta)
+    return _terms(recon_q, kl.sum(-1), beta, per_example, kl)
 
 
-def gsnn_objective(model, y, x, beta: float = 1.0) -> dict[str, torch.Tensor]:
+def gsnn_objective(model, y, x, beta: float = 1.0, per_example: bool = False) -> dict[str, torch.Tensor]:
     """GSNN: reconstruction with z drawn from the prior net, no KL term."""
     _, _, recon_p = _cvae_and_gsnn_parts(model, y, x, False, True)
-    return _terms(recon_p, torch.zeros_like(recon_p), beta)
+    return _terms(recon_p, torch.zeros_like(recon_p), beta, per_example)
 
 
-def hybrid_objective(model, y, x, beta: float = 1.0) -> dict[str, torch.Tensor]:
+def hybrid_objective(model, y, x, beta: float = 1.0, per_example: bool = False) -> dict[str, torch.Tensor]:
     """alpha * L_cvae + (1 - alpha) * L_gsnn, with recon and kl weighted the same way."""
     a = float(model.config.alpha)
     recon_q, kl, recon_p = _cvae_and_gsnn_parts(model, y, x, True, True)
-    return _terms(a * recon_q + (1 - a) * recon_p, a * kl, beta)
+    return _terms(a * recon_q + (1 - a) * recon_p, a * kl.sum(-1), beta, per_example, kl)
 
 
-def baseline_objective(model, y, x, beta: float = 1.0) -> dict[str, torch.Tensor]:
+def baseline_objective(model, y, x, beta: float = 1.0, per_example: bool = False) -> dict[str, torch.Tensor]:
     """The deterministic baseline: -log p(y | x) under its Bernoulli prediction."""
     h = model.features(x, y.shape[0])
     recon = -bernoulli_log_likelihood(model.baseline_net(h), y, target_mask(x, y.shape[-1]))
-    return _terms(recon, torch.zeros_like(recon), beta)
+    return _terms(recon, torch.zeros_like(recon), beta, per_example)

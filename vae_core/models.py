@@ -16,6 +16,7 @@ x is None (vae), int64 labels [B] (label condition), or float [B, P] with hidden
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,7 +38,7 @@ class Variant:
 
     title: str                       # short name for tables and pickers, e.g. "CVAE"
     description: str                 # one line for people, e.g. "conditional, z ~ q(z|x,y), KL to p(z|x)"
-    objective: Callable              # (model, y, x, beta) -> dict of named terms
+    objective: Callable              # (model, y, x, beta[, per_example=False]) -> dict of named terms
     nets: tuple[str, ...]            # which of prior / recognition / generation / baseline it builds
     conditional: bool = True         # needs a condition x (label or quadrants); False: condition must be none
     uses_kl: bool = True             # its loss has a KL term, so beta and KL warm-up apply
@@ -51,6 +52,12 @@ class Variant:
     def uses_prior(self) -> bool:
         """Has a prior network p(z|x) (learned, or a standard N(0, I) by ModelConfig.prior)."""
         return "prior" in self.nets
+
+    @property
+    def gives_per_example(self) -> bool:
+        """Its objective takes per_example=True and returns one value per example (the diagnostics need it;
+        an objective without it still trains and evaluates, from batch means)."""
+        return "per_example" in inspect.signature(self.objective).parameters
 
 
 VARIANTS: dict[str, Variant] = {
@@ -208,9 +215,19 @@ class LatentModel(nn.Module):
         mu, _ = self.recognition(h, y)
         return torch.sigmoid(self.generation_logits(mu, h))
 
-    def loss(self, y: torch.Tensor, x: torch.Tensor | None = None, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """The variant's training objective, averaged over the batch: {'loss', 'recon', 'kl'}."""
-        return VARIANTS[self.config.variant].objective(self, self._flat(y), x, beta)
+    def loss(self, y: torch.Tensor, x: torch.Tensor | None = None, beta: float = 1.0,
+             per_example: bool = False) -> dict[str, torch.Tensor]:
+        """The variant's training objective, averaged over the batch: {'loss', 'recon', 'kl'}.
+
+        per_example=True: one value per example instead ([B]), plus 'kl_per_dim' ([B, latent_dim],
+        KL(q || p) per dimension before the hybrid's alpha) for variants with a KL term."""
+        variant = VARIANTS[self.config.variant]
+        if not per_example:
+            return variant.objective(self, self._flat(y), x, beta)
+        if not variant.gives_per_example:
+            raise ValueError(f"the {variant.title} objective gives batch means only (it takes no per_example "
+                             "argument), so per-example terms are not available for this model")
+        return variant.objective(self, self._flat(y), x, beta, per_example=True)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -18,6 +18,7 @@ import torch
 
 from .config import TrainConfig
 from .data import ImageDataset, batches, load_dataset, make_batch
+from .models import VARIANTS
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class EpochInfo:
     elapsed: float
     eta: float
     is_best: bool
+    kl_per_dim: list[float] | None = None   # KL(q || p) of each latent dimension on the evaluation set
 
 
 @dataclass
@@ -134,25 +136,59 @@ def check_compatible(model, data: TrainingData) -> None:
 
 
 @torch.no_grad()
+def loss_terms_per_example(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                           quadrants: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The objective's terms for every image of a data set (one z sample per image, fixed noise), on the CPU:
+    {'loss', 'recon', 'kl'} as [N], plus 'kl_per_dim' [N, latent_dim] (KL(q || p) per latent dimension,
+    before the hybrid's alpha) for the variants with a KL term (vae, cvae, hybrid)."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    parts: dict[str, list[torch.Tensor]] = {}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
+            for k, v in model.loss(y, x, beta, per_example=True).items():
+                parts.setdefault(k, []).append(v.detach().cpu())
+    model.train(was_training)
+    if not parts:  # an empty data set
+        return {k: torch.zeros(0) for k in ("loss", "recon", "kl")}
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def evaluation_terms(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
+                     quadrants: int | None = None, seed: int = 0) -> tuple[dict[str, float], list[float] | None]:
+    """(evaluate_loss's terms, the mean KL(q || p) of each latent dimension or None for a variant without a
+    KL term). The list sums to 'kl' (for the hybrid, to kl / alpha: its objective weights the KL by alpha);
+    it costs nothing extra, since the objective computes the KL per dimension anyway."""
+    n = max(1, len(dataset))
+    if not VARIANTS[model.config.variant].gives_per_example:  # a registered objective giving batch means only
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        was_training = model.training
+        model.eval()
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for y, x, _ in batches(model.config, dataset, batch_size, model.device, quadrants, seed):
+                terms = model.loss(y, x, beta)
+                for k in sums:
+                    sums[k] += float(terms[k]) * y.shape[0]
+        model.train(was_training)
+        return {k: v / n for k, v in sums.items()}, None
+    terms = loss_terms_per_example(model, dataset, beta, batch_size, quadrants, seed)
+    means = {k: float(terms[k].double().sum()) / n for k in ("loss", "recon", "kl")}
+    per_dim = [float(v) / n for v in terms["kl_per_dim"].double().sum(0)] if "kl_per_dim" in terms else None
+    return means, per_dim
+
+
+@torch.no_grad()
 def evaluate_loss(model, dataset: ImageDataset, beta: float = 1.0, batch_size: int = 1000,
                   quadrants: int | None = None, seed: int = 0) -> dict[str, float]:
     """The objective on a whole data set (one z sample per image, fixed noise), averaged per image.
 
     With beta = 1 this is the negative ELBO for vae / cvae (recon + KL, nats per image).
     """
-    was_training = model.training
-    model.eval()
-    device = model.device
-    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for y, x, _ in batches(model.config, dataset, batch_size, device, quadrants, seed):
-            terms = model.loss(y, x, beta)
-            for k in sums:
-                sums[k] += float(terms[k]) * y.shape[0]
-    model.train(was_training)
-    n = max(1, len(dataset))
-    return {k: v / n for k, v in sums.items()}
+    return evaluation_terms(model, dataset, beta, batch_size, quadrants, seed)[0]
 
 
 def _state_copy(model) -> dict[str, torch.Tensor]:
@@ -278,17 +314,21 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
             return result()
         epochs_done = epoch + 1
         train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
-        eval_terms = evaluate_loss(model, data.eval, beta=1.0, seed=cfg.seed) if data.eval is not None else None
+        eval_terms, kl_per_dim = (evaluation_terms(model, data.eval, beta=1.0, seed=cfg.seed)
+                                  if data.eval is not None else (None, None))
         is_best = False
         if eval_terms is not None and math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < best_loss:
             best_loss, best_epoch, is_best = eval_terms["loss"], epoch, True
             if cfg.keep_best:
                 best_state = _state_copy(model)
         good_state = _state_copy(model)
-        history["epochs"].append({"epoch": epoch, "train": train_avg, "eval": eval_terms})
+        record = {"epoch": epoch, "train": train_avg, "eval": eval_terms}
+        if kl_per_dim is not None:  # for the Diagnose page's KL-per-dimension-over-epochs chart
+            record["kl_per_dim"] = kl_per_dim
+        history["epochs"].append(record)
         rate = seen / max(train_time, 1e-9)
         info = EpochInfo(epoch, cfg.epochs, train_avg, eval_terms, rate, train_time,
-                         (total_steps - global_step) * cfg.batch_size / rate, is_best)
+                         (total_steps - global_step) * cfg.batch_size / rate, is_best, kl_per_dim)
         for cb in callbacks:
             if hasattr(cb, "on_epoch"):
                 cb.on_epoch(info)

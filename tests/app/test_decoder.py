@@ -1,6 +1,12 @@
-"""The Decoder page (AppTest from app.py), and its helpers in ui/decoder_tools.py."""
+"""The Decoder page (AppTest from app.py), and its helpers in ui/decoder_tools.py.
+
+Most tests here drive the server-side sliders (the page's fallback, with "Decode in the browser" off): AppTest
+runs no JavaScript. The in-browser decoder's data (weights once, then the model key) is checked here too;
+its dragging, keys and pixels are checked in chromium (tests/e2e/test_browser_decoder.py).
+"""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -8,15 +14,25 @@ import pytest
 
 from apptest_helpers import BROKEN, errors_of, texts_of
 from ui import decoder_tools as dt
+from ui import latent_pad as lp
 
 PAGE = "pages/decoder.py"
 
 
-def open_decoder(app, model_dir, model: str):
+def open_decoder(app, model_dir, model: str, browser: bool = False):
+    """The Decoder on a fixture model; `browser=False` switches the in-browser decoder off (server sliders)."""
     app.session_state["model"] = str(model_dir / f"{model}.safetensors")
+    app.session_state[lp.TOGGLE_KEY] = browser
     app.switch_page(PAGE).run()
     assert not errors_of(app)
     return app
+
+
+def pad_data(at) -> dict:
+    """The data the page handed the in-browser decoder in the last run."""
+    pads = [e for e in at.get("bidi_component") if e.proto.component_name == lp.NAME]
+    assert len(pads) == 1, "one in-browser decoder on the page"
+    return json.loads(pads[0].proto.json)
 
 
 def decoded(at) -> tuple[str, str]:
@@ -50,14 +66,22 @@ def test_moving_a_slider_changes_the_decoded_image_and_the_number(app, model_dir
     assert at.number_input(key=dt.number_key(0)).value == pytest.approx(2.0)
 
 
-def test_an_exact_number_moves_the_slider_and_a_far_one_is_clipped_on_the_slider_only(app, model_dir):
+def test_an_exact_number_moves_the_slider_and_a_far_one_widens_its_range_with_a_note(app, model_dir):
     at = open_decoder(app, model_dir, "vae_2d")
     at.number_input(key=dt.number_key(1)).set_value(-1.25).run()
     assert at.slider(key=dt.slider_key(1)).value == pytest.approx(-1.25)
     assert decoded(at)[1] == "z = (0.00, -1.25)"
+    assert "The sliders now span" not in texts_of(at)
     at.number_input(key=dt.number_key(1)).set_value(7.5).run()
-    assert at.slider(key=dt.slider_key(1)).value == pytest.approx(3.0)
+    assert not errors_of(at)
+    slider = at.slider(key=dt.slider_key(1))
+    assert slider.value == pytest.approx(7.5)            # the slider shows what the picture shows
+    assert slider.max >= 7.5 and at.slider(key=dt.slider_key(0)).max == slider.max
     assert decoded(at)[1] == "z = (0.00, 7.50)"
+    assert "The sliders now span -3 to 7.5 (usually -3 to 3) to hold z2 = 7.50." in texts_of(at)
+    at.number_input(key=dt.number_key(1)).set_value(1.0).run()    # back inside: the usual range again
+    assert at.slider(key=dt.slider_key(1)).max == pytest.approx(3.0)
+    assert "The sliders now span" not in texts_of(at)
 
 
 def test_a_click_on_the_grid_jumps_to_that_cell(app, model_dir):
@@ -73,6 +97,19 @@ def test_a_click_on_the_grid_jumps_to_that_cell(app, model_dir):
     # the chart got a fresh key, so the old selection does not pull z back on the next slider move
     at.slider(key=dt.slider_key(0)).set_value(0.5).run()
     assert decoded(at)[1] == "z = (0.50, -0.60)"
+
+
+def test_a_click_whose_customdata_came_back_as_a_typed_array_still_jumps(app, model_dir):
+    """Chromium sent a clicked cell's customdata as {"0": z1, "1": z2} (a serialised typed array): the page
+    raised KeyError: 0. The grid now sends lists, and a dict is read too."""
+    at = open_decoder(app, model_dir, "vae_2d")
+    at.session_state["decoder_grid_0"] = {"selection": {"points": [{"customdata": {"0": -0.4, "1": 0.9}}],
+                                                        "point_indices": [3], "box": [], "lasso": []}}
+    at.run()
+    assert not errors_of(at)
+    assert decoded(at)[1] == "z = (-0.40, 0.90)"
+    assert [s.value for s in latent_sliders(at)] == [pytest.approx(-0.4), pytest.approx(0.9)]
+    assert [n.value for n in at.number_input if n.key.startswith("decoder_number_")] == [-0.4, 0.9]
 
 
 def test_random_sample_and_centre(app, model_dir):

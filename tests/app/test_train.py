@@ -5,6 +5,7 @@ import time
 import pytest
 
 from apptest_helpers import errors_of, texts_of
+from vae_core import read_record
 
 VIEW = "train_view"
 
@@ -81,7 +82,7 @@ def test_only_valid_conditions_are_offered(train):
     assert any(s.key == "train_alpha" for s in train.slider)
 
 
-def test_a_tiny_run_trains_in_a_worker_and_saves_into_the_picker(train):
+def test_a_tiny_run_trains_in_a_worker_and_saves_into_the_picker(train, runs):
     tiny_settings(train)
     train.button(key="train_start").click().run()
     job_id = train.session_state[VIEW]
@@ -109,6 +110,13 @@ def test_a_tiny_run_trains_in_a_worker_and_saves_into_the_picker(train):
     picker = train.sidebar.selectbox[0]
     assert any("class_demo" in o for o in picker.options)
     assert "class_demo" in picker.value
+
+    # the saved history carries the KL of each latent dimension per epoch (the Diagnose page draws it)
+    (saved,) = runs.glob("class_demo*.safetensors")
+    epochs = read_record(saved).history.epochs
+    assert len(epochs) == 1 and len(epochs[0].kl_per_dim) == read_record(saved).model_config.latent_dim
+    assert sum(epochs[0].kl_per_dim) == pytest.approx(epochs[0].eval["kl"], rel=1e-6)
+    assert len(snap.epoch_records[0]["kl_per_dim"]) == 2  # and so does the live record
 
 
 def test_stop_ends_a_run_within_a_second(train):

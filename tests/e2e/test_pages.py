@@ -14,7 +14,7 @@ from harness import exceptions_on, go_to, image_srcs, open_page, wait_idle
 pytestmark = pytest.mark.e2e
 
 PAGES = [("Home", "Latent Lab"), ("Train", "Train"), ("Latent map", "Latent map"), ("Decoder", "Decoder"),
-         ("Compare CVAE vs GSNN", "Compare CVAE vs GSNN")]
+         ("Compare CVAE vs GSNN", "Compare CVAE vs GSNN"), ("Diagnose", "Diagnose")]
 
 
 # points drawn by the Plotly chart under a selector, over all traces (_length: Plotly's decoded count;
@@ -175,20 +175,25 @@ def test_latent_map_click_shows_the_image(page, server):
 
 
 def test_decoder_slider_changes_the_image(page, server):
+    """The z1 control (decoded in the browser, ui/latent_pad.py): arrow keys redraw the digit, the release
+    commits z to the server's number box. The server-side sliders: tests/e2e/test_browser_decoder.py."""
     open_page(page, server.url)
     go_to(page, "Decoder")
-    image = page.locator("[data-testid='stImage'] img").first
-    image.wait_for()
+    digit = page.locator("canvas[aria-label='Decoded digit']")
+    digit.wait_for()
+    page.wait_for_function("() => document.querySelector('.lp-root').dataset.frames", timeout=60_000)
     wait_idle(page)
-    before = image.get_attribute("src")
+    before = digit.evaluate("c => c.toDataURL()")
     caption = page.get_by_text(re.compile(r"^z = \(")).first.inner_text()
-    slider = page.get_by_role("slider").first
-    slider.focus()
+    page.get_by_role("slider", name="z1").focus()
     for _ in range(30):
         page.keyboard.press("ArrowRight")
-    page.wait_for_function("(src) => { const img = document.querySelector(\"[data-testid='stImage'] img\");"
-                           " return img && img.src !== src && img.complete; }", arg=before)
+    page.wait_for_function("(src) => document.querySelector(\"canvas[aria-label='Decoded digit']\").toDataURL() !== src",
+                           arg=before)
     assert page.get_by_text(re.compile(r"^z = \(")).first.inner_text() != caption
+    page.wait_for_function("() => document.querySelector(\"input[aria-label='z1 exactly']\").value === '1.500'",
+                           timeout=30_000)
+    wait_idle(page)
     assert not exceptions_on(page)
 
 

@@ -74,10 +74,14 @@ def test_callbacks_receive_step_and_epoch_info(tiny_data):
         assert isinstance(e, EpochInfo) and e.epochs == 3
         assert set(e.train) == {"loss", "recon", "kl"} and set(e.eval) == {"loss", "recon", "kl"}
         assert all(math.isfinite(v) for v in e.eval.values())
+        # the KL of each latent dimension, recorded every epoch, adds up to the epoch's KL
+        assert len(e.kl_per_dim) == model.config.latent_dim
+        assert sum(e.kl_per_dim) == pytest.approx(e.eval["kl"], rel=1e-6)
     assert rec.epochs[0].is_best  # the first evaluation is always the best so far
 
     assert len(result.history["loss"]) == len(result.history["step"]) == 3 * steps_per_epoch
     assert [r["epoch"] for r in result.history["epochs"]] == [0, 1, 2]
+    assert [r["kl_per_dim"] for r in result.history["epochs"]] == [e.kl_per_dim for e in rec.epochs]
     assert result.history["epochs"][-1]["eval"] == rec.epochs[-1].eval
     assert result.images_per_sec > 0 and result.elapsed > 0
 
@@ -159,8 +163,8 @@ def test_nan_loss_restores_the_last_good_epoch(tiny_data, monkeypatch):
 
 def test_keep_best_restores_the_best_epoch(tiny_data, monkeypatch):
     scripted = iter([5.0, 3.0, 4.0, 6.0])
-    monkeypatch.setattr(training, "evaluate_loss",
-                        lambda *a, **k: {"loss": next(scripted), "recon": 1.0, "kl": 1.0})
+    monkeypatch.setattr(training, "evaluation_terms",
+                        lambda *a, **k: ({"loss": next(scripted), "recon": 1.0, "kl": 1.0}, None))
     data = TrainingData(tiny_data, tiny_data.subset(0, 10))
     model = build_model(ModelConfig(**TINY))
     rec = Recorder(model)
@@ -174,8 +178,8 @@ def test_keep_best_restores_the_best_epoch(tiny_data, monkeypatch):
 
 def test_without_keep_best_the_last_weights_stay(tiny_data, monkeypatch):
     scripted = iter([5.0, 3.0, 4.0])
-    monkeypatch.setattr(training, "evaluate_loss",
-                        lambda *a, **k: {"loss": next(scripted), "recon": 1.0, "kl": 1.0})
+    monkeypatch.setattr(training, "evaluation_terms",
+                        lambda *a, **k: ({"loss": next(scripted), "recon": 1.0, "kl": 1.0}, None))
     model = build_model(ModelConfig(**TINY))
     rec = Recorder(model)
     result = fit(model, TrainingData(tiny_data, tiny_data.subset(0, 10)), TrainConfig(epochs=3, batch_size=64),

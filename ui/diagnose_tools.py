@@ -1,0 +1,427 @@
+"""The Diagnose page's computations (cached per checkpoint file: path and mtime) and figures.
+
+The numbers come from vae_core.diagnostics; this module only caches them, cuts the slow ones into chunks so
+the page can show a progress bar the first time, and draws them. The checkpoint is read through its typed
+record (vae_core.record.CheckpointRecord).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from ui.cached_data import test_set
+from ui.model_catalogue import load_model
+from ui.plots import class_color
+from vae_core import CheckpointRecord, make_batch
+from vae_core.diagnostics import (ACTIVE_THRESHOLD, active_units, aggregate_density, conditional_gaussians,
+                                  importance_curve, per_example_terms, posterior_moments, sample_sizes)
+from vae_core.data import batches
+from vae_core.training import loss_terms_per_example
+
+CHUNK = 250          # images per cached piece of the per-example table (a progress bar step)
+CURVE_IMAGES = 50    # images of the NLL-against-S curve (the mean); the first few are drawn one by one
+CURVE_SHOWN = 5
+CURVE_MAX_S = 1000
+
+
+# ----------------------------------------------------------------------------- the checkpoint record
+FACTS = (("status", "status"), ("message", "message"), ("epochs_completed", "epochs completed"),
+         ("train_seconds", "train seconds"), ("wall_seconds", "wall seconds"), ("images_per_sec", "images per second"),
+         ("storage_dtype", "stored as"))
+
+
+def record_facts(record: CheckpointRecord) -> dict[str, object]:
+    """Status, epochs, times: whichever of these the record holds, in display order."""
+    return {label: getattr(record, name) for name, label in FACTS if getattr(record, name) not in (None, "")}
+
+
+def history_dict(record: CheckpointRecord) -> dict:
+    """The stored history as ui.plots.loss_curves takes it: per-step lists and per-epoch dicts."""
+    return record.history.to_dict()
+
+
+def mtime_of(path: str) -> int:
+    return Path(path).stat().st_mtime_ns
+
+
+# ----------------------------------------------------------------------------- cached computations
+@st.cache_data(show_spinner=False, max_entries=16)
+def collapse_stats(path: str, mtime_ns: int, images: int, quadrants: int | None, data_source: str) -> dict:
+    """KL per dimension, posterior moments, one sample of q and of p(z|x) per image, labels (no sampling-heavy
+    work: about a second for 1,000 images)."""
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(0, images)
+    cfg = model.config
+    out = {"labels": data.labels.numpy(), "kl_per_dim": None}
+    terms = loss_terms_per_example(model, data, quadrants=quadrants)
+    if "kl_per_dim" in terms:
+        out["kl_per_dim"] = terms["kl_per_dim"].double().mean(0).numpy()
+    if not cfg.has_latent:
+        return out
+    mu, logvar = posterior_moments(model, data, quadrants)
+    count, variance = active_units(mu)
+    gen = torch.Generator().manual_seed(0)
+    out.update(mu=mu.numpy(), logvar=logvar.numpy(), active=count, variance=variance.numpy(),
+               sample=(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)).numpy())
+    with torch.no_grad():  # the prior each image was encoded against, and one draw from it
+        mus_p, lvs_p = [], []
+        for y, x, _ in batches(cfg, data, 1000, model.device, quadrants):
+            m, lv = model.prior(model.features(x, y.shape[0]), y.shape[0])
+            mus_p.append(m.cpu())
+            lvs_p.append(lv.cpu())
+        mu_p, lv_p = torch.cat(mus_p), torch.cat(lvs_p)
+    out.update(prior_mu=mu_p.numpy(), prior_logvar=lv_p.numpy(),
+               prior_sample=(mu_p + torch.exp(0.5 * lv_p) * torch.randn(mu_p.shape, generator=gen)).numpy())
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _per_example_chunk(path: str, mtime_ns: int, start: int, stop: int, samples: int, quadrants: int | None,
+                       data_source: str) -> dict[str, np.ndarray]:
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(start, stop)
+    terms = per_example_terms(model, data, samples, quadrants, seed=start)
+    return {k: v.numpy() for k, v in terms.items() if k != "kl_per_dim"}
+
+
+_DONE: set[tuple] = set()  # keys whose chunks are all cached in this process: no progress bar needed
+
+
+def per_example_table(path: str, images: int, samples: int, quadrants: int | None, data_source: str,
+                      progress: Callable[[float], None] | None = None) -> pd.DataFrame:
+    """One row per test image: image #, label, recon, KL, -ELBO, NLL (IS), gap; computed CHUNK images at a
+    time (each piece cached by path and mtime), calling progress(fraction) as it goes."""
+    mtime = mtime_of(path)
+    key = (path, mtime, images, samples, quadrants, data_source)
+    report = progress if key not in _DONE else None
+    parts = []
+    for start in range(0, images, CHUNK):
+        parts.append(_per_example_chunk(path, mtime, start, min(images, start + CHUNK), samples, quadrants,
+                                        data_source))
+        if report:
+            report(min(1.0, (start + CHUNK) / images))
+    _DONE.add(key)
+    _, record = load_model(path)
+    labels = test_set(record.dataset).labels[:images].numpy()
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return pd.DataFrame({"image": np.arange(images), "label": labels, "recon": cols["recon"], "KL": cols["kl"],
+                         "−ELBO": cols["neg_elbo"], "NLL (IS)": cols["nll_is"], "gap": cols["gap"]})
+
+
+def per_example_done(path: str, images: int, samples: int, quadrants: int | None, data_source: str) -> bool:
+    return (path, mtime_of(path), images, samples, quadrants, data_source) in _DONE
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def likelihood_curve(path: str, mtime_ns: int, quadrants: int | None, data_source: str) -> dict:
+    """The IS NLL and ESS against S (1 to 1,000) for the first CURVE_IMAGES test images."""
+    model, record = load_model(path)
+    data = test_set(record.dataset).subset(0, CURVE_IMAGES)
+    y, x = make_batch(model.config, data.images.to(model.device), data.labels.to(model.device), quadrants=quadrants)
+    return importance_curve(model, y, x, sample_sizes(CURVE_MAX_S))
+
+
+@torch.no_grad()
+def reconstructions(model, images_uint8: torch.Tensor, labels: torch.Tensor, quadrants: int | None) -> np.ndarray:
+    """[B, H, W] in [0, 1]: the model's reconstruction; for a quadrant model the visible pixels are the input's
+    and the hidden ones the model's prediction (its mean under the recognition mean)."""
+    cfg = model.config
+    y, x = make_batch(cfg, images_uint8.to(model.device), labels.to(model.device), quadrants=quadrants)
+    pred = model.reconstruct(y, x)
+    if cfg.condition == "quadrants":
+        pred = torch.where(x == -1, pred, y)
+    return pred.reshape(-1, cfg.image_size, cfg.image_size).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- figures
+def _layout(fig: go.Figure, height: int = 320, **kw) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white", **kw)
+    fig.update_xaxes(showgrid=True, gridcolor="#eee")
+    fig.update_yaxes(showgrid=True, gridcolor="#eee")
+    return fig
+
+
+def kl_bars(kl: np.ndarray, variance: np.ndarray | None) -> go.Figure:
+    """KL per latent dimension, largest first; inactive units (posterior-mean variance <= 0.01) in grey."""
+    order = np.argsort(-kl, kind="stable")
+    names = [f"z{d + 1}" for d in order]
+    active = np.ones(len(kl), bool) if variance is None else variance > ACTIVE_THRESHOLD
+    colors = ["#4C78A8" if active[d] else "#BAB0AC" for d in order]
+    fig = go.Figure(go.Bar(x=names, y=kl[order], marker_color=colors,
+                           customdata=np.stack([variance[order] if variance is not None else kl[order] * 0], -1),
+                           hovertemplate="%{x}: KL %{y:.3f} nats<br>variance of the mean %{customdata[0]:.3g}"
+                                         "<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="latent dimension (sorted by KL)")
+    fig.update_yaxes(title_text="KL (nats)", rangemode="tozero")
+    return _layout(fig)
+
+
+def kl_over_epochs(record: CheckpointRecord) -> go.Figure | None:
+    """KL per dimension at the end of every epoch (from the history), or None when it was not recorded."""
+    points = [(e.epoch + 1, list(e.kl_per_dim)) for e in record.history.epochs if e.kl_per_dim]
+    if not points:
+        return None
+    epochs = [p[0] for p in points]
+    values = np.asarray([p[1] for p in points], dtype=float)   # [E, D]
+    fig = go.Figure()
+    for d in np.argsort(-values[-1]):
+        fig.add_trace(go.Scatter(x=epochs, y=values[:, d], mode="lines+markers", name=f"z{d + 1}",
+                                 hovertemplate=f"z{d + 1}, epoch %{{x}}: %{{y:.3f}} nats<extra></extra>"))
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None)
+    fig.update_yaxes(title_text="KL (nats)", rangemode="tozero")
+    return _layout(fig, legend_title_text="dimension")
+
+
+def _grid(lo: np.ndarray, hi: np.ndarray, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, np.stack([gx.ravel(), gy.ravel()], -1)
+
+
+def aggregate_2d(points: np.ndarray, mu: np.ndarray, logvar: np.ndarray, prior_mu: np.ndarray,
+                 prior_logvar: np.ndarray, title: str, n: int = 70) -> tuple[go.Figure, int]:
+    """Density of `points` (means or samples) against the prior's contours, with holes marked: places where the
+    prior has mass (density above its 2-sigma level) but the aggregate posterior q(z) has under a tenth of it.
+    The prior is the mixture of the p(z|x) of the images (N(0, I) for a vae). Returns (figure, holes)."""
+    both = np.concatenate([points, prior_mu])
+    lo = np.minimum(np.percentile(points, 0.5, axis=0), -3.2)
+    hi = np.maximum(np.percentile(points, 99.5, axis=0), 3.2)
+    lo, hi = np.minimum(lo, both.min(0)), np.maximum(hi, both.max(0))
+    lo, hi = np.maximum(lo, -8), np.minimum(hi, 8)
+    xs, ys, pts = _grid(lo, hi, n)
+    uniq_mu, idx = np.unique(np.round(prior_mu, 5), axis=0, return_index=True)
+    p = aggregate_density(torch.from_numpy(prior_mu[idx] if len(uniq_mu) < 64 else prior_mu[:500]),
+                          torch.from_numpy(prior_logvar[idx] if len(uniq_mu) < 64 else prior_logvar[:500]),
+                          torch.from_numpy(pts)).numpy()
+    # q(z) from a finite sample is a sum of narrow bumps with gaps between them; widen each by a kernel
+    # density bandwidth (Scott's rule in 2-D) so a hole means "no data around here", not "between two images"
+    n_pts = min(len(mu), 2000)
+    bandwidth = np.std(mu[:n_pts], axis=0) * n_pts ** (-1 / 6)
+    wide = np.log(np.exp(logvar[:n_pts]) + bandwidth ** 2)
+    q = aggregate_density(torch.from_numpy(mu[:n_pts]), torch.from_numpy(wide), torch.from_numpy(pts)).numpy()
+    level = p.max() * math.exp(-2.0)            # the 2-sigma contour of a single Gaussian
+    holes = (p >= level) & (q < 0.1 * p)
+    fig = go.Figure()
+    fig.add_trace(go.Histogram2dContour(x=points[:, 0], y=points[:, 1], colorscale="Blues", showscale=False,
+                                        ncontours=12, contours=dict(coloring="fill", showlines=False),
+                                        name="data", hoverinfo="skip"))
+    for r in (1, 2, 3):  # where a single Gaussian's density is at r standard deviations
+        lv = p.max() * math.exp(-r * r / 2)
+        fig.add_trace(go.Contour(x=xs, y=ys, z=p.reshape(n, n), showscale=False, name=f"prior, {r} σ",
+                                 contours=dict(coloring="none", start=lv, end=lv, size=1.0),
+                                 line=dict(color="#E45756", width=2, dash="solid" if r == 1 else "dot"),
+                                 hoverinfo="skip"))
+    if holes.any():
+        fig.add_trace(go.Scatter(x=pts[holes, 0], y=pts[holes, 1], mode="markers", name="hole",
+                                 marker=dict(symbol="x", size=6, color="#E45756"),
+                                 hovertemplate="hole: the prior has mass here, the data almost none<extra></extra>"))
+    fig.update_layout(title=dict(text=title, x=0.02, font=dict(size=14)))
+    fig.update_xaxes(title_text="z₁", range=[lo[0], hi[0]])
+    fig.update_yaxes(title_text="z₂", range=[lo[1], hi[1]], scaleanchor="x")
+    return _layout(fig, height=440, showlegend=False), int(holes.sum())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def aggregate_figures(path: str, mtime_ns: int, images: int, quadrants: int | None, data_source: str,
+                      label: int | None) -> tuple[go.Figure, go.Figure, int] | None:
+    """The two maps of a 2-D latent (test means; one sample per image) against the prior, and the number of
+    holes, for all images or those of one label; cached (the densities take a few seconds)."""
+    s = collapse_stats(path, mtime_ns, images, quadrants, data_source)
+    keep = np.ones(len(s["mu"]), bool) if label is None else s["labels"] == label
+    if keep.sum() < 2:
+        return None
+    args = (s["mu"][keep], s["logvar"][keep], s["prior_mu"][keep], s["prior_logvar"][keep])
+    means, holes = aggregate_2d(s["mu"][keep], *args, "test means")
+    samples, _ = aggregate_2d(s["sample"][keep], *args, "one sample z ~ q per image")
+    return means, samples, holes
+
+
+def marginal_histograms(sample: np.ndarray, prior_sample: np.ndarray, kl: np.ndarray | None,
+                        limit: int = 12) -> go.Figure:
+    """For a latent of more than two dimensions: per dimension (the `limit` with the most KL), the histogram of
+    one q(z|x,y) sample per image against one p(z|x) sample per image and the N(0, 1) density."""
+    from plotly.subplots import make_subplots
+    dims = np.argsort(-kl)[:limit] if kl is not None else np.arange(min(limit, sample.shape[1]))
+    cols = 4
+    rows = math.ceil(len(dims) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"z{d + 1}" for d in dims],
+                        vertical_spacing=0.12, horizontal_spacing=0.05)
+    t = np.linspace(-4, 4, 101)
+    pdf = np.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    for i, d in enumerate(dims):
+        r, c = divmod(i, cols)
+        first = i == 0
+        fig.add_trace(go.Histogram(x=sample[:, d], histnorm="probability density", nbinsx=40, marker_color="#4C78A8",
+                                   opacity=0.7, name="q(z|x,y), one sample per image", legendgroup="q",
+                                   showlegend=first), row=r + 1, col=c + 1)
+        fig.add_trace(go.Histogram(x=prior_sample[:, d], histnorm="probability density", nbinsx=40,
+                                   marker_color="#F58518", opacity=0.45, name="p(z|x), one sample per image",
+                                   legendgroup="p", showlegend=first), row=r + 1, col=c + 1)
+        fig.add_trace(go.Scatter(x=t, y=pdf, mode="lines", line=dict(color="#222", width=1.5, dash="dot"),
+                                 name="N(0, 1)", legendgroup="n", showlegend=first, hoverinfo="skip"),
+                      row=r + 1, col=c + 1)
+    fig.update_layout(barmode="overlay", legend=dict(orientation="h", y=-0.08))
+    return _layout(fig, height=200 * rows + 60)
+
+
+def likelihood_figure(curve: dict, shown: int = CURVE_SHOWN) -> go.Figure:
+    """Left: the IS NLL against S for a few images (thin) and the mean over all (bold), relative to the estimate
+    at the largest S so images of different difficulty share an axis. Right: ESS against S, with ESS = S."""
+    from plotly.subplots import make_subplots
+    s, nll, ess = curve["samples"], curve["nll"], curve["ess"]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=["NLL(S) − NLL(1,000), nats", "effective sample size of the weights"])
+    rel = nll - nll[-1:]
+    for i in range(min(shown, nll.shape[1])):
+        color = ("#B279A2", "#72B7B2", "#F58518", "#54A24B", "#9D755D")[i % 5]
+        fig.add_trace(go.Scatter(x=s, y=rel[:, i], mode="lines", line=dict(width=1, color=color),
+                                 name=f"test image #{i}", legendgroup=str(i)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=s, y=ess[:, i], mode="lines", line=dict(width=1, color=color),
+                                 name=f"test image #{i}", legendgroup=str(i), showlegend=False), row=1, col=2)
+    fig.add_trace(go.Scatter(x=s, y=rel.mean(1), mode="lines+markers", line=dict(width=3, color="#4C78A8"),
+                             name=f"mean of {nll.shape[1]} images", legendgroup="mean"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=s, y=ess.mean(1), mode="lines+markers", line=dict(width=3, color="#4C78A8"),
+                             name="mean", legendgroup="mean", showlegend=False), row=1, col=2)
+    fig.add_trace(go.Scatter(x=s, y=s, mode="lines", line=dict(color="#999", dash="dot"), name="ESS = S"),
+                  row=1, col=2)
+    fig.update_xaxes(type="log", title_text="samples S")
+    fig.update_yaxes(type="log", row=1, col=2)
+    return _layout(fig, height=360, legend=dict(orientation="h", y=-0.25))
+
+
+def _ellipse(mu, std, k: float, n: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0, 2 * np.pi, n)
+    return mu[0] + k * std[0] * np.cos(t), mu[1] + k * std[1] * np.sin(t)
+
+
+def ellipses_figure(g: dict, dims: tuple[int, int], others: np.ndarray | None = None) -> go.Figure:
+    """p(z|x) and q(z|x,y) of one example as 1- and 2-sigma ellipses on two latent dimensions."""
+    d = list(dims)
+    fig = go.Figure()
+    if others is not None and len(others):
+        fig.add_trace(go.Scattergl(x=others[:, d[0]], y=others[:, d[1]], mode="markers", name="q means of other images with this x",
+                                   marker=dict(size=4, color="#BAB0AC", opacity=0.6), hoverinfo="skip"))
+    for key, name, color in (("prior", "p(z|x): the prior given x", "#E45756"), ("q", "q(z|x,y): the posterior", "#4C78A8")):
+        mu, std = g[f"{key}_mu"][d], g[f"{key}_std"][d]
+        for k, dash in ((1, "solid"), (2, "dot")):
+            ex, ey = _ellipse(mu, std, k)
+            fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=color, dash=dash, width=2),
+                                     name=f"{name} ({k}σ)", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", marker=dict(color=color, size=10),
+                                 name=f"mean of {key if key == 'q' else 'p'}", showlegend=False,
+                                 hovertemplate=f"{key}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    fig.update_xaxes(title_text=f"z{d[0] + 1}")
+    fig.update_yaxes(title_text=f"z{d[1] + 1}", scaleanchor="x")
+    return _layout(fig, height=460, legend=dict(orientation="h", y=-0.2))
+
+
+# ----------------------------------------------------------------------------- tables
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (list, tuple)) and v and not isinstance(v[0], (int, float, str)):
+            continue
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def config_rows(record: CheckpointRecord) -> pd.DataFrame:
+    """Every setting of the model and of its training, one row each (strings, so the column type is one)."""
+    rows = [("model", k, _cell(v)) for k, v in record.model_config.to_dict().items()]
+    train = record.train_config.to_dict() if record.train_config is not None else {}
+    rows += [("training", k, _cell(v)) for k, v in train.items()]
+    if "dataset" not in train:
+        rows.append(("data", "dataset", record.dataset))
+    return pd.DataFrame(rows, columns=["part", "setting", "value"])
+
+
+def metrics_rows(record: CheckpointRecord) -> pd.DataFrame:
+    flat = flatten(record.metrics)
+    return pd.DataFrame({"metric": list(flat), "value": [_cell(v) for v in flat.values()]})
+
+
+def compare_rows(a: CheckpointRecord, b: CheckpointRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics side by side with B − A, settings that differ), for two checkpoints."""
+    ma, mb = flatten(a.metrics), flatten(b.metrics)
+    keys = list(dict.fromkeys([*ma, *mb]))
+    rows = []
+    for k in keys:
+        va, vb = ma.get(k), mb.get(k)
+        diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+        rows.append({"metric": k, "A": va if isinstance(va, (int, float)) else None,
+                     "B": vb if isinstance(vb, (int, float)) else None, "B − A": diff})
+    metrics = pd.DataFrame(rows, columns=["metric", "A", "B", "B − A"])
+    ca = {(r.part, r.setting): r.value for r in config_rows(a).itertuples()}
+    cb = {(r.part, r.setting): r.value for r in config_rows(b).itertuples()}
+    diff = [{"part": p, "setting": s, "A": ca.get((p, s), "—"), "B": cb.get((p, s), "—")}
+            for (p, s) in dict.fromkeys([*ca, *cb]) if ca.get((p, s)) != cb.get((p, s))]
+    return metrics, pd.DataFrame(diff, columns=["part", "setting", "A", "B"])
+
+
+@torch.no_grad()
+def decode_same_z(model_a, model_b, n: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The same latent codes z ~ N(0, I) decoded by both models ([n, H, W] each) and what was given as x:
+    label models get the labels 0..n-1 (both the same), unconditional ones nothing."""
+    cfg = model_a.config
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, cfg.latent_dim, generator=gen)
+    x, given = None, "z ~ N(0, I)"
+    if cfg.condition == "label":
+        x = torch.arange(n) % cfg.num_classes
+        given = "z ~ N(0, I), labels 0, 1, 2, …"
+    size = cfg.image_size
+    a = model_a.decode(z, x).reshape(n, size, size).cpu().numpy()
+    b = model_b.decode(z, x).reshape(n, size, size).cpu().numpy()
+    return a, b, given
+
+
+def same_z_reason(a, b) -> str | None:
+    """Why two models cannot decode the same z, or None when they can."""
+    if not (a.has_latent and b.has_latent):
+        return "A baseline has no latent code, so there is no common z to decode; the metrics and settings are below."
+    if a.condition == "quadrants" or b.condition == "quadrants":
+        return ("Quadrant models decode z together with a partly hidden image; decoding the same z needs a shared "
+                "input, so only the metrics and settings are compared here.")
+    if (a.latent_dim, a.condition, a.image_size) != (b.latent_dim, b.condition, b.image_size):
+        return (f"The two models do not share a latent space shape (A: {a.describe()}, B: {b.describe()}), so the "
+                "same z cannot go into both; the metrics and settings are below.")
+    return None
+
+
+def conditional_view_reason(config) -> str | None:
+    if not config.has_latent:
+        return "A baseline model has no latent code, so there is no p(z|x) or q(z|x,y) to draw."
+    if config.condition == "none":
+        return ("A VAE has no condition x: its prior is N(0, I) for every image (the aggregate-posterior view "
+                "compares q with it). Pick a CVAE or hybrid to see p(z|x) against q(z|x,y).")
+    if config.variant == "gsnn":
+        return ("A GSNN's recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide and "
+                "their KL is zero. Pick a CVAE or hybrid.")
+    if config.prior == "standard":
+        return "This model's prior is N(0, I) whatever x is; the view compares a learned p(z|x) with q(z|x,y)."
+    return None
+
+
+def example_gaussians(model, image_uint8: torch.Tensor, label: int, quadrants: int | None) -> dict:
+    cfg = model.config
+    y, x = make_batch(cfg, image_uint8.reshape(1, *image_uint8.shape).to(model.device),
+                      torch.tensor([label], device=model.device), quadrants=quadrants)
+    return conditional_gaussians(model, y, x)

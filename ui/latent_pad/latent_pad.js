@@ -1,0 +1,376 @@
+// Latent Lab: decode in the browser (a Streamlit components v2 module; see ui/latent_pad.py).
+//
+// The decoder's weights arrive once per model and session (`data.weights`, base64 float32 or float16) and
+// are kept in a page-wide cache keyed by model, so later reruns send only the key. Three modes:
+//   pad     a 2-D latent: drag a point over the manifold picture, plus sliders z1, z2
+//   sliders a latent of more dimensions: one slider per dimension
+//   hover   beside a Plotly latent map: the digit under the cursor
+// The digit redraws on every pointer move (coalesced to animation frames); releasing a pointer or a key
+// commits z to the server with setTriggerValue("commit", {z}).
+
+const CACHE = (globalThis.__latentLabDecoders ??= new Map());    // model key -> decoder
+const PICTURES = (globalThis.__latentLabPictures ??= new Map()); // picture key -> data URL
+const STEP = 0.05, BIG_STEP = 0.5;                                // arrow keys; with Shift or PageUp/Down
+
+// ------------------------------------------------------------------------------------------- the decoder
+
+function base64Bytes(b64) {
+  const s = atob(b64), out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  if (exp === 0) return sign * Math.pow(2, -14) * (frac / 1024);
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * Math.pow(2, exp - 15) * (1 + frac / 1024);
+}
+
+function floats(b64, dtype) {
+  const bytes = base64Bytes(b64);
+  if (dtype === "float32") return new Float32Array(bytes.buffer);
+  const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length);
+  for (let i = 0; i < half.length; i++) out[i] = halfToFloat(half[i]);
+  return out;
+}
+
+function buildDecoder(w) {
+  const layers = w.layers.map(l => ({
+    W: floats(l.w, w.dtype), b: floats(l.b, w.dtype), out: l.shape[0], in: l.shape[1], relu: l.act === "relu",
+  }));
+  return { layers, xDim: w.x_dim, latentDim: w.latent_dim, size: w.image_size, dtype: w.dtype,
+           buffers: [new Float64Array(layers[0].in), ...layers.map(l => new Float64Array(l.out))] };
+}
+
+// p(y|x,z): the generation net on (one-hot label, z), as LatentModel.generation_logits concatenates them,
+// then a sigmoid. Returns pixel probabilities (Float64Array, reused between calls: copy to keep).
+function decode(dec, z, label) {
+  const x = dec.buffers[0];
+  x.fill(0);
+  if (dec.xDim) x[label ?? 0] = 1;
+  for (let j = 0; j < dec.latentDim; j++) x[dec.xDim + j] = z[j];
+  dec.layers.forEach((l, k) => {
+    const inp = dec.buffers[k], out = dec.buffers[k + 1], W = l.W, n = l.in;
+    for (let o = 0; o < l.out; o++) {
+      let s = l.b[o];
+      const row = o * n;
+      for (let i = 0; i < n; i++) s += W[row + i] * inp[i];
+      out[o] = l.relu && s < 0 ? 0 : s;
+    }
+  });
+  const y = dec.buffers[dec.buffers.length - 1];
+  for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]));
+  return y;
+}
+
+// Test hooks: window.__latentLab.decode(key, z, label) -> plain array of probabilities; load(key, weights)
+// installs weights given as Python's ui.latent_pad.decoder_payload builds them.
+globalThis.__latentLab = {
+  models: () => [...CACHE.keys()],
+  decode: (key, z, label) => Array.from(decode(CACHE.get(key), z, label)),
+  load: (key, weights) => { CACHE.set(key, buildDecoder(weights)); },
+};
+
+// ------------------------------------------------------------------------------------------- drawing
+
+function drawDigit(canvas, probs, size) {
+  const small = canvas.__small ??= document.createElement("canvas");
+  small.width = small.height = size;
+  const ctx = small.getContext("2d"), img = ctx.createImageData(size, size);
+  for (let i = 0; i < size * size; i++) {
+    const v = Math.floor(Math.min(1, Math.max(0, probs[i])) * 255 + 0.5);
+    img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
+    img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  const big = canvas.getContext("2d");
+  big.imageSmoothingEnabled = false;
+  big.drawImage(small, 0, 0, canvas.width, canvas.height);
+}
+
+const fmt = v => (Math.abs(v) < 0.005 ? 0 : v).toFixed(2);
+const zText = z => "z = (" + z.slice(0, 6).map(fmt).join(", ") + (z.length > 6 ? ", …" : "") + ")";
+
+// A grid axis: cell centres at coords (quantile-spaced), extrapolated linearly past the ends.
+function cellToZ(u, c) {
+  const n = c.length;
+  if (u <= 0) return c[0] + u * (c[1] - c[0]);
+  if (u >= n - 1) return c[n - 1] + (u - n + 1) * (c[n - 1] - c[n - 2]);
+  const i = Math.floor(u), t = u - i;
+  return c[i] + t * (c[i + 1] - c[i]);
+}
+
+function zToCell(v, c) {
+  const n = c.length;
+  if (c[0] > c[n - 1]) return n - 1 - zToCell(v, [...c].reverse());
+  if (v < c[0]) return (v - c[0]) / (c[1] - c[0]);
+  if (v > c[n - 1]) return n - 1 + (v - c[n - 1]) / (c[n - 1] - c[n - 2]);
+  let i = 0;
+  while (i < n - 2 && v > c[i + 1]) i++;
+  return i + (v - c[i]) / (c[i + 1] - c[i]);
+}
+
+const round3 = v => Math.round(v * 1000) / 1000;
+
+// ------------------------------------------------------------------------------------------- the widget
+
+function el(tag, attrs = {}, parent = null) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+  }
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+class Explorer {
+  constructor(root) {
+    this.root = root;
+    this.z = null; this.rev = null; this.model = null; this.label = null;
+    this.active = false;       // a pointer is down or a key is held: server values wait
+    this.frames = 0;           // distinct pictures drawn (for tests and bench/app_speed.py)
+    this.pending = false;
+  }
+
+  // ----- (re)build the DOM when the mode or the latent size changes
+  build(data) {
+    const shape = data.mode + ":" + data.latent_dim + ":" + (data.classes || []).length;
+    if (this.shape === shape) return;
+    this.shape = shape;
+    const box = this.root.querySelector(".lp-root");
+    box.replaceChildren();
+    box.dataset.mode = data.mode;
+    const left = el("div", { class: "lp-left" }, box);
+    const view = el("div", { class: "lp-view" }, left);
+    this.canvases = [];
+    const count = data.mode === "hover" && data.classes ? data.classes.length : 1;
+    const strip = el("div", { class: count > 1 ? "lp-strip" : "lp-single" }, view);
+    for (let k = 0; k < count; k++) {
+      const fig = el("figure", { class: "lp-figure" }, strip);
+      const side = data.mode === "hover" ? (count > 1 ? 56 : 168) : 280;
+      const c = el("canvas", { width: side, height: side, role: "img", class: "lp-digit",
+                               "aria-label": count > 1 ? `Decoded digit, class ${data.classes[k]}` : "Decoded digit" }, fig);
+      if (count > 1) el("figcaption", { text: data.classes[k] }, fig);
+      this.canvases.push(c);
+    }
+    this.caption = el("div", { class: "lp-caption", "aria-live": "off" }, view);
+    this.sliders = [];
+    this.pad = null;
+    if (data.mode === "pad" || data.mode === "sliders") this.buildSliders(left, data.latent_dim);
+    this.note = el("div", { class: "lp-note" }, left);
+    if (data.mode === "pad") this.buildPad(box);
+  }
+
+  buildPad(box) {
+    const wrap = el("div", { class: "lp-padwrap" }, box);
+    const pad = el("div", { class: "lp-pad", tabindex: "0", role: "application",
+                            "aria-label": "Latent pad: drag, or use the arrow keys" }, wrap);
+    this.padImg = el("img", { class: "lp-padimg", alt: "", draggable: "false" }, pad);
+    this.marker = el("div", { class: "lp-marker" }, pad);
+    el("div", { class: "lp-hint", text: "Drag over the manifold; release to keep z" }, wrap);
+    this.pad = pad;
+    const at = e => {
+      const r = pad.getBoundingClientRect(), g = this.grid, n = g.z1.length;
+      const fx = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+      const fy = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
+      return [round3(cellToZ(fx * n - 0.5, g.z1)), round3(cellToZ(fy * n - 0.5, g.z2))];
+    };
+    pad.addEventListener("pointerdown", e => {
+      if (e.button !== 0) return;
+      pad.setPointerCapture(e.pointerId);
+      this.active = true;
+      pad.focus({ preventScroll: true });
+      this.move(at(e));
+      e.preventDefault();
+    });
+    pad.addEventListener("pointermove", e => { if (this.active && pad.hasPointerCapture(e.pointerId)) this.move(at(e)); });
+    const release = e => { if (!this.active) return; this.active = false; this.move(at(e)); this.commit(); };
+    pad.addEventListener("pointerup", release);
+    pad.addEventListener("pointercancel", () => { this.active = false; this.commit(); });
+    this.keys(pad, (z, d) => {
+      const dx = { ArrowLeft: -1, ArrowRight: 1 }[d.key] || 0, dy = { ArrowDown: -1, ArrowUp: 1 }[d.key] || 0;
+      if (!dx && !dy) return null;
+      const step = d.shiftKey ? BIG_STEP : STEP;
+      return [round3(z[0] + dx * step), round3(z[1] + dy * step)];
+    });
+  }
+
+  buildSliders(box, dim) {
+    const list = el("div", { class: "lp-sliders" }, box);
+    for (let i = 0; i < dim; i++) {
+      const row = el("div", { class: "lp-row" }, list);
+      el("span", { class: "lp-name", text: `z${i + 1}` }, row);
+      const s = el("div", { class: "lp-slider", role: "slider", tabindex: "0", "aria-label": `z${i + 1}`,
+                            "aria-orientation": "horizontal" }, row);
+      el("div", { class: "lp-track" }, s);
+      const thumb = el("div", { class: "lp-thumb" }, s);
+      const value = el("span", { class: "lp-value" }, row);
+      this.sliders.push({ s, thumb, value });
+      const at = e => {
+        const r = s.getBoundingClientRect(), f = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+        const z = [...this.z];
+        z[i] = round3(this.lo + f * (this.hi - this.lo));
+        return z;
+      };
+      s.addEventListener("pointerdown", e => {
+        if (e.button !== 0) return;
+        s.setPointerCapture(e.pointerId);
+        this.active = true;
+        s.focus({ preventScroll: true });
+        this.move(at(e));
+        e.preventDefault();
+      });
+      s.addEventListener("pointermove", e => { if (this.active && s.hasPointerCapture(e.pointerId)) this.move(at(e)); });
+      s.addEventListener("pointerup", e => { if (!this.active) return; this.active = false; this.move(at(e)); this.commit(); });
+      s.addEventListener("pointercancel", () => { this.active = false; this.commit(); });
+      this.keys(s, (z, d) => {
+        const step = d.shiftKey || d.key.startsWith("Page") ? BIG_STEP : STEP;
+        const delta = { ArrowRight: step, ArrowUp: step, PageUp: step, ArrowLeft: -step, ArrowDown: -step, PageDown: -step }[d.key];
+        const out = [...z];
+        if (delta !== undefined) out[i] = round3(Math.min(this.hi, Math.max(this.lo, z[i] + delta)));
+        else if (d.key === "Home") out[i] = this.lo;
+        else if (d.key === "End") out[i] = this.hi;
+        else return null;
+        return out;
+      });
+    }
+  }
+
+  // Arrow keys move z at once (each key down redraws); the key's release commits.
+  keys(target, step) {
+    target.addEventListener("keydown", e => {
+      const next = this.z && step(this.z, e);
+      if (!next) return;
+      e.preventDefault();
+      this.active = true;
+      this.move(next);
+    });
+    target.addEventListener("keyup", e => {
+      if (!this.active || !step(this.z, e)) return;
+      this.active = false;
+      this.commit();
+    });
+  }
+
+  // ----- data from the server
+  update(data, api) {
+    this.api = api;
+    this.build(data);
+    const dec = CACHE.get(data.model);
+    this.dec = dec;
+    this.classes = data.classes || null;
+    if (data.grid) {
+      this.grid = data.grid;
+      const src = PICTURES.get(data.grid.key);
+      if (src && this.padImg.getAttribute("src") !== src) this.padImg.setAttribute("src", src);
+      if (!src) api.setTriggerValue("missing", { kind: "picture", key: data.grid.key });
+    }
+    if (!dec) { api.setTriggerValue("missing", { kind: "weights", key: data.model }); return; }
+    this.lo = data.range ? data.range[0] : -3;
+    this.hi = data.range ? data.range[1] : 3;
+    const modelChanged = this.model !== data.model, labelChanged = this.label !== (data.label ?? null);
+    this.model = data.model;
+    this.label = data.label ?? null;
+    if (data.z && data.rev !== this.rev) {
+      // A z set on the server (a number box, Sample, a drawn digit, another model) replaces ours; the echo
+      // of our own commit does not, since z may have moved on since (keys held down, a new drag).
+      if (!this.active && (data.echo == null || modelChanged || this.z === null)) this.z = [...data.z];
+      this.rev = data.rev;
+    }
+    if (data.mode === "hover") this.hover(data);
+    else if (this.z) this.show(modelChanged || labelChanged);
+    this.root.querySelector(".lp-root").dataset.model = data.model;
+  }
+
+  move(z) {
+    this.z = z;
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => { this.pending = false; this.show(false); });
+  }
+
+  commit() {
+    if (this.z) this.api.setTriggerValue("commit", { z: this.z });
+  }
+
+  show(force) {
+    const key = this.z.join(",") + "|" + this.label + "|" + this.model;
+    if (!force && key === this.shown) return;
+    this.shown = key;
+    drawDigit(this.canvases[0], decode(this.dec, this.z, this.label), this.dec.size);
+    this.frames++;
+    const root = this.root.querySelector(".lp-root");
+    root.dataset.z = this.z.join(",");
+    root.dataset.frames = String(this.frames);
+    this.caption.textContent = zText(this.z);
+    this.sliders.forEach(({ s, thumb, value }, i) => {
+      const v = this.z[i], f = (Math.min(this.hi, Math.max(this.lo, v)) - this.lo) / (this.hi - this.lo);
+      thumb.style.left = (100 * f) + "%";
+      s.setAttribute("aria-valuemin", String(this.lo));
+      s.setAttribute("aria-valuemax", String(this.hi));
+      s.setAttribute("aria-valuenow", String(v));
+      s.setAttribute("aria-valuetext", fmt(v));
+      value.textContent = fmt(v);
+    });
+    let off = [];
+    if (this.pad && this.grid) {
+      const n = this.grid.z1.length;
+      const cx = (zToCell(this.z[0], this.grid.z1) + 0.5) / n, cy = (zToCell(this.z[1], this.grid.z2) + 0.5) / n;
+      this.marker.style.left = (100 * Math.min(1, Math.max(0, cx))) + "%";
+      this.marker.style.top = (100 * Math.min(1, Math.max(0, cy))) + "%";
+      this.marker.classList.toggle("lp-off", cx < 0 || cx > 1 || cy < 0 || cy > 1);
+      if (cx < 0 || cx > 1) off.push(`z1 = ${fmt(this.z[0])}`);
+      if (cy < 0 || cy > 1) off.push(`z2 = ${fmt(this.z[1])}`);
+    }
+    this.note.textContent = off.length ? `${off.join(" and ")} lies beyond the pad's edge; the ring waits at the edge.` : "";
+  }
+
+  // ----- hover mode: follow the cursor over a Plotly chart elsewhere in the page
+  hover(data) {
+    this.chart = data.chart;
+    this.caption.textContent = this.caption.textContent || "Hover over the map to decode the point under the cursor.";
+    if (this.listening) return;
+    this.listening = true;
+    let queued = null;
+    const onMove = e => {
+      const gd = document.querySelector(this.chart + " .js-plotly-plot");
+      if (!gd || !gd._fullLayout || !this.dec) return;
+      const L = gd._fullLayout, r = gd.getBoundingClientRect(), xa = L.xaxis, ya = L.yaxis;
+      const px = e.clientX - r.left - xa._offset, py = e.clientY - r.top - ya._offset;
+      if (px < 0 || py < 0 || px > xa._length || py > ya._length) return;
+      const z = [xa.p2l(px), ya.p2l(py)];
+      if (queued === null) requestAnimationFrame(() => { this.drawHover(queued); queued = null; });
+      queued = z;
+    };
+    document.addEventListener("pointermove", onMove, { passive: true });
+    this.cleanup = () => document.removeEventListener("pointermove", onMove);
+  }
+
+  drawHover(z) {
+    if (!z || !this.dec) return;
+    const labels = this.classes ? this.classes.map((_, k) => k) : [null];
+    labels.forEach((label, k) => drawDigit(this.canvases[k], decode(this.dec, z, label), this.dec.size));
+    this.z = z.map(round3);
+    this.frames++;
+    const root = this.root.querySelector(".lp-root");
+    root.dataset.z = this.z.join(",");
+    root.dataset.frames = String(this.frames);
+    this.caption.textContent = "Under the cursor: " + zText(this.z);
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let state = parentElement.__latentPad;
+  try {
+    if (data && data.weights) CACHE.set(data.model, buildDecoder(data.weights));
+    if (data && data.grid && data.grid.png) PICTURES.set(data.grid.key, data.grid.png);
+    if (!state) state = parentElement.__latentPad = new Explorer(parentElement);
+    parentElement.querySelector(".lp-loading")?.remove();
+    state.update(data, { setTriggerValue });
+  } catch (err) {
+    setTriggerValue("failed", String(err && err.message || err));
+  }
+  return () => { state?.cleanup?.(); if (parentElement.__latentPad === state) delete parentElement.__latentPad; };
+}
