@@ -58,7 +58,10 @@ def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epo
     out = {}
     for key in LOSS_TERMS:
         y = np.asarray(steps.get(key, []), dtype=np.float64)
-        smoothed = np.asarray(smooth(y.tolist(), smoothing)) if y.size else y
+        if len(steps.get(key + "_smooth", ())) == y.size:  # smoothed where the steps were collected (jobs/api.py)
+            smoothed = np.asarray(steps[key + "_smooth"], dtype=np.float64)
+        else:
+            smoothed = np.asarray(smooth(y.tolist(), smoothing)) if y.size else y
         evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]
         ex, ey = (np.asarray(v, dtype=np.float64) for v in zip(*evals)) if evals else (np.empty(0), np.empty(0))
         out[key] = (x[::stride], y[::stride], smoothed[::stride], ex, ey)

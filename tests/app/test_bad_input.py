@@ -190,39 +190,44 @@ def test_a_bad_upload_on_the_decoder_is_a_sentence(case, upload_fallback, app, m
 # ----------------------------------------------------------------------------- two saves of one name
 
 def test_two_saves_of_the_same_name_at_once_do_not_both_report_saved(data_root, tmp_path, monkeypatch):
-    """Two tabs save 'vae_2d' at the same moment: both pass the 'does it exist?' check, both measure their
-    models; exactly one file is written and the other tab is told, in a sentence, to pick another name."""
+    """Two tabs save 'vae_2d' at the same moment: both pass the 'does it exist?' check; exactly one file is
+    written and the other tab is told, in a sentence, to pick another name. (The runs are jobs: jobs/api.py.)"""
     import threading
 
     import vae_core.atomic as atomic_mod
-    from ui.training_job import TrainingJob
+    from jobs.api import JobService
+    from jobs.limits import read_limits
     from vae_core import ModelConfig, TrainConfig
 
     cfg = ModelConfig(hidden_dims=(16,))
     tcfg = TrainConfig(epochs=1, batch_size=128, train_limit=256, eval_limit=100, device="cpu")
-    jobs = [TrainingJob(cfg, tcfg.replace(seed=s), data_root=data_root).start() for s in (1, 2)]
-    for job in jobs:
-        job.join(120)
-        assert job.snapshot().status == "completed", job.snapshot().message
-    barrier = threading.Barrier(2, timeout=60)
-    real_link = atomic_mod._link_new
+    service = JobService(tmp_path / "jobs", read_limits({"LATENT_LAB_WARM_WORKER": "0", "LATENT_LAB_MAX_RUNS": "2"}))
+    try:
+        jobs = [service.submit(cfg, tcfg.replace(seed=s), f"tab{s}", data_root=data_root) for s in (1, 2)]
+        for job in jobs:
+            snap = service.wait(job, 120)
+            assert snap.status == "completed", snap.message
+        barrier = threading.Barrier(2, timeout=60)
+        real_link = atomic_mod._link_new
 
-    def together(tmp, path):
-        barrier.wait()
-        return real_link(tmp, path)
-    monkeypatch.setattr(atomic_mod, "_link_new", together)
-    outcome = {}
+        def together(tmp, path):
+            barrier.wait()
+            return real_link(tmp, path)
+        monkeypatch.setattr(atomic_mod, "_link_new", together)
+        outcome = {}
 
-    def save(i):
-        try:
-            outcome[i] = str(jobs[i].save(tmp_path / "runs", "vae_2d", metric_images=50, samples=2))
-        except ValueError as e:
-            outcome[i] = f"Not saved: {e}"
-    threads = [threading.Thread(target=save, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+        def save(i):
+            try:
+                outcome[i] = str(service.save(jobs[i], tmp_path / "runs", "vae_2d"))
+            except ValueError as e:
+                outcome[i] = f"Not saved: {e}"
+        threads = [threading.Thread(target=save, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        service.shutdown()
     saved = [o for o in outcome.values() if o.endswith("vae_2d.safetensors")]
     refused = [o for o in outcome.values() if o.startswith("Not saved")]
     assert len(saved) == 1 and len(refused) == 1, outcome

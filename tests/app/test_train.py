@@ -7,19 +7,35 @@ import pytest
 from apptest_helpers import errors_of, texts_of
 from vae_core import read_record
 
-JOB = "train_job"
+VIEW = "train_view"
 
 
 @pytest.fixture
-def train(app, tmp_path, model_dir, monkeypatch):
-    """The Train page, saving into a fresh runs folder listed before the fixture models."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{runs}{os.pathsep}{model_dir}")
+def runs(tmp_path, model_dir, monkeypatch):
+    """A fresh runs folder (its own job table) listed before the fixture models; no spare worker."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{folder}{os.pathsep}{model_dir}")
+    monkeypatch.setenv("LATENT_LAB_WARM_WORKER", "0")
+    yield folder
+    from jobs.api import shutdown_all
+    shutdown_all()  # never leave a worker process behind
+
+
+@pytest.fixture
+def train(app, runs):
+    """The Train page, saving into a fresh runs folder."""
     app.switch_page("pages/train.py").run()
-    yield app
-    if JOB in app.session_state:  # never leave a worker thread behind
-        app.session_state[JOB].stop()
-        app.session_state[JOB].join(timeout=5)
+    return app
+
+
+def service():
+    from ui.training_job import jobs
+    return jobs()
+
+
+def viewed(at):
+    """The snapshot of the job the page shows."""
+    return service().progress(at.session_state[VIEW], touch=False)
 
 
 def tiny_settings(at, epochs=1, batch=128):
@@ -30,7 +46,7 @@ def tiny_settings(at, epochs=1, batch=128):
     return at.run()
 
 
-def wait_until(at, done, deadline_s=60.0):
+def wait_until(at, done, deadline_s=90.0):
     """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -67,19 +83,20 @@ def test_only_valid_conditions_are_offered(train):
     assert any(s.key == "train_alpha" for s in train.slider)
 
 
-def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir, tmp_path):
+def test_a_tiny_run_trains_in_a_worker_and_saves_into_the_picker(train, runs, model_dir):
     chosen = str(model_dir / "cvae_label.safetensors")
     train.session_state["model"] = chosen          # the user's choice, made on another page
     tiny_settings(train)
     train.button(key="train_start").click().run()
-    job = train.session_state[JOB]
-    wait_until(train, lambda at: not job.running)
-    snap = job.snapshot()
+    job_id = train.session_state[VIEW]
+    wait_until(train, lambda at: viewed(at).finished)
+    snap = viewed(train)
     assert snap.status == "completed", snap.message
     assert len(snap.steps["step"]) == snap.total_steps > 0
     assert len(snap.epoch_records) == 1 and snap.epoch_records[0]["eval"] is not None
     assert any("Training finished" in s.value for s in train.success)
     assert snap.preview is not None and snap.latent is not None
+    assert service()._handles == {}  # the worker process is gone
 
     train.text_input(key="train_save_name").set_value("bad name!")
     submit = [b for b in train.button if b.label == "Save"][0]
@@ -90,6 +107,7 @@ def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir, tmp_
     [b for b in train.button if b.label == "Save"][0].click().run()
     assert not errors_of(train)
     assert any("Saved to" in s.value for s in train.success)
+    assert train.session_state[VIEW] == job_id
 
     train.switch_page("pages/latent_map.py").run()
     picker = train.sidebar.selectbox[0]
@@ -102,37 +120,94 @@ def test_a_tiny_run_trains_live_and_saves_into_the_picker(train, model_dir, tmp_
     assert "class_demo" in train.sidebar.selectbox[0].value
 
     # the saved history carries the KL of each latent dimension per epoch (the Diagnose page draws it)
-    (saved,) = (tmp_path / "runs").glob("class_demo*.safetensors")
+    (saved,) = runs.glob("class_demo*.safetensors")
     epochs = read_record(saved).history.epochs
     assert len(epochs) == 1 and len(epochs[0].kl_per_dim) == read_record(saved).model_config.latent_dim
     assert sum(epochs[0].kl_per_dim) == pytest.approx(epochs[0].eval["kl"], rel=1e-6)
+    assert len(snap.epoch_records[0]["kl_per_dim"]) == 2  # and so does the live record
 
 
 def test_stop_ends_a_run_within_a_second(train):
     tiny_settings(train, epochs=100, batch=16)
     train.button(key="train_start").click().run()
-    job = train.session_state[JOB]
-    wait_until(train, lambda at: job.snapshot().global_step > 0)
+    wait_until(train, lambda at: viewed(at).global_step > 0)
     assert not train.button(key="train_stop").disabled
     asked = time.monotonic()
     train.button(key="train_stop").click().run()
-    job.join(timeout=1.0)
-    assert not job.running and time.monotonic() - asked < 5  # the page itself waits at most 2 s
-    assert job.snapshot().status == "stopped"
+    wait_until(train, lambda at: viewed(at).finished, deadline_s=10)
+    assert time.monotonic() - asked < 5
+    assert viewed(train).status == "stopped"
     assert any("Stopped by request" in i.value for i in train.info)
+    assert viewed(train).can_save  # a stopped run keeps its weights
 
 
 def test_training_survives_a_page_switch(train):
     tiny_settings(train, epochs=100, batch=16)
     train.button(key="train_start").click().run()
-    job = train.session_state[JOB]
+    job_id = train.session_state[VIEW]
     train.switch_page("pages/home.py").run()
     assert not errors_of(train)
     train.switch_page("pages/train.py").run()
-    assert train.session_state[JOB] is job and job.running
+    assert train.session_state[VIEW] == job_id and viewed(train).active
     assert train.text_input(key="train_hidden").value == "32"  # the settings came back too
     train.button(key="train_stop").click().run()
-    assert job.snapshot().status == "stopped"
+    wait_until(train, lambda at: viewed(at).finished, deadline_s=90)
+    assert viewed(train).status == "stopped"
+
+
+def test_a_new_session_with_the_same_token_reattaches(train, runs):
+    """A refresh or a new tab: a fresh session whose URL carries the owner token finds the running job."""
+    tiny_settings(train, epochs=100, batch=16)
+    train.button(key="train_start").click().run()
+    job_id, token = train.session_state[VIEW], train.query_params["owner"]
+    assert token and isinstance(token, str)
+
+    from streamlit.testing.v1 import AppTest
+    from apptest_helpers import APP
+    other = AppTest.from_file(APP, default_timeout=60)
+    other.query_params["owner"] = token
+    other.switch_page("pages/train.py").run()
+    assert not errors_of(other)
+    assert other.session_state[VIEW] == job_id
+    assert not other.button(key="train_stop").disabled  # it can stop the run the first tab started
+    other.button(key="train_stop").click().run()
+    wait_until(other, lambda at: viewed(at).finished, deadline_s=90)
+
+    stranger = AppTest.from_file(APP, default_timeout=60)  # another browser sees nothing of it
+    stranger.switch_page("pages/train.py").run()
+    assert stranger.session_state[VIEW] is None
+    assert any("Nothing trained yet" in i.value for i in stranger.info)
+
+
+def test_a_model_over_the_weight_limit_is_refused_before_start(train):
+    train.text_input(key="train_hidden").set_value("8192, 8192, 8192").run()
+    assert not errors_of(train)
+    sentence = " ".join(e.value for e in train.error)
+    assert "weights; the limit here is 20,000,000" in sentence
+    assert train.button(key="train_start").disabled
+
+
+def test_a_second_browser_waits_in_line_then_starts(app, runs, monkeypatch):
+    monkeypatch.setenv("LATENT_LAB_MAX_RUNS", "1")
+    from streamlit.testing.v1 import AppTest
+    from apptest_helpers import APP
+    first = app
+    first.switch_page("pages/train.py").run()
+    tiny_settings(first, epochs=100, batch=16)
+    first.button(key="train_start").click().run()
+    wait_until(first, lambda at: viewed(at).status == "running")
+
+    second = AppTest.from_file(APP, default_timeout=60)
+    second.switch_page("pages/train.py").run()
+    tiny_settings(second)
+    second.button(key="train_start").click().run()
+    assert viewed(second).status == "queued"
+    assert any("Waiting in line: place 1 of 1" in i.value for i in second.info)
+
+    first.button(key="train_stop").click().run()
+    wait_until(second, lambda at: viewed(at).finished)
+    assert viewed(second).status == "completed"
+    assert viewed(first).status == "stopped"
 
 
 def test_without_data_the_page_says_so_and_cannot_start(no_data, train):

@@ -26,6 +26,11 @@ POINTS_JS = """(scope) => { let best = -1;
     return best; }"""
 
 
+# the Train page's progress line, once it differs from the text given
+PROGRESS_MOVED_JS = """(text) => { const lines = [...document.querySelectorAll("[data-testid='stMain'] p")]
+    .map(p => p.innerText).filter(t => t.startsWith('Epoch ')); return lines.length > 0 && lines[0] !== text; }"""
+
+
 def plotly_point_count(page, scope: str) -> int:
     return page.evaluate(POINTS_JS, scope)
 
@@ -67,6 +72,85 @@ def test_train_curve_grows_then_stop(page, server):
     assert plotly_point_count(page, curves) > first
     page.get_by_role("button", name=re.compile("^.*Stop$")).click()
     page.get_by_text(re.compile("stopped", re.I)).first.wait_for(timeout=30_000)
+    assert not exceptions_on(page)
+
+
+def test_train_run_survives_a_reload_then_stops_and_saves(page, server):
+    """The run lives outside the page: a reload (same URL, so the same owner token) finds it still training."""
+    open_page(page, server.url)
+    go_to(page, "Train")
+    hidden = page.get_by_label("Hidden layers", exact=True)
+    hidden.fill("32")
+    hidden.press("Enter")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("200")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-train_images").get_by_role("slider").press("End")  # all 60,000: it outlasts the test
+    page.locator(".st-key-train_batch").get_by_role("slider").press("Home")   # batch size 16
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    curves = ".st-key-train_curves"
+    page.locator(f"{curves} .js-plotly-plot").last.wait_for(timeout=90_000)
+    assert "owner=" in page.url
+
+    page.reload(wait_until="domcontentloaded")
+    page.locator("h1", has_text="Train").first.wait_for(timeout=30_000)
+    page.locator(f"{curves} .js-plotly-plot").last.wait_for(timeout=60_000)
+    progress = page.get_by_text(re.compile(r"^Epoch \d+/200 · step")).first
+    before = progress.inner_text()
+    page.wait_for_function(PROGRESS_MOVED_JS, arg=before, timeout=60_000)  # still training after the reload
+
+    page.get_by_role("button", name=re.compile("^.*Stop$")).click()
+    page.get_by_text(re.compile("Stopped by request")).first.wait_for(timeout=30_000)
+    page.locator(f"{curves} .js-plotly-plot").last.wait_for()  # the charts stay in view after the run
+    name = page.get_by_label("Name", exact=True)
+    name.fill("e2e_saved")
+    page.get_by_role("button", name=re.compile("Save$")).click()
+    page.get_by_text(re.compile("Saved to")).first.wait_for(timeout=60_000)
+    assert not exceptions_on(page)
+
+
+def test_train_lists_this_browsers_runs_with_open_and_stop(page, server):
+    """Two runs from one browser: the list offers Open on the finished one and Stop on the running one."""
+    open_page(page, server.url)
+    go_to(page, "Train")
+    hidden = page.get_by_label("Hidden layers", exact=True)
+    hidden.fill("16")
+    hidden.press("Enter")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-train_images").get_by_role("slider").press("Home")  # 1,000 images: seconds
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(re.compile("Training finished")).first.wait_for(timeout=120_000)
+
+    page.get_by_text("Settings for a new run").click()  # the settings folded away under the charts' run
+    epochs.fill("200")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(re.compile(r"^Epoch \d+/200 · step")).first.wait_for(timeout=90_000)
+    runs = page.get_by_text(re.compile(r"^Your runs \(2\)"))
+    runs.wait_for()
+    page.locator("[class*='st-key-train_open_']").get_by_role("button", name="Open").and_(
+        page.locator("button:not([disabled])")).first.click()
+    page.get_by_text(re.compile("Training finished: 1 epoch")).first.wait_for(timeout=30_000)
+    page.locator("[class*='st-key-train_stoprun_']").locator("button:not([disabled])").first.click()
+    page.get_by_text(re.compile(r"· stopped · Stopped by request")).first.wait_for(timeout=30_000)
+    assert not exceptions_on(page)
+
+
+def test_train_refuses_a_model_over_the_weight_limit(page, server):
+    open_page(page, server.url)
+    go_to(page, "Train")
+    hidden = page.get_by_label("Hidden layers", exact=True)
+    hidden.fill("8192, 8192, 8192")
+    hidden.press("Enter")
+    page.get_by_text(re.compile(r"weights; the limit here is 20,000,000")).first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name=re.compile("Start training")).is_disabled()
     assert not exceptions_on(page)
 
 

@@ -1,0 +1,558 @@
+"""The small interface the pages call: submit, progress, stop, save, list.
+
+    service = job_service(folder)                 # one per models folder and process (a scheduler thread)
+    job_id = service.submit(model_config, train_config, owner, data_root)   # JobRefused(sentence) if not
+    snap = service.progress(job_id)               # a JobSnapshot: status, place in line, curves, pictures
+    service.stop(job_id)                          # a queued job leaves the line; a running one stops in a batch
+    path = service.save(job_id, folder, name)     # the job's weights as a named checkpoint
+    service.jobs_of(owner)                        # the owner's jobs, newest first
+
+The server only schedules and collects: training runs in a worker process (jobs/local.py) or a Ray actor
+(jobs/ray_backend.py). The job table (jobs/table.py) outlives a tab and the server; the curves and pictures
+live in this process's memory (and a finished job's curves in its result file).
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vae_core import ModelConfig, TrainConfig
+
+from .limits import Limits, read_limits, weights_problem
+from .table import ACTIVE, FINISHED, RUNNING, JobRow, JobTable
+from .worker import REDRAW_SECONDS, settings_from_dict, settings_to_dict
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TICK_SECONDS = 0.2
+MAX_CURVE_POINTS = 3000   # per curve kept for the page: a long run keeps every 2nd, 4th, ... step
+KEEP_FINISHED_IN_MEMORY = 100
+SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
+TABLE_WRITE_SECONDS = 1.0
+
+
+class JobRefused(ValueError):
+    """A job that cannot be submitted, with the sentence a page shows."""
+
+
+@dataclass
+class JobSnapshot:
+    """A job at one moment (a copy: safe to keep and read)."""
+
+    id: str
+    owner: str
+    status: str                       # queued | starting | running | stopping | completed | stopped | diverged | failed
+    message: str
+    model_config: ModelConfig
+    train_config: TrainConfig
+    created: float
+    started: float | None = None
+    finished_at: float | None = None
+    place_in_queue: int = 0           # 1: next to start; 0: not waiting
+    queue_length: int = 0
+    epoch: int = 0                    # the epoch in progress, from 0
+    global_step: int = 0
+    total_steps: int = 0
+    steps_per_epoch: int = 1
+    images_per_sec: float = 0.0
+    elapsed: float = 0.0              # training seconds (fit's clock)
+    eta: float = 0.0
+    wall: float = 0.0                 # seconds since the worker took the job (data loading included)
+    train_images: int = 0
+    eval_images: int = 0
+    steps: dict[str, list] = field(default_factory=dict)     # 'step', 'loss', 'recon', 'kl' (+ '_smooth')
+    epoch_records: list[dict] = field(default_factory=list)  # {'epoch', 'train', 'eval'}
+    preview: np.ndarray | None = None
+    preview_caption: str = ""
+    latent: tuple[np.ndarray, np.ndarray] | None = None
+    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    result_path: str = ""
+    backend: str = ""
+
+    @property
+    def epochs(self) -> int:
+        return self.train_config.epochs
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.global_step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def can_save(self) -> bool:
+        return bool(self.result_path) and Path(self.result_path).is_file()
+
+
+TERMS = ("loss", "recon", "kl")
+CURVE_KEYS = ("step", *TERMS, *(k + "_smooth" for k in TERMS))
+
+
+class LiveJob:
+    """What a running job has reported, kept in the server's memory (the scheduler thread writes, pages read)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.steps: dict[str, list] = {k: [] for k in CURVE_KEYS}
+        self.epochs: list[dict] = []
+        self._seen = 0                     # steps reported so far
+        self._stride = 1                   # keep every _stride-th step in self.steps
+        self._ema = {k: 0.0 for k in TERMS}
+        self.progress: dict = {}
+        self.preview = None
+        self.preview_caption = ""
+        self.latent = None
+        self.info: dict = {}
+        self.end: dict | None = None
+        self.result: dict | None = None
+        self.started_wall = time.time()
+
+    def apply(self, kind: str, payload: dict) -> None:
+        with self.lock:
+            if kind == "started":
+                self.info = dict(payload)
+                self.progress.setdefault("steps_per_epoch", payload["steps_per_epoch"])
+                self.progress.setdefault("total_steps", payload["total_steps"])
+            elif kind == "steps":
+                self._add_steps(payload["steps"])
+                self.progress.update(payload["progress"])
+            elif kind == "epoch":
+                self.epochs.append(payload["record"])
+                self.progress.update(eta=payload["eta"], elapsed=payload["elapsed"],
+                                     images_per_sec=payload["images_per_sec"])
+            elif kind == "pictures":
+                self.preview, self.preview_caption = payload["preview"], payload["caption"]
+                if "latent" in payload:
+                    self.latent = payload["latent"]
+            elif kind == "end":
+                self.end = dict(payload)
+
+    def _add_steps(self, new: dict[str, list]) -> None:
+        """Smooth every step as it arrives (so the page never smooths 100,000 points a second) and keep
+        at most MAX_CURVE_POINTS per curve, halving the resolution of the whole curve when it fills."""
+        for i, step in enumerate(new["step"]):
+            self._seen += 1
+            correction = 1 - SMOOTHING ** self._seen
+            for k in TERMS:
+                self._ema[k] = SMOOTHING * self._ema[k] + (1 - SMOOTHING) * new[k][i]
+            if (self._seen - 1) % self._stride:
+                continue
+            self.steps["step"].append(step)
+            for k in TERMS:
+                self.steps[k].append(new[k][i])
+                self.steps[k + "_smooth"].append(self._ema[k] / correction)
+            if len(self.steps["step"]) >= MAX_CURVE_POINTS:
+                self.steps = {k: v[::2] for k, v in self.steps.items()}
+                self._stride *= 2
+
+
+class JobService:
+    """The jobs of one models folder: the table, the backend, and a scheduler thread."""
+
+    def __init__(self, folder: str | Path, limits: Limits | None = None):
+        self.folder = Path(folder)
+        self.limits = limits or read_limits()
+        self.table = JobTable(self.folder / "jobs.sqlite")
+        self.results = self.folder / ".jobs"
+        self.server_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._handles: dict[str, object] = {}
+        self._live: dict[str, LiveJob] = {}
+        self._history_cache: dict[str, LiveJob] = {}
+        self._stop_reasons: dict[str, str] = {}
+        self._finished_live: list[str] = []
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._adopt_leftovers()
+        self.backend = None          # made by the scheduler thread (see _loop)
+        self._backend_error = ""
+        self._thread = threading.Thread(target=self._loop, name="latent-lab-jobs", daemon=True)
+        self._thread.start()
+        atexit.register(self.shutdown)
+
+    def _make_backend(self):
+        if self.limits.runner == "ray":
+            from .ray_backend import RayBackend
+            return RayBackend(num_cpus=self.limits.max_runs)
+        from .local import LocalBackend
+        return LocalBackend(warm=self.limits.warm_worker)
+
+    def _adopt_leftovers(self) -> None:
+        """Jobs a previous server left running cannot be reached any more: say so."""
+        for row in self.table.with_status(*RUNNING):
+            if row.server != self.server_id:
+                self.table.update(row.id, status="failed", finished=time.time(),
+                                  message="The server stopped during this run, so it ended unfinished.")
+
+    # ------------------------------------------------------------------ the interface
+    def submit(self, model_config: ModelConfig, train_config: TrainConfig, owner: str,
+               data_root: str | Path | None = None) -> str:
+        """Queue a run; it starts as soon as a slot is free. Raises JobRefused with a sentence."""
+        if not owner:
+            raise JobRefused("A job needs an owner token.")
+        problem = weights_problem(model_config, self.limits)
+        if problem:
+            raise JobRefused(problem)
+        running = len(self.table.with_status(*RUNNING))
+        queued = len(self.table.with_status("queued"))
+        if running >= self.limits.max_runs and queued >= self.limits.max_queued:
+            raise JobRefused(f"The queue is full ({queued} runs waiting, {running} training); "
+                             "try again when one has finished.")
+        settings = settings_to_dict(model_config, train_config)
+        settings["data_root"] = None if data_root is None else str(data_root)
+        job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id)
+        self._wake.set()
+        return job_id
+
+    def progress(self, job_id: str, touch: bool = True) -> JobSnapshot | None:
+        """The job now (None for an unknown id); `touch` tells the scheduler a page is watching."""
+        if touch:
+            self.table.touch([job_id])
+        row = self.table.get(job_id)
+        return None if row is None else self._snapshot(row)
+
+    def jobs_of(self, owner: str, touch: bool = True, limit: int = 20) -> list[JobSnapshot]:
+        """The owner's jobs, newest first; `touch` marks the active ones as watched."""
+        rows = self.table.of_owner(owner, limit)
+        if touch:
+            self.table.touch([r.id for r in rows if r.active])
+        return [self._snapshot(r, light=True) for r in rows]
+
+    def stop(self, job_id: str, reason: str = "") -> None:
+        """A queued job leaves the line; a running one stops within a batch and keeps its weights."""
+        with self._lock:
+            row = self.table.get(job_id)
+            if row is None or row.status in FINISHED:
+                return
+            if row.status == "queued":
+                self.table.update(job_id, status="stopped", finished=time.time(),
+                                  message=reason or "Taken out of the line before it started.")
+                return
+            if reason:
+                self._stop_reasons[job_id] = reason
+            self.table.update(job_id, status="stopping", stop_reason=reason)
+            handle = self._handles.get(job_id)
+        if handle is not None:
+            handle.request_stop()
+        self._wake.set()
+
+    def hide(self, job_id: str) -> None:
+        """Leave a finished job out of its owner's list."""
+        self.table.update(job_id, hidden=1)
+
+    def wait(self, job_id: str, timeout: float = 60.0, until=None) -> JobSnapshot:
+        """Poll until the job has finished (or `until(snapshot)` holds); for scripts and tests."""
+        end = time.monotonic() + timeout
+        while True:
+            snap = self.progress(job_id)
+            if snap is not None and (until(snap) if until else snap.finished):
+                return snap
+            if time.monotonic() > end:
+                raise TimeoutError(f"job {job_id} is {snap.status if snap else 'unknown'} after {timeout:g} s")
+            time.sleep(0.1)
+
+    def save(self, job_id: str, folder: str | Path, name: str, *, overwrite: bool = False) -> Path:
+        """Write the job's model to folder/name.safetensors. ValueError with a sentence when it cannot."""
+        import dataclasses
+
+        from vae_core import load_checkpoint, save_checkpoint
+        from vae_core.checkpoints import CheckpointExists
+
+        check_name(name)
+        row = self.table.get(job_id)
+        if row is None or not row.result_path or not Path(row.result_path).is_file():
+            raise ValueError("there is no trained model to save yet")
+        path = Path(folder) / f"{name}.safetensors"
+        if path.exists() and not overwrite:
+            raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
+        model, record = load_checkpoint(row.result_path)
+        try:  # the name is claimed atomically: of two saves of one name at once, only one succeeds
+            return save_checkpoint(path, model, dataclasses.replace(record, name=name), extras=record.extras,
+                                   overwrite=overwrite)
+        except CheckpointExists:
+            raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
+                             "choose another name or tick 'overwrite'") from None
+        except OSError as e:
+            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot(self, row: JobRow, light: bool = False) -> JobSnapshot:
+        model_config, train_config = settings_from_dict(row.settings)
+        snap = JobSnapshot(id=row.id, owner=row.owner, status=row.status, message=row.message,
+                           model_config=model_config, train_config=train_config, created=row.created,
+                           started=row.started, finished_at=row.finished, global_step=row.step,
+                           total_steps=row.total_steps, epoch=row.epoch, result_path=row.result_path,
+                           backend=row.backend)
+        if row.status == "queued":
+            snap.place_in_queue = self.table.place_in_queue(row.id)
+            snap.queue_length = len(self.table.with_status("queued"))
+        if row.started:
+            snap.wall = (row.finished or time.time()) - row.started
+        live = self._live.get(row.id) or self._history(row)
+        if live is None:
+            return snap
+        with live.lock:
+            p = live.progress
+            snap.epoch = p.get("epoch", snap.epoch)
+            snap.global_step = p.get("global_step", snap.global_step)
+            snap.total_steps = p.get("total_steps", snap.total_steps)
+            snap.steps_per_epoch = p.get("steps_per_epoch", 1)
+            snap.images_per_sec = p.get("images_per_sec", 0.0)
+            snap.elapsed, snap.eta = p.get("elapsed", 0.0), p.get("eta", 0.0)
+            snap.train_images = live.info.get("train_images", 0)
+            snap.eval_images = live.info.get("eval_images", 0)
+            snap.class_names = tuple(live.info.get("class_names", snap.class_names))
+            if not light:
+                snap.steps = {k: list(v) for k, v in live.steps.items()}
+                snap.epoch_records = list(live.epochs)
+                snap.preview, snap.preview_caption, snap.latent = live.preview, live.preview_caption, live.latent
+        return snap
+
+    def _history(self, row: JobRow) -> LiveJob | None:
+        """A finished job this server did not watch: its curves from the result file."""
+        if not row.result_path or row.status not in FINISHED:
+            return None
+        cached = self._history_cache.get(row.id)
+        if cached is not None:
+            return cached
+        try:
+            from vae_core import read_record
+            record = read_record(row.result_path)
+        except Exception:  # noqa: BLE001 - the result file is gone or damaged: no curves
+            return None
+        live = LiveJob()
+        history = record.history.to_dict()
+        live.steps = {k: list(history.get(k, [])) for k in ("step", "loss", "recon", "kl")}
+        live.epochs = list(history.get("epochs", []))
+        epochs = record.train_config.epochs if record.train_config else 1
+        spe = math.ceil((row.total_steps or 1) / max(1, epochs))
+        live.progress = {"steps_per_epoch": spe, "global_step": row.step, "total_steps": row.total_steps,
+                         "elapsed": record.train_seconds or 0.0, "images_per_sec": record.images_per_sec or 0.0,
+                         "epoch": row.epoch}
+        self._history_cache[row.id] = live
+        return live
+
+    # ------------------------------------------------------------------ the scheduler
+    def _loop(self) -> None:
+        # The backend is made here, in this long-lived thread: Ray starts its processes with a "parent died"
+        # signal tied to the starting *thread*, and Streamlit runs each script run in a thread that ends.
+        try:
+            self.backend = self._make_backend()
+        except Exception as e:  # noqa: BLE001 - every queued job will say why
+            self._backend_error = f"the {self.limits.runner} runner could not be started: {e}"
+        last_write = 0.0
+        while not self._closing.is_set():
+            try:
+                write = time.monotonic() - last_write >= TABLE_WRITE_SECONDS
+                self._tick(write)
+                if write:
+                    last_write = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - the scheduler must outlive any one job's trouble
+                import sys
+                print(f"latent-lab jobs: scheduler error: {e!r}", file=sys.stderr)
+            self._wake.wait(TICK_SECONDS)
+            self._wake.clear()
+
+    def _tick(self, write_progress: bool) -> None:
+        now = time.time()
+        with self._lock:
+            handles = dict(self._handles)
+        for job_id, handle in handles.items():
+            self._collect(job_id, handle, write_progress, now)
+        rows = self.table.with_status(*ACTIVE)
+        limits = self.limits
+        for row in rows:
+            idle = now - (row.last_poll or row.created)
+            if row.status == "queued" and idle > limits.abandon_seconds:
+                self.table.update(row.id, status="stopped", finished=now,
+                                  message=f"Taken out of the line: nobody watched it for {_duration(idle)}.")
+            elif row.status in ("starting", "running") and row.id in handles:
+                if idle > limits.abandon_seconds:
+                    self.stop(row.id, f"Stopped: nobody watched this run for {_duration(idle)}")
+                elif limits.max_run_seconds and row.started and now - row.started > limits.max_run_seconds:
+                    self.stop(row.id, f"Stopped at the time limit of {_duration(limits.max_run_seconds)} a run")
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        if self.backend is None:
+            for row in self.table.with_status("queued") if self._backend_error else []:
+                self.table.update(row.id, status="failed", finished=time.time(),
+                                  message=_sentence(self._backend_error))
+            return
+        with self._lock:
+            free = self.limits.max_runs - len(self._handles)
+            if free <= 0 or self._closing.is_set():
+                return
+            for row in self.table.with_status("queued")[:free]:
+                if not self.table.claim(row.id, "starting", self.server_id):
+                    continue
+                task = {"settings": {k: row.settings[k] for k in ("model_config", "train_config")},
+                        "data_root": row.settings.get("data_root"), "threads": self.limits.worker_threads,
+                        "nice": self.limits.worker_nice, "redraw_seconds": REDRAW_SECONDS}
+                self._live[row.id] = LiveJob()
+                try:
+                    self._handles[row.id] = self.backend.start(row.id, task)
+                except Exception as e:  # noqa: BLE001
+                    self._handles.pop(row.id, None)
+                    self.table.update(row.id, status="failed", finished=time.time(),
+                                      message=f"The training process could not be started: {e}.")
+
+    def _collect(self, job_id: str, handle, write_progress: bool, now: float) -> None:
+        live = self._live[job_id]
+        alive = handle.alive()
+        for kind, payload in handle.messages():
+            if kind == "result":
+                self._write_result(job_id, payload)
+                continue
+            live.apply(kind, payload)
+            if kind == "started":
+                row = self.table.get(job_id)
+                self.table.update(job_id, status="stopping" if row and row.status == "stopping" else "running",
+                                  total_steps=payload["total_steps"], heartbeat=now)
+        if live.end is not None:
+            self._finish(job_id, handle, live, now)
+            return
+        if not alive:
+            for kind, payload in handle.messages():  # what it wrote before it went
+                if kind == "result":
+                    self._write_result(job_id, payload)
+                else:
+                    live.apply(kind, payload)
+            if live.end is None:
+                p = live.progress
+                where = (f"during epoch {p.get('epoch', 0) + 1}, at step {p.get('global_step', 0):,}"
+                         if p.get("global_step") else "before its first training step")
+                live.end = {"status": "failed",
+                            "message": f"The training process {handle.death()} {where}; the run is lost."}
+            self._finish(job_id, handle, live, now)
+            return
+        if write_progress:
+            p = live.progress
+            self.table.update(job_id, heartbeat=now, step=p.get("global_step", 0),
+                              total_steps=p.get("total_steps", 0), epoch=p.get("epoch", 0),
+                              progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+
+    def _finish(self, job_id: str, handle, live: LiveJob, now: float) -> None:
+        end = live.end
+        message = end.get("message", "")
+        reason = self._stop_reasons.pop(job_id, "")
+        if end["status"] == "stopped" and reason:
+            row = self.table.get(job_id)
+            kept = row is not None and bool(row.result_path)
+            message = reason + ("; its last weights are kept, ready to save." if kept
+                                else "; it had not trained yet, so there is nothing to save.")
+        p = live.progress
+        with self._lock:  # before the table says "finished": whoever sees that sees no worker left
+            self._handles.pop(job_id, None)
+        self.table.update(job_id, status=end["status"], message=message, finished=now, heartbeat=now,
+                          step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
+                          epoch=p.get("epoch", 0),
+                          progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+        with self._lock:
+            self._finished_live.append(job_id)  # a class's worth of finished runs stays in memory; older ones
+            while len(self._finished_live) > KEEP_FINISHED_IN_MEMORY:  # are drawn from their result files
+                self._live.pop(self._finished_live.pop(0), None)
+        threading.Thread(target=handle.kill, kwargs={"grace": 5.0}, daemon=True).start()  # reap it
+        self._wake.set()  # a slot is free
+
+    def _write_result(self, job_id: str, payload: dict) -> None:
+        """The worker's weights and record as a checkpoint file in <folder>/.jobs/ (what Save copies)."""
+        import dataclasses
+
+        import torch
+
+        from vae_core import build_model, save_checkpoint
+        from vae_core.record import parse_record
+
+        model = build_model(ModelConfig.from_dict(payload["model_config"]), seed=None)
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()})
+        record = dataclasses.replace(parse_record(payload["record"], "the worker's result"), name=f"job-{job_id}")
+        extras = {k: torch.from_numpy(np.array(v)) for k, v in payload.get("extras", {}).items()}
+        path = save_checkpoint(self.results / f"{job_id}.safetensors", model, record, extras=extras)
+        self.table.update(job_id, result_path=str(path))
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop every run this server started (each keeps its weights when it gets the time) and the scheduler."""
+        if self._closing.is_set():
+            return
+        with self._lock:
+            handles = dict(self._handles)
+        for job_id in handles:
+            self.stop(job_id, "Stopped: the server shut down during this run")
+        end = time.monotonic() + grace
+        while handles and time.monotonic() < end:
+            self._wake.set()
+            time.sleep(0.1)
+            with self._lock:
+                handles = dict(self._handles)
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        for job_id, handle in handles.items():  # did not stop in time
+            handle.kill(grace=1.0)
+            self.table.update(job_id, status="stopped", finished=time.time(),
+                              message="Stopped: the server shut down during this run.")
+        if self.backend is not None:
+            self.backend.shutdown()
+        with _services_lock:
+            for key, value in list(_services.items()):
+                if value is self:
+                    del _services[key]
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} minutes"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
+
+
+def check_name(name: str) -> str:
+    """A model name is 1-64 letters, digits, '-' and '_' (it becomes a file name)."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ValueError("a model name may use only letters, digits, '-' and '_' (1 to 64 of them), "
+                         f"like cvae_label_2d; got {name!r}")
+    return name
+
+
+_services: dict[tuple[str, str], JobService] = {}
+_services_lock = threading.Lock()
+
+
+def job_service(folder: str | Path) -> JobService:
+    """The process's JobService for a models folder (created on first use, with limits read then)."""
+    limits = read_limits()
+    key = (str(Path(folder).resolve()), limits.runner)
+    with _services_lock:
+        service = _services.get(key)
+        if service is None or service._closing.is_set():
+            service = _services[key] = JobService(folder, limits)
+        return service
+
+
+def shutdown_all() -> None:
+    with _services_lock:
+        services = list(_services.values())
+    for service in services:
+        service.shutdown()
