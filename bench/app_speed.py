@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from harness import (VIEWPORT, StreamlitServer, go_to, launch_chromium, missing_browser_reason,  # noqa: E402
-                     wait_idle)
+from harness import (VIEWPORT, StreamlitServer, choose_in_picker, go_to, launch_chromium,  # noqa: E402
+                     missing_browser_reason, wait_idle)
 
 DECODED = "[data-testid='stMain'] [data-testid='stImage']"   # the decoded image and its caption
 
@@ -240,14 +240,10 @@ HOVER_JS = """(pad) => {
 
 
 def choose_model(page, name: str):
-    """Pick the model whose name starts the picker's label; returns the picker."""
+    """Pick the model the picker lists under `name` (its display name); returns the picker."""
     picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
-    if not picker.input_value().startswith(name + " ·"):
-        picker.click()
-        page.get_by_role("option", name=re.compile("^" + re.escape(name + " ·"))).first.click()
-        page.wait_for_function("(stem) => document.querySelector(\"[data-testid='stSidebar'] "
-                               "input[aria-label='Model']\").value.startsWith(stem)", arg=name + " ·")
-        wait_idle(page)
+    if picker.input_value() != name:
+        choose_in_picker(page, name)
     return picker
 
 
@@ -392,7 +388,7 @@ def main() -> int:
             from ui.latent_pad import model_key
             key = model_key(str(map_model))
             picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
-            if picker.input_value().startswith(map_name + " ·"):
+            if picker.input_value() == map_name:
                 page.reload()   # already sent to this session: a new session sends it again
                 page.locator(PAD).first.wait_for(timeout=60_000)
             frames_in.clear()

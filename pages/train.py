@@ -17,6 +17,7 @@ from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import format_seconds, jobs, owner_token, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
+from vae_core.config import DEFAULT_HIDDEN_DIMS
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -96,7 +97,8 @@ with settings_box:
                                  format_func={"learned": "learned from x", "standard": "standard N(0, I)"}.get,
                                  help="Learned from x, as in Sohn et al. (2015), or a fixed standard normal.",
                                  **KEEP)
-        hidden_text = st.text_input("Hidden layers", value="256, 256", key="train_hidden", disabled=busy, **KEEP,
+        hidden_text = st.text_input("Hidden layers", value=", ".join(map(str, DEFAULT_HIDDEN_DIMS)),
+                                    key="train_hidden", disabled=busy, **KEEP,
                                     help="Units per hidden layer, comma-separated (the decoder mirrors them).")
         if kind.uses_alpha:
             alpha = st.slider("α (weight of the CVAE objective)", 0.0, 1.0, 0.5, 0.05, key="train_alpha",

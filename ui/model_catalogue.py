@@ -217,6 +217,8 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
     # stale value for a widget id it saw before: so the widget is rebuilt from the choice, under a new key
     # after every change (the key never repeats within a session).
     version = st.session_state.get(_version_key(key), 0)
+    if st.session_state.get(f"_{key}_picker_{version}", choice) != choice:  # the choice was set elsewhere
+        version = st.session_state[_version_key(key)] = version + 1
     widget = f"_{key}_picker_{version}"
     options = list(by_path)
 

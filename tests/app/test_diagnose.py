@@ -20,7 +20,7 @@ def open_diagnose(at, model_name=None):
     at.switch_page(PAGE).run()
     if model_name is not None:
         picker = at.sidebar.selectbox[0]
-        label = next(o for o in picker.options if o.startswith(model_name + " ·"))
+        label = next(o for o in picker.options if o == model_name)  # the picker lists models by name
         picker.select(label).run()
     sizes = [w for w in at.sidebar.selectbox if w.key == "diagnose_images"]
     if sizes and sizes[0].value != 500:

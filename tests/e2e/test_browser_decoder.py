@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import exceptions_on, go_to, open_page, wait_idle
+from harness import choose_in_picker, exceptions_on, go_to, open_page, picker_value, wait_idle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from ui.decoder_tools import normal_quantiles  # noqa: E402
@@ -37,13 +37,14 @@ def models(e2e_env):
     return {name: load_checkpoint(folder / f"{name}.safetensors")[0] for name in ("vae_2d", "cvae_label")}
 
 
+# the picker lists models by name; vae_2d's name is shared with a second file (tests/e2e/conftest.py)
+PICKER_LABELS = {"vae_2d": "vae_2d (vae_2d.safetensors)"}
+
+
 def choose_model(page, name: str) -> None:
-    picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
-    if not picker.input_value().startswith(name + " ·"):
-        picker.click()
-        page.get_by_role("option", name=re.compile("^" + re.escape(name + " ·"))).first.click()
-        page.wait_for_function("(stem) => document.querySelector(\"[data-testid='stSidebar'] "
-                               "input[aria-label='Model']\").value.startsWith(stem)", arg=name + " ·")
+    label = PICKER_LABELS.get(name, name)
+    if picker_value(page) != label:
+        choose_in_picker(page, label)
     wait_idle(page)
 
 
