@@ -118,7 +118,16 @@ def assert_agree(page, model, label=None, dims: int = 2) -> list[float]:
 
 
 def pad_point(page, fx: float, fy: float) -> tuple[float, float]:
-    box = page.locator(".lp-pad").bounding_box()
+    """A point of the pad in viewport pixels, once the pad is in view and has stopped moving."""
+    pad = page.locator(".lp-pad")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    for _ in range(20):   # the page may still be laying out what a run drew below or above the pad
+        page.wait_for_timeout(100)
+        again = pad.bounding_box()
+        if again == box:
+            break
+        box = again
     return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
 
 
