@@ -106,16 +106,31 @@ def start_fork_server(ctx) -> None:
 class LocalHandle:
     """One worker process and its job."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, background: bool = False):
         self.inbox, self.outbox, self.stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.process = ctx.Process(target=_worker_main, args=(self.inbox, self.outbox, self.stop_event),
                                    name="latent-lab-worker", daemon=True)
-        self.process.start()
         self.job_id: str | None = None
+        self.start_error = ""
+        self._starter: threading.Thread | None = None
+        if background:  # the fork server may still be preloading: the scheduler must not wait for it
+            self._starter = threading.Thread(target=self._start, name="latent-lab-worker-start", daemon=True)
+            self._starter.start()
+        else:
+            self.process.start()
+
+    def _start(self) -> None:
+        try:
+            self.process.start()
+        except Exception as e:  # noqa: BLE001 - alive() turns False and death() says why
+            self.start_error = str(e) or type(e).__name__
+
+    def _starting(self) -> bool:
+        return self._starter is not None and self._starter.is_alive()
 
     def assign(self, job_id: str, task: dict) -> None:
         self.job_id = job_id
-        self.inbox.put(task)
+        self.inbox.put(task)  # waits in the pipe until the worker reads it
 
     def messages(self, limit: int = 1000) -> list[tuple[str, dict]]:
         out = []
@@ -132,10 +147,14 @@ class LocalHandle:
         self.stop_event.set()
 
     def alive(self) -> bool:
+        if self._starting():
+            return True
         return self.process.is_alive()
 
     def death(self) -> str:
         """Why the process ended, as the end of a sentence."""
+        if self.start_error:
+            return f"could not be started ({self.start_error})"
         code = self.process.exitcode
         if code is None:
             return "is still running"
@@ -146,6 +165,11 @@ class LocalHandle:
 
     def kill(self, grace: float = 3.0) -> None:
         """Stop the process: ask, then SIGTERM, then SIGKILL."""
+        self.stop_event.set()
+        if self._starter is not None:
+            self._starter.join(60)
+        if self.process.pid is None:  # never started
+            return
         if self.process.is_alive():
             self.stop_event.set()
             self.process.join(grace)
@@ -183,7 +207,7 @@ class LocalBackend:
             self._ready.set()
 
     def start(self, job_id: str, task: dict) -> LocalHandle:
-        handle = LocalHandle(self.ctx)
+        handle = LocalHandle(self.ctx, background=self.warm)
         handle.assign(job_id, {**task, "env": _env_now(), "submitted": task.get("submitted")})
         return handle
 
