@@ -93,7 +93,8 @@ def time_cli_run(model, train, threads: int, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-# Arms a timer: from the next click (capture phase) to the progress bar's text showing "step N/" with N >= 1.
+# Arms a timer: from the next click (capture phase) to the progress bar's text showing "step N/" with N >= 1 and
+# an ETA (a finished run's bar, still on the page while it reruns, says "took" instead).
 # Resolves with the ms, or NaN after 60 s.
 FIRST_STEP_JS = """() => {
   window.__t0 = null;
@@ -102,8 +103,8 @@ FIRST_STEP_JS = """() => {
     const t = setTimeout(() => { obs.disconnect(); resolve(NaN); }, 60000);
     const check = () => {
       const bar = document.querySelector("[data-testid='stMain'] [data-testid='stProgress']");
-      const m = bar && bar.innerText.match(/step ([0-9,]+)\\//);
-      if (window.__t0 !== null && m && +m[1].replace(/,/g, '') > 0) {
+      const text = bar ? bar.innerText : '', m = text.match(/step ([0-9,]+)\\//);
+      if (window.__t0 !== null && m && +m[1].replace(/,/g, '') > 0 && text.includes('ETA')) {  // a running job's
         obs.disconnect(); clearTimeout(t); resolve(performance.now() - window.__t0); }
     };
     const obs = new MutationObserver(check);
@@ -112,12 +113,33 @@ FIRST_STEP_JS = """() => {
 }"""
 
 
+class CpuMeter:
+    """CPU seconds used since it was made by the server process, by its descendants (fork server, workers)
+    and by this script's other descendants (chromium and playwright's driver)."""
+
+    def __init__(self, server_pid: int):
+        sys.path.insert(0, str(ROOT / "bench"))
+        from classroom_load import cpu_seconds, descendants
+        self._cpu, self._descendants, self.server_pid = cpu_seconds, descendants, server_pid
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        tree = self._descendants(self.server_pid)
+        browser = [p for p in self._descendants(os.getpid()) if p != self.server_pid and p not in tree]
+        return {"server": self._cpu(self.server_pid), "workers": sum(map(self._cpu, tree)),
+                "browser": sum(map(self._cpu, browser))}
+
+    def used(self) -> dict[str, float]:
+        now = self._now()
+        return {k: now[k] - self.start[k] for k in now}
+
+
 def browser_figures(repeats: int, moves: int, pause: float) -> dict:
     """(3): clicks on Start -> first step shown, and Decoder keyboard steps idle and while a run trains."""
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
     sys.path.insert(0, str(ROOT / "bench"))
     from app_speed import DECODED, set_browser_decoding, slider_latencies
-    from harness import VIEWPORT, StreamlitServer, launch_chromium, wait_idle
+    from harness import VIEWPORT, StreamlitServer, go_to, launch_chromium, wait_idle
     from playwright.sync_api import sync_playwright
 
     runs = Path(tempfile.mkdtemp(prefix="latent_lab_jobs_speed_")) / "runs"
@@ -158,17 +180,32 @@ def browser_figures(repeats: int, moves: int, pause: float) -> dict:
             set_browser_decoding(decoder, False)
             decoder.locator(DECODED).first.wait_for()
             wait_idle(decoder)
+            cpu = CpuMeter(server.proc.pid)
             out["idle"] = slider_latencies(decoder, moves, pause)
+            out["idle_cpu"] = cpu.used()
 
             train.evaluate(FIRST_STEP_JS)
             start.click()
             train.evaluate("() => window.__first")
             t0 = time.perf_counter()
+            cpu = CpuMeter(server.proc.pid)
             out["training"] = slider_latencies(decoder, moves, pause)
+            out["training_cpu"] = cpu.used()
             out["training_seconds"] = time.perf_counter() - t0
             text = train.locator("[data-testid='stMain'] [data-testid='stProgress']").first.inner_text()
             out["still_training"] = "ETA" in text
             out["progress_text"] = text.strip().splitlines()[0]
+            # the same run, its tab on the Home page: this browser no longer redraws the run's charts every second
+            go_to(train, "Home", heading="Latent Lab")   # in the same session (a new URL would be a new owner)
+            wait_idle(train)
+            cpu = CpuMeter(server.proc.pid)
+            out["training_away"] = slider_latencies(decoder, moves, pause)
+            out["training_away_cpu"] = cpu.used()
+            go_to(train, "Train", heading="Train a model")
+            stop.wait_for(timeout=60_000)
+            wait_idle(train)
+            out["still_training_away"] = "ETA" in train.locator(
+                "[data-testid='stMain'] [data-testid='stProgress']").first.inner_text()
             stop.click()
             wait_idle(train)
             browser.close()
@@ -235,10 +272,18 @@ def main(argv=None) -> int:
               + ", ".join(f"{v / 1000:.2f} s" for v in got["first_step_ms"]))
         idle, idle_p95 = ms_summary(*got["idle"])
         busy, busy_p95 = ms_summary(*got["training"])
-        print(f"    Decoder keyboard step, idle: {idle}")
-        print(f"    Decoder keyboard step, another tab training: {busy} ({got['training_seconds']:.0f} s; the run "
+        away, away_p95 = ms_summary(*got["training_away"])
+
+        def cpu(key):
+            return "CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in got[key].items())
+        print(f"    Decoder keyboard step, idle: {idle} ({cpu('idle_cpu')})")
+        print(f"    Decoder keyboard step, another tab training and showing its live charts: {busy} "
+              f"({got['training_seconds']:.0f} s, {cpu('training_cpu')}; the run "
               f"{'was still training' if got['still_training'] else 'had ENDED'} at the end: {got['progress_text']})")
         print(f"    p95 ratio training/idle: {busy_p95 / idle_p95:.2f} (target <= 1.5)")
+        print(f"    the same, the training tab on the Home page: {away} ({cpu('training_away_cpu')}; "
+              f"{'still training' if got['still_training_away'] else 'the run had ENDED'}); p95 ratio "
+              f"{away_p95 / idle_p95:.2f}")
     print(f"load average now: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
