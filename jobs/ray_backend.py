@@ -57,7 +57,13 @@ def ensure_ray(num_cpus: int | None = None):
             kwargs = dict(runtime_env=runtime_env(remote=bool(address)), log_to_driver=False,
                           ignore_reinit_error=True, configure_logging=False)
             if address:
-                ray.init(address=address, **kwargs)
+                try:
+                    ray.init(address=address, **kwargs)
+                except ConnectionError as e:  # most often: the cluster wants a token this server lacks
+                    hint = ("" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
+                            "; if the cluster uses Ray's token authentication (`ray start` turns it on when "
+                            "~/.ray/auth_token exists), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN for this server")
+                    raise ConnectionError(f"{e} (RAY_ADDRESS={address}){hint}") from None
             else:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return ray
