@@ -54,7 +54,7 @@ def test_the_data_set_travels_through_the_object_store_and_is_unpacked_once_per_
     assert (here.images == there.images).all() and (here.labels == there.labels).all()
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./data either
-    assert ray_backend.pack_dataset(fake, "fashion-mnist", job_data) is None  # not on the server: nothing sent
+    assert ray_backend.pack_dataset(fake, "mnist", tmp_path / "empty") is None  # not on the server: nothing sent
 
 
 def test_a_refused_connection_names_the_address_and_the_token_settings(monkeypatch):
