@@ -363,7 +363,11 @@ def cmd_diagnose(args) -> int:
 
     def progress(what: str, done: float) -> None:
         bar.set_description_str(what, refresh=False)
-        bar.update(max(0, round(100 * done) - bar.n))
+        target = min(bar.total, round(100 * done))
+        if target >= bar.total:  # the end: close() draws the full bar, once (update() would draw it as well)
+            bar.n = bar.total
+        else:
+            bar.update(max(0, target - bar.n))
     try:
         report = diagnose(model, test, samples=args.samples, quadrants=args.quadrants or None,
                           curve_images=min(args.curve_images, len(test)), progress=progress)
