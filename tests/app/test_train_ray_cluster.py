@@ -68,15 +68,16 @@ def ray_cluster(monkeypatch):
     finally:
         monkeypatch.undo()  # the next test's Ray reads its own settings
         reset_ray_auth()
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)  # the head and every process it started (they share its group)
-                proc.wait(wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        proc.terminate()  # `ray start --block` stops what it started on SIGTERM ...
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # ... and whatever is left of its process group (only this cluster's processes) is killed
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
         log.close()
         subprocess.run(["rm", "-rf", str(base)], check=False)
 
