@@ -37,8 +37,6 @@ def preload() -> None:
     except Exception:  # noqa: BLE001 - the children will run it themselves
         pass
     try:
-        import importlib
-
         import torch
 
         import jobs.worker  # noqa: F401  (torch, numpy, vae_core)
@@ -46,11 +44,6 @@ def preload() -> None:
         # The first optimizer imports torch._dynamo and ~900 modules (about a second); a one-weight one does
         # it here. No op here runs in parallel, so no thread pool starts before a fork.
         make_optimizer(torch.nn.Linear(1, 1), 1e-3)
-        for name in ("ui.images", "PIL.Image"):  # the live pictures' grid (numpy and PIL only)
-            try:
-                importlib.import_module(name)
-            except ImportError:
-                pass
         from vae_core import load_dataset, locate_dataset
         if locate_dataset("mnist") is not None:
             load_dataset("mnist", "train", download=False)

@@ -28,6 +28,7 @@ from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit
                       prepare_data, record_from_fit)
 from vae_core.data import DatasetUnavailable, hidden_pixels, quadrant_input  # noqa: E402
 from vae_core.evaluation import checkpoint_metrics  # noqa: E402
+from vae_core.pictures import grid  # noqa: E402
 
 PREVIEW_SEED = 1234
 LATENT_POINTS = 2000
@@ -175,8 +176,6 @@ class Reporter:
 def make_preview(model, data) -> tuple[np.ndarray | None, str]:
     """Samples (vae: 8x8 from the prior; label: one row per class) or quadrant completions, with the
     same noise every time so a class sees the same samples sharpen."""
-    from ui.images import grid  # numpy + PIL only, no streamlit
-
     cfg = model.config
     was_training = model.training
     model.eval()
@@ -191,12 +190,12 @@ def make_preview(model, data) -> tuple[np.ndarray | None, str]:
                 imgs = model.sample(labels, 8).cpu().reshape(cfg.num_classes, 8, cfg.image_size, cfg.image_size)
                 what = "predictions" if not cfg.has_latent else "samples"
                 return grid(imgs), f"{what} for each label (one row per class)"
-            return _completion_preview(model, data, grid)
+            return _completion_preview(model, data)
     finally:
         model.train(was_training)
 
 
-def _completion_preview(model, data, grid) -> tuple[np.ndarray, str]:
+def _completion_preview(model, data) -> tuple[np.ndarray, str]:
     cfg = model.config
     source = data.eval if data.eval is not None else data.train
     k = cfg.quadrants or 2

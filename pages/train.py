@@ -10,7 +10,7 @@ import time
 import streamlit as st
 
 from jobs.api import JobRefused
-from jobs.limits import weights_problem
+from jobs.limits import LimitsError, weights_problem
 from ui.cached_data import data_problem, dataset_folder
 from ui.images import upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
@@ -52,7 +52,11 @@ st.caption("Pick a model and its settings, press Start, and watch the losses fal
            "for a 2-D latent, the digit clusters form. Training runs apart from this page: it goes on while you "
            "visit another page, and a refresh or this page's link in a new tab finds it again.")
 
-service = jobs()
+try:
+    service = jobs()
+except LimitsError as e:  # a bad .streamlit/latent_lab.toml or LATENT_LAB_* value: the teacher's sentence
+    st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
+    st.stop()
 owner = owner_token()
 mine = service.jobs_of(owner)                      # also tells the scheduler this page is watching them
 ids = [j.id for j in mine]

@@ -225,3 +225,31 @@ def test_hidden_layers_start_at_the_shared_default(train):
     from vae_core.config import DEFAULT_HIDDEN_DIMS
     from ui.training_job import parse_hidden
     assert parse_hidden(train.text_input(key="train_hidden").value) == DEFAULT_HIDDEN_DIMS
+
+
+@pytest.mark.parametrize("text, env, words", [
+    ("[limits]\nmax_runs = 'two'\n", {}, "[limits] max_runs must be a whole number, got 'two'."),
+    ("[limits]\nmax_run = 2\n", {}, "[limits] has an unknown key 'max_run'"),
+    ("[limits]\nmax_runs = 2\n", {"LATENT_LAB_MAX_QUEUED": "-1"}, "LATENT_LAB_MAX_QUEUED must be at least 0"),
+])
+def test_bad_limits_are_a_sentence_on_the_page_not_a_traceback(app, runs, monkeypatch, tmp_path, text, env, words):
+    config = tmp_path / "latent_lab.toml"
+    config.write_text(text)
+    monkeypatch.setenv("LATENT_LAB_CONFIG", str(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    [error] = [e.value for e in app.error]
+    assert error.startswith("Training is off until the limits are fixed: ") and words in error, error
+    assert (str(config) in error) == (not env)  # a file's sentence names the file; a variable's names the variable
+    assert not [b for b in app.button if b.key == "train_start"]  # nothing can be started
+
+
+def test_limits_from_the_file_reach_the_page(app, runs, monkeypatch, tmp_path):
+    config = tmp_path / "latent_lab.toml"
+    config.write_text("[limits]\nmax_queued = 7\nmax_weights = 12_345\n")
+    monkeypatch.setenv("LATENT_LAB_CONFIG", str(config))
+    app.switch_page("pages/train.py").run()
+    assert not errors_of(app)
+    assert any("7 waiting at most, 12,345 weights per model" in c.value for c in app.caption)

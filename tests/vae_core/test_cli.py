@@ -352,3 +352,15 @@ def test_a_damaged_data_file_is_one_line_naming_it(fake_data_dir, tmp_path, caps
     assert_one_error_line(code, err)
     assert "train-images-idx3-ubyte.gz" in err and "claims" in err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_reader_that_goes_away_ends_info_quietly(trained):
+    """`python -m vae_core info x | head`: the pipe closes before info writes; no `error: broken pipe` line and
+    no traceback, exit 141 (128 + SIGPIPE) as a shell reports for `cat` cut off the same way."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "vae_core", "info", str(trained)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    proc.stdout.close()  # before the interpreter has even imported torch
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
