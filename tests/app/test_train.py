@@ -16,7 +16,7 @@ VIEW = "train_view"
 
 @pytest.fixture
 def runs(tmp_path, model_dir, monkeypatch):
-    """A fresh runs folder (its own job table) listed before the fixture models; no spare worker."""
+    """A fresh runs folder (its own job table) listed before the fixture models; workers spawned (no fork server)."""
     folder = tmp_path / "runs"
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{folder}{os.pathsep}{model_dir}")
     monkeypatch.setenv("LATENT_LAB_WARM_WORKER", "0")
