@@ -336,7 +336,14 @@ async def map_ws_session(url, deadline, record, errors):
                 record("latent map click, panel received", panel[0] * 1000)
                 record("latent map click, run finished", run.finished * 1000)
             elif ok:
-                errors.append(f"latent map: the run finished without the panel of test image #{row}")
+                now = client.widget("plotly_chart", key="latent_map_chart")
+                picker = client.widget("selectbox", "Model")
+                model = "?" if picker is None else (picker.proto.raw_value if picker.proto.set_value
+                                                    else picker.proto.options[picker.proto.default])
+                errors.append(f"latent map: the run finished without the panel of test image #{row}"
+                              + (" (the chart came back as a new widget: its figure changed)" if now.id != chart.id else "")
+                              + f"; model shown: {model}; page said: "
+                              + " | ".join(b[:50] for _, b in run.markdown if "elected" in b or "Test image" in b))
             else:
                 errors.append(f"latent map: no image panel within {STEP_TIMEOUT:g} s"
                               + (f" ({client.closed_reason})" if client.closed_reason else ""))

@@ -18,7 +18,10 @@ bundle in static/):
   with its widget id where it is a widget), and script_finished.
 
 The frontend sends the values of every widget on the page; this client sends those it has set itself, and
-the server keeps the others from its session state (keyed widgets, as the pages' are).
+the server keeps the others from its session state (keyed widgets, as the pages' are). Like the frontend, it
+forgets, after each full run, the widgets that run did not draw: a plotly chart whose figure changed (the
+Latent map's, after every click) comes back under a new id, and a value sent for an old id that the page
+draws again later would be taken as a click there.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ class Run:
     images: list[tuple[float, str, str]] = field(default_factory=list)   # (s after t0, url, caption)
     markdown: list[tuple[float, str]] = field(default_factory=list)      # (s after t0, body)
     exceptions: list[str] = field(default_factory=list)
+    widget_ids: set[str] = field(default_factory=set)                    # the widgets this run drew
     kinds: dict[str, int] = field(default_factory=dict)                  # ForwardMsg / element kinds seen
     finished: float | None = None
     status: int | None = None
@@ -129,7 +133,10 @@ class StreamlitWsClient:
             body = getattr(el, ek) if ek else None
             wid = getattr(body, "id", "") if body is not None and ek != "imgs" else ""
             if wid:
+                self.widgets.pop(wid, None)   # the dict's order is the order last drawn
                 self.widgets[wid] = Widget(wid, ek, getattr(body, "label", ""), msg.delta.fragment_id, body)
+                if run is not None:
+                    run.widget_ids.add(wid)
             if ek == "exception":
                 text = f"{el.exception.type}: {el.exception.message}"
                 self.all_exceptions.append(text)
@@ -145,6 +152,11 @@ class StreamlitWsClient:
                 run.status = msg.script_finished
             if msg.script_finished in FINISHED_OK:
                 run.finished = now - run.t0
+                if msg.script_finished == ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY:
+                    # as the frontend does after a full run: forget the widgets the page no longer draws (a
+                    # chart whose figure changed is a new widget; its old id's value must not come back)
+                    self.states = {k: v for k, v in self.states.items() if k in run.widget_ids}
+                    self.widgets = {k: w for k, w in self.widgets.items() if k in run.widget_ids}
                 run.done.set()
 
     # ------------------------------------------------------------------ sending
