@@ -14,7 +14,7 @@ LimitsError whose text is one sentence naming the file and key (or the variable)
     LATENT_LAB_WORKER_THREADS      torch threads per worker         default: (cores - 1) // max runs, at least 1
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
     LATENT_LAB_RUNNER              local (default) or ray
-    LATENT_LAB_WARM_WORKER         keep a spare worker ready (torch and MNIST loaded)  default: 1
+    LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ route_through_app()  # a deep link on a fresh server goes through app.py (ui/rou
 VIEW = "train_view"           # the id of the job this session looks at
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map
 REFRESH_SECONDS = 1.0
+FIRST_STEP_SECONDS = 0.2      # until a started run shows its first step, the page polls this often
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
 # The classroom default: a 2-D VAE (256-256) on all 60,000 MNIST images for 4 epochs, batch 128, lr 1e-3; the
@@ -276,6 +277,18 @@ def live(job_id: str) -> None:
         st.rerun()
 
 
+@st.fragment(run_every=FIRST_STEP_SECONDS)
+def live_until_first_step(job_id: str) -> None:
+    """A run just started: poll fast until its first step shows (a worker reaches it in a fraction of a
+    second), then rerun the page once, so that `live` polls at its calmer pace from there on."""
+    snap = service.progress(job_id)
+    if snap is None:
+        return
+    draw(snap)
+    if snap.global_step > 0 or not snap.active:
+        st.rerun()
+
+
 @st.fragment(run_every=5.0)
 def keep_watching(job_ids: list[str]) -> None:
     """While a finished run is shown, tell the scheduler this page still watches the owner's active runs,
@@ -333,6 +346,8 @@ if job is None:
     st.info(f"Nothing trained yet from this browser. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
             f"on all 60,000 MNIST images) take about {DEFAULT_SECONDS} here, long enough to watch the digit "
             "clusters form on the latent map.", icon=":material/lightbulb:")
+elif job.active and job.status != "queued" and job.global_step == 0:
+    live_until_first_step(job.id)
 elif job.active:
     live(job.id)
 else:

@@ -16,9 +16,9 @@ VIEW = "train_view"
 
 @pytest.fixture
 def runs(tmp_path, model_dir, monkeypatch):
-    """A fresh runs folder (its own job table) listed before the fixture models; no spare worker; workers at
-    the test's own CPU priority. A worker runs at nice 10 by default (so a server's clicks win), and here the
-    page it competes with is this test's polling loop (a Train page run every 0.4 s) plus whatever else the
+    """A fresh runs folder (its own job table) listed before the fixture models; workers spawned (no fork
+    server), at the test's own CPU priority. A worker runs at nice 10 by default (so a server's clicks win),
+    and here it competes with this test's polling loop (a Train page run every 0.4 s) and whatever else the
     machine runs: at load 6 on 2 cores a 1-epoch tiny run took 40-46 s at nice 10 and 11-17 s at nice 0,
     against a 90 s deadline; under heavier load the deadline ran out."""
     folder = tmp_path / "runs"
