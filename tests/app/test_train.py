@@ -16,10 +16,15 @@ VIEW = "train_view"
 
 @pytest.fixture
 def runs(tmp_path, model_dir, monkeypatch):
-    """A fresh runs folder (its own job table) listed before the fixture models; workers spawned (no fork server)."""
+    """A fresh runs folder (its own job table) listed before the fixture models; workers spawned (no fork
+    server), at the test's own CPU priority. A worker runs at nice 10 by default (so a server's clicks win),
+    and here it competes with this test's polling loop (a Train page run every 0.4 s) and whatever else the
+    machine runs: at load 6 on 2 cores a 1-epoch tiny run took 40-46 s at nice 10 and 11-17 s at nice 0,
+    against a 90 s deadline (a margin of 2 at load 6)."""
     folder = tmp_path / "runs"
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{folder}{os.pathsep}{model_dir}")
     monkeypatch.setenv("LATENT_LAB_WARM_WORKER", "0")
+    monkeypatch.setenv("LATENT_LAB_WORKER_NICE", "0")
     yield folder
     from jobs.api import shutdown_all
     shutdown_all()  # never leave a worker process behind
