@@ -1,12 +1,24 @@
-"""A class on one server: N browser sessions explore while training jobs run and wait in line.
+"""A class on one server: N sessions explore while training jobs run and wait in line.
 
-    python bench/classroom_load.py                        # 20 sessions for 60 s, 2 jobs training, 3 waiting
+    python bench/classroom_load.py --client ws            # 20 websocket sessions for 60 s, 2 jobs training, 3 waiting
+    python bench/classroom_load.py                        # the same with 20 chromium contexts (--client browser)
     python bench/classroom_load.py --sessions 2 --seconds 10 --job-epochs 1 --job-images 1000   # a quick check
+
+--client browser drives chromium contexts on this machine; they need far more CPU than the server (measured
+at 20 sessions on 2 cores: browser 105 s, server 10 s of 153 s), so the latencies then measure the browsers.
+A class's browsers run on the students' machines: --client ws makes each session a Streamlit websocket client
+in this process (bench/st_ws_client.py: the server runs the same pages and sends the same deltas as for a
+tab), so that the figures are the server's. A ws Decoder session switches "Decode in the browser" off and
+sends one slider step per action (a fragment rerun, as the frontend sends on an arrow key), timed to the
+delta with the new decoded image (its caption "z = ..." changed) and to the end of the run; a ws Latent-map
+session sends a click on a random dot (the chart's selection, as the frontend reports it) and times the
+"Test image #" panel and the end of the run. An error is a step without its answer within 10 s, or an
+exception element in a page.
 
 Starts `streamlit run app.py` on 127.0.0.1 with LATENT_LAB_MAX_RUNS=2 and the shipped models, opens the Train
 page once (so the server's job service exists), then queues 5 small training jobs straight into the job
-table (the server's scheduler starts 2 and keeps 3 waiting). Meanwhile N browser contexts (one chromium,
-driven by playwright's async API) act for --seconds: most switch "Decode in the browser" off and move a
+table (the server's scheduler starts 2 and keeps 3 waiting). Meanwhile N sessions (browser contexts of one chromium,
+driven by playwright's async API, or websocket clients) act for --seconds: most switch "Decode in the browser" off and move a
 Decoder slider with the keyboard (the server decodes each step) and time the new decoded image; every fourth clicks a random point of the Latent map and times the "Test image #"
 panel. Prints p50/p95 latency of each action kind (also of the pages' first draw, and also when some sessions
 time out: every session is bounded, and what the others measured is kept), errors (timeouts and exceptions
@@ -17,7 +29,8 @@ Memory: the peak, over the samples, of the server's and of its descendants' (the
 multiprocessing's resource tracker) summed at the same instant, as RSS and as PSS (/proc/PID/smaps_rollup:
 a page shared by k processes counts 1/k in each, so PSS sums to what they really hold; RSS counts torch's
 shared pages once per process). CPU: seconds of CPU used during the run by the server, by its descendants,
-and by the browser (chromium and playwright's driver), which shares the same 2 cores.
+and by the clients (this script, and with --client browser chromium and playwright's driver), which share the
+same 2 cores.
 """
 from __future__ import annotations
 
@@ -92,14 +105,14 @@ def descendants(pid: int) -> list[int]:
 class Sampler(threading.Thread):
     """Every 0.5 s: RSS and PSS of the server and of its descendants (each group summed at that instant; the
     peaks are kept), and the CPU seconds of every process of the server's tree and of the browser's (this
-    script's other descendants), kept per process so that workers which have ended still count."""
+    script and its other descendants: the clients), kept per process so that workers which have ended still count."""
 
     def __init__(self, server_pid: int):
         super().__init__(daemon=True)
         self.pid, self.done = server_pid, threading.Event()
         self.peak = {"server_rss": 0.0, "server_pss": 0.0, "workers_rss": 0.0, "workers_pss": 0.0,
                      "total_rss": 0.0, "total_pss": 0.0, "workers_count": 0}
-        self.cpu: dict[str, dict[int, float]] = {"server": {}, "workers": {}, "browser": {}}
+        self.cpu: dict[str, dict[int, float]] = {"server": {}, "workers": {}, "clients": {}}
         self.cpu0: dict[int, float] = {}
 
     def sample(self) -> None:
@@ -112,8 +125,9 @@ class Sampler(threading.Thread):
                            ("workers_count", len(workers))):
             self.peak[key] = max(self.peak[key], value)
         server_tree = {self.pid, *workers}
-        browser = [p for p in descendants(os.getpid()) if p not in server_tree]
-        for group, pids in (("server", [self.pid]), ("workers", workers), ("browser", browser)):
+        # the clients: this script (the websocket sessions, or playwright's asyncio side) and chromium
+        browser = [os.getpid()] + [p for p in descendants(os.getpid()) if p not in server_tree]
+        for group, pids in (("server", [self.pid]), ("workers", workers), ("clients", browser)):
             for p in pids:
                 self.cpu0.setdefault(p, cpu_seconds(p))
                 self.cpu[group][p] = max(self.cpu[group].get(p, 0.0), cpu_seconds(p))
@@ -203,7 +217,7 @@ async def map_session(browser, url, deadline, record, errors):
         await context.close()
 
 
-async def drive(url: str, sessions: int, seconds: float):
+async def drive_browser(url: str, sessions: int, seconds: float):
     from playwright.async_api import async_playwright
 
     times: dict[str, list[float]] = {}
@@ -234,6 +248,136 @@ async def drive(url: str, sessions: int, seconds: float):
     return times, errors
 
 
+# ----------------------------------------------------------------------------- --client ws: websocket sessions
+# Each session is one Streamlit websocket (bench/st_ws_client.py) in this process: the server does all it does
+# for a browser tab (runs the page, sends every delta), and no browser shares the cores with it.
+
+STEP_TIMEOUT = 10.0   # s, as the browser sessions' ARM_JS
+
+
+async def decoder_ws_session(url, deadline, record, errors):
+    from st_ws_client import StreamlitWsClient
+
+    client = StreamlitWsClient(url)
+    try:
+        t0 = time.perf_counter()
+        await client.connect()
+        run = await client.open("decoder")
+        toggle = client.widget("checkbox", "Decode in the browser")
+        if run.finished is None or toggle is None:
+            raise RuntimeError(f"the decoder page did not finish opening ({client.closed_reason or 'timeout'})")
+        # the server's sliders: every step is a (fragment) script run that decodes on the server
+        client.set_widget(toggle, "bool_value", False)
+        run = await client.rerun()
+        ok = await client.wait(run, 90)
+        slider = client.widget("slider", "z1")
+        if not ok or slider is None or not run.images:
+            raise RuntimeError("no server sliders and decoded image after switching the browser decoding off")
+        record("decoder page opened, server sliders on", (time.perf_counter() - t0) * 1000)
+        caption = [cap for _, _, cap in run.images if cap.startswith("z = ")][-1]
+        value = (list(slider.proto.value) or list(slider.proto.default))[0]
+        i = 0
+        while time.monotonic() < deadline:
+            step = 0.01 if (i // 10) % 2 == 0 else -0.01   # one arrow key, as the browser sessions press
+            value = min(slider.proto.max, max(slider.proto.min, round(value + step, 2)))
+            client.set_widget(slider, "double_array_value", [value])
+            run = await client.rerun(fragment_id=slider.fragment_id)
+            ok = await client.wait(run, STEP_TIMEOUT)
+            new = [(t, cap) for t, _, cap in run.images if cap.startswith("z = ") and cap != caption]
+            if run.exceptions:
+                errors.append(f"decoder: exception in the page: {run.exceptions[0][:120]}")
+            if ok and new:
+                record("decoder slider step, new image received", new[0][0] * 1000)
+                record("decoder slider step, run finished", run.finished * 1000)
+                caption = new[-1][1]
+            elif ok:
+                errors.append("decoder: the run finished without a new image")
+            else:
+                errors.append(f"decoder: no new image within {STEP_TIMEOUT:g} s"
+                              + (f" ({client.closed_reason})" if client.closed_reason else ""))
+                await client.wait(run, 60)   # as a user would: the next step after this one's answer
+            i += 1
+            await asyncio.sleep(random.uniform(0.2, 0.6))
+    except Exception as e:  # noqa: BLE001 - a bench counts failures, it does not stop on them
+        errors.append(f"decoder session: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+    finally:
+        await client.close()
+
+
+async def map_ws_session(url, deadline, record, errors):
+    import numpy as np
+
+    from st_ws_client import StreamlitWsClient, selection_json
+
+    client = StreamlitWsClient(url)
+    rng = np.random.default_rng()
+    try:
+        t0 = time.perf_counter()
+        await client.connect()
+        run = await client.open("latent_map")
+        chart = client.widget("plotly_chart", key="latent_map_chart")
+        if run.finished is None or chart is None:
+            raise RuntimeError(f"the latent map did not finish opening ({client.closed_reason or 'timeout'})")
+        record("latent map page opened (figure received)", (time.perf_counter() - t0) * 1000)
+        while time.monotonic() < deadline:
+            chart = client.widget("plotly_chart", key="latent_map_chart")
+            click = selection_json(chart.proto.spec, rng)
+            if click is None:
+                errors.append("latent map: the figure has no points")
+                break
+            value, row = click
+            client.set_widget(chart, "string_value", value)   # a click on one dot, as the chart reports it
+            run = await client.rerun()
+            ok = await client.wait(run, STEP_TIMEOUT)
+            panel = [t for t, body in run.markdown if f"Test image #{row}**" in body]
+            if run.exceptions:
+                errors.append(f"latent map: exception in the page: {run.exceptions[0][:120]}")
+            if ok and panel:
+                record("latent map click, panel received", panel[0] * 1000)
+                record("latent map click, run finished", run.finished * 1000)
+            elif ok:
+                now = client.widget("plotly_chart", key="latent_map_chart")
+                picker = client.widget("selectbox", "Model")
+                model = "?" if picker is None else (picker.proto.raw_value if picker.proto.set_value
+                                                    else picker.proto.options[picker.proto.default])
+                errors.append(f"latent map: the run finished without the panel of test image #{row}"
+                              + (" (the chart came back as a new widget: its figure changed)" if now.id != chart.id else "")
+                              + f"; model shown: {model}; page said: "
+                              + " | ".join(b[:50] for _, b in run.markdown if "elected" in b or "Test image" in b))
+            else:
+                errors.append(f"latent map: no image panel within {STEP_TIMEOUT:g} s"
+                              + (f" ({client.closed_reason})" if client.closed_reason else ""))
+                await client.wait(run, 60)
+            await asyncio.sleep(random.uniform(0.5, 1.5))
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"latent map session: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+    finally:
+        await client.close()
+
+
+async def drive_ws(url: str, sessions: int, seconds: float):
+    from st_ws_client import StreamlitWsClient
+
+    times: dict[str, list[float]] = {}
+    errors: list[str] = []
+
+    def record(kind, ms):
+        times.setdefault(kind, []).append(ms)
+
+    async with StreamlitWsClient(url) as train:   # creates the server's job service, and stays open
+        await train.open("train")
+        deadline = time.monotonic() + seconds
+        tasks = [asyncio.create_task((map_ws_session if k % 4 == 3 else decoder_ws_session)(
+            url, deadline, record, errors)) for k in range(sessions)]
+        _, pending = await asyncio.wait(tasks, timeout=seconds + 180)
+        for task in pending:
+            task.cancel()
+            errors.append(f"a session was still busy {seconds + 180:g} s after the start: cancelled")
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+    return times, errors
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -247,8 +391,11 @@ def main(argv=None) -> int:
     ap.add_argument("--job-epochs", type=int, default=2)
     ap.add_argument("--job-images", type=int, default=10_000)
     ap.add_argument("--job-timeout", type=float, default=600.0, help="how long to wait for the jobs to finish")
+    ap.add_argument("--client", choices=("browser", "ws"), default="browser",
+                    help="browser: a chromium context per session (on this machine's cores); ws: a Streamlit "
+                         "websocket client per session, in this process (bench/st_ws_client.py)")
     args = ap.parse_args(argv)
-    reason = missing_browser_reason()
+    reason = missing_browser_reason() if args.client == "browser" else None
     if reason:
         print(f"cannot run: {reason}")
         return 2
@@ -272,13 +419,14 @@ def main(argv=None) -> int:
                                     TrainConfig(epochs=args.job_epochs, train_limit=args.job_images, eval_limit=2000))
         settings["data_root"] = str(data.parent) if data else None
         job_ids = [table.add(f"bench-{k}", settings) for k in range(args.jobs)]
-        print(f"{args.sessions} sessions for {args.seconds:g} s; {args.jobs} jobs queued ({args.job_epochs} epochs "
+        print(f"{args.sessions} {'websocket' if args.client == 'ws' else 'browser'} sessions for {args.seconds:g} s; {args.jobs} jobs queued ({args.job_epochs} epochs "
               f"on {args.job_images:,} images each, 2 at once); load average {os.getloadavg()[0]:.2f}", flush=True)
         t_sessions = time.monotonic()
+        drive = drive_ws if args.client == "ws" else drive_browser
         times, errors = asyncio.run(drive(server.url, args.sessions, args.seconds))
         sessions_seconds = time.monotonic() - t_sessions
         load_after_sessions = os.getloadavg()
-        cpu_sessions = {g: sampler.cpu_used(g) for g in ("server", "workers", "browser")}
+        cpu_sessions = {g: sampler.cpu_used(g) for g in ("server", "workers", "clients")}
         mid_states = [table.get(j).status for j in job_ids]
         end = time.monotonic() + args.job_timeout
         while time.monotonic() < end and not all(table.get(j).status in FINISHED for j in job_ids):
@@ -312,7 +460,9 @@ def main(argv=None) -> int:
               f"descendants together (fork server, workers, resource tracker; at most {m['workers_count']} at once) "
               f"{m['workers_rss']:,.0f} / {m['workers_pss']:,.0f}; server + descendants at the same instant "
               f"{m['total_rss']:,.0f} / {m['total_pss']:,.0f}")
+        who = "this script's websocket sessions" if args.client == "ws" else "chromium, playwright and this script"
         print("CPU seconds while the sessions ran: " + ", ".join(f"{g} {v:.0f}" for g, v in cpu_sessions.items())
+              + f" (clients: {who})"
               + f" (of {2 * sessions_seconds:.0f} available on 2 cores)")
     print(f"load average now: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     return 0
