@@ -1,5 +1,6 @@
 """The Train page: settings, refusing bad ones, a live run, stop, save."""
 import os
+import signal
 import time
 
 import pytest
@@ -148,6 +149,39 @@ def test_stop_ends_a_run_within_a_second(train):
     assert viewed(train).status == "stopped"
     assert any("Stopped by request" in i.value for i in train.info)
     assert viewed(train).can_save  # a stopped run keeps its weights
+
+
+def image_urls(at) -> list[str]:
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def plotly_ids(at) -> list[str]:
+    return [element.proto.id for element in at.get("plotly_chart")]
+
+
+def test_a_live_run_sends_a_picture_again_only_when_it_changed(train):
+    """While a run trains, the latent map is one PNG, not a Plotly figure of 2,000 points, and a poll without a
+    new map or sample grid sends the same media URLs: the browser fetches and draws nothing again (issue 10).
+    When the run ends, the map is the interactive Plotly figure."""
+    tiny_settings(train, epochs=100, batch=16)
+    train.button(key="train_start").click().run()
+    wait_until(train, lambda at: viewed(at).latent is not None and viewed(at).preview is not None)
+    worker = service()._handles[train.session_state[VIEW]].process.pid
+    os.kill(worker, signal.SIGSTOP)   # no new pictures while we look
+    try:
+        time.sleep(0.6)               # the scheduler collects what the worker had sent
+        first = image_urls(train.run())
+        first_charts = plotly_ids(train)
+        second = image_urls(train.run())
+        assert viewed(train).active
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert len(first) == 2 and second == first
+    assert len(first_charts) == 1 and "train_curves" in first_charts[0]   # the curves; the map is a picture
+    train.button(key="train_stop").click().run()
+    wait_until(train, lambda at: viewed(at).finished, deadline_s=30)
+    assert any("train_latent_map" in i for i in plotly_ids(train))
+    assert len(image_urls(train)) == 1   # the samples
 
 
 def test_training_survives_a_page_switch(train):
