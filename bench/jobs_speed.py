@@ -4,6 +4,7 @@ the Decoder's server sliders while another tab trains.
     python bench/jobs_speed.py                 # the Train page's defaults (2-D VAE, all MNIST, 4 epochs)
     python bench/jobs_speed.py --tiny          # 1 epoch on 1,000 images, few repeats: checks the script runs
     python bench/jobs_speed.py --no-browser    # (1) and (2) only
+    python bench/jobs_speed.py --only-decoder  # (3)'s Decoder phases only (no Start-to-first-step clicks)
 
 (1) service: jobs.api.JobService as the page uses it, the fork server warm (torch imported, MNIST in memory):
     from submit() to a polled snapshot that shows step >= 1, and where that time goes, from the wall-clock
@@ -17,9 +18,12 @@ the Decoder's server sliders while another tab trains.
     progress bar's text showing "step N/..." with N >= 1. That includes the click's round trip, the page's
     two script runs (the click's and the rerun after submit), the job table, the scheduler, the worker's
     start and first step, and the page's polling (0.2 s until the first step). The first click warms the
-    page up and is not counted. Then the Decoder's server sliders ("Decode in the browser" off), in a second
-    browser context (another tab's session): keyboard steps -> new decoded image, timed as bench/app_speed.py
-    (a), first with nothing training, then while the Train tab's run (the default settings but 30 epochs) trains.
+    page up and is not counted. Then the Decoder in a second browser context (another tab's session), first
+    with nothing training, then while the Train tab's run (the default settings but 200 epochs) trains, its
+    tab drawing the live charts, then the same run with its tab on Home; in each phase both paths:
+    the server sliders ("Decode in the browser" off): keyboard steps -> new decoded image, as bench/app_speed.py
+    (a); and the default in-browser decoder (ui/latent_pad.py): an arrow key on the pad's z1 slider, key down ->
+    new picture and key up -> the server's number box, as bench/app_speed.py (e) (commit_latencies).
 Prints the figures and the load average; take figures on a quiet machine.
 """
 from __future__ import annotations
@@ -134,11 +138,33 @@ class CpuMeter:
         return {k: now[k] - self.start[k] for k in now}
 
 
-def browser_figures(repeats: int, moves: int, pause: float) -> dict:
-    """(3): clicks on Start -> first step shown, and Decoder keyboard steps idle and while a run trains."""
+def decoder_phase(decoder, out: dict, name: str, moves: int, pause: float, server_pid: int) -> None:
+    """One phase of (3): the server sliders' keyboard steps into out[name] (and out[name + '_cpu']), the
+    in-browser decoder's key down -> picture / key up -> number box into out[name + '_pad'] (and its CPU).
+    Starts with whichever path the page shows now, to spare one switch."""
+    from app_speed import DECODED, PAD, commit_latencies, set_browser_decoding, slider_latencies
+    from harness import wait_idle
+    pad_on = decoder.locator(".st-key-browser_decode input").is_checked()
+    for on in ((True, False) if pad_on else (False, True)):
+        set_browser_decoding(decoder, on)
+        if on:
+            decoder.wait_for_function("(pad) => { const r = document.querySelector(pad);"
+                                      " return r && r.dataset.model && +r.dataset.frames > 0; }", arg=PAD,
+                                      timeout=60_000)
+        else:
+            decoder.locator(DECODED).first.wait_for()
+        wait_idle(decoder)
+        cpu = CpuMeter(server_pid)
+        key = name + ("_pad" if on else "")
+        out[key] = commit_latencies(decoder, moves, pause) if on else slider_latencies(decoder, moves, pause)
+        out[key + "_cpu"] = cpu.used()
+
+
+def browser_figures(repeats: int, moves: int, pause: float, only_decoder: bool = False) -> dict:
+    """(3): clicks on Start -> first step shown (none with only_decoder), and Decoder keyboard steps (server
+    sliders and the in-browser decoder) idle and while a run trains."""
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
     sys.path.insert(0, str(ROOT / "bench"))
-    from app_speed import DECODED, set_browser_decoding, slider_latencies
     from harness import VIEWPORT, StreamlitServer, go_to, launch_chromium, wait_idle
     from playwright.sync_api import sync_playwright
 
@@ -157,10 +183,10 @@ def browser_figures(repeats: int, moves: int, pause: float) -> dict:
             start.wait_for(timeout=60_000)
             wait_idle(train)
             epochs = train.get_by_label("Epochs")   # runs long enough to outlast the Decoder's measurement
-            epochs.fill("30")
+            epochs.fill("200")   # both Decoder paths in two phases: minutes at --moves 60
             epochs.press("Enter")
             wait_idle(train)
-            for k in range(repeats + 1):  # the first one warms the page and the job service up
+            for k in range(0 if only_decoder else repeats + 1):  # the first one warms the page and the service up
                 train.wait_for_function("() => { const b = [...document.querySelectorAll('button')].find("
                                         "b => b.innerText.includes('Start training')); return b && !b.disabled; }",
                                         timeout=60_000)
@@ -177,20 +203,13 @@ def browser_figures(repeats: int, moves: int, pause: float) -> dict:
             decoder.goto(f"{server.url}/decoder")
             decoder.locator("h1").first.wait_for(timeout=60_000)
             wait_idle(decoder)
-            set_browser_decoding(decoder, False)
-            decoder.locator(DECODED).first.wait_for()
-            wait_idle(decoder)
-            cpu = CpuMeter(server.proc.pid)
-            out["idle"] = slider_latencies(decoder, moves, pause)
-            out["idle_cpu"] = cpu.used()
+            decoder_phase(decoder, out, "idle", moves, pause, server.proc.pid)
 
             train.evaluate(FIRST_STEP_JS)
             start.click()
-            train.evaluate("() => window.__first")
+            out["training_first_step_ms"] = train.evaluate("() => window.__first")
             t0 = time.perf_counter()
-            cpu = CpuMeter(server.proc.pid)
-            out["training"] = slider_latencies(decoder, moves, pause)
-            out["training_cpu"] = cpu.used()
+            decoder_phase(decoder, out, "training", moves, pause, server.proc.pid)
             out["training_seconds"] = time.perf_counter() - t0
             text = train.locator("[data-testid='stMain'] [data-testid='stProgress']").first.inner_text()
             out["still_training"] = "ETA" in text
@@ -198,9 +217,7 @@ def browser_figures(repeats: int, moves: int, pause: float) -> dict:
             # the same run, its tab on the Home page: this browser no longer redraws the run's charts every second
             go_to(train, "Home", heading="Latent Lab")   # in the same session (a new URL would be a new owner)
             wait_idle(train)
-            cpu = CpuMeter(server.proc.pid)
-            out["training_away"] = slider_latencies(decoder, moves, pause)
-            out["training_away_cpu"] = cpu.used()
+            decoder_phase(decoder, out, "training_away", moves, pause, server.proc.pid)
             go_to(train, "Train", heading="Train a model")
             stop.wait_for(timeout=60_000)
             wait_idle(train)
@@ -232,7 +249,13 @@ def main(argv=None) -> int:
     p.add_argument("--pause", type=float, default=0.3, help="seconds between two Decoder steps")
     p.add_argument("--no-cli", action="store_true", help="skip (2), the in-app run against the CLI")
     p.add_argument("--no-browser", action="store_true", help="skip (3), the browser figures")
+    p.add_argument("--only-decoder", action="store_true",
+                   help="only (3)'s Decoder phases: no (1), (2) or Start-to-first-step clicks")
     args = p.parse_args(argv)
+    if args.only_decoder:
+        if args.no_browser:
+            p.error("--only-decoder measures in the browser: drop --no-browser")
+        return print_browser(args) or 0
 
     from jobs.api import JobService
     from jobs.limits import read_limits
@@ -267,25 +290,54 @@ def main(argv=None) -> int:
             print(f"    CLI run:    {cli_wall:.1f} s wall")
             print(f"    ratio app/CLI: {app_wall / cli_wall:.2f}; load average {os.getloadavg()[0]:.2f}", flush=True)
     if not args.no_browser:
-        got = browser_figures(1 if args.tiny else args.repeats, 5 if args.tiny else args.moves, args.pause)
-        print("(3) browser, click on Start -> progress shows step >= 1: "
-              + ", ".join(f"{v / 1000:.2f} s" for v in got["first_step_ms"]))
-        idle, idle_p95 = ms_summary(*got["idle"])
-        busy, busy_p95 = ms_summary(*got["training"])
-        away, away_p95 = ms_summary(*got["training_away"])
-
-        def cpu(key):
-            return "CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in got[key].items())
-        print(f"    Decoder keyboard step, idle: {idle} ({cpu('idle_cpu')})")
-        print(f"    Decoder keyboard step, another tab training and showing its live charts: {busy} "
-              f"({got['training_seconds']:.0f} s, {cpu('training_cpu')}; the run "
-              f"{'was still training' if got['still_training'] else 'had ENDED'} at the end: {got['progress_text']})")
-        print(f"    p95 ratio training/idle: {busy_p95 / idle_p95:.2f} (target <= 1.5)")
-        print(f"    the same, the training tab on the Home page: {away} ({cpu('training_away_cpu')}; "
-              f"{'still training' if got['still_training_away'] else 'the run had ENDED'}); p95 ratio "
-              f"{away_p95 / idle_p95:.2f}")
-    print(f"load average now: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print_browser(args)
+    else:
+        print(f"load average now: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
+
+
+def print_browser(args) -> None:
+    """Runs (3) and prints its figures and the load average."""
+    print(f"(3) browser; load average {os.getloadavg()[0]:.2f}", flush=True)
+    got = browser_figures(1 if args.tiny else args.repeats, 5 if args.tiny else args.moves, args.pause,
+                          only_decoder=args.only_decoder)
+    if got["first_step_ms"]:
+        print("    click on Start -> progress shows step >= 1: "
+              + ", ".join(f"{v / 1000:.2f} s" for v in got["first_step_ms"]))
+
+    def cpu(key):
+        return "CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in got[key].items())
+
+    print("    Decoder, server sliders (\"Decode in the browser\" off), keyboard step -> decoded image:")
+    idle, idle_p95 = ms_summary(*got["idle"])
+    busy, busy_p95 = ms_summary(*got["training"])
+    away, away_p95 = ms_summary(*got["training_away"])
+    print(f"    Decoder keyboard step, idle: {idle} ({cpu('idle_cpu')})")
+    print(f"    Decoder keyboard step, another tab training and showing its live charts: {busy} "
+          f"({cpu('training_cpu')})")
+    print(f"    p95 ratio training/idle: {busy_p95 / idle_p95:.2f} (target <= 1.5)")
+    print(f"    the same, the training tab on the Home page: {away} ({cpu('training_away_cpu')}); p95 ratio "
+          f"{away_p95 / idle_p95:.2f}")
+
+    print("    Decoder, in the browser (the default; an arrow key on the pad's z1 slider):")
+    pads = {}
+    for phase in ("idle", "training", "training_away"):
+        pictures, servers, missed = got[phase + "_pad"]
+        pads[phase] = ms_summary(pictures, 0), ms_summary(servers, missed)
+    names = {"idle": "idle", "training": "another tab training and showing its live charts",
+             "training_away": "the training tab on the Home page"}
+    for phase, ((pic, _), (srv, _)) in pads.items():
+        print(f"    {names[phase]}: key down -> new picture {pic}; key up -> server's number box {srv} "
+              f"({cpu(phase + '_pad_cpu')})")
+    for i, what in enumerate(("key down -> picture", "key up -> number box")):
+        idle_p95 = pads["idle"][i][1]
+        print(f"    {what} p95 ratio training/idle: {pads['training'][i][1] / idle_p95:.2f} (target <= 1.5); "
+              f"tab on Home/idle: {pads['training_away'][i][1] / idle_p95:.2f}")
+    print(f"    the run: {got['training_seconds']:.0f} s of Decoder measurements while it trained; "
+          f"{'was still training' if got['still_training'] else 'had ENDED'} after the charts phase "
+          f"({got['progress_text']}), {'still training' if got['still_training_away'] else 'had ENDED'} "
+          "after the Home phase")
+    print(f"load average now: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
