@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def decoder_phase(decoder, out: dict, name: str, moves: int, pause: float, serve
                                       timeout=60_000)
         else:
             decoder.locator(DECODED).first.wait_for()
+            wait_idle(decoder)   # z back to the centre, as app_speed does: earlier steps may have reached an end
+            decoder.get_by_role("button", name=re.compile("Centre")).first.click()
         wait_idle(decoder)
         cpu = CpuMeter(server_pid)
         key = name + ("_pad" if on else "")
