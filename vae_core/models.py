@@ -74,22 +74,26 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last); dropout > 0 puts an nn.Dropout after each
+    ReLU. With dropout 0 no Dropout module is made, so the layout and state-dict keys are those of every
+    checkpoint saved before dropout existed (0.Linear, 1.ReLU, 2.Linear, ...)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
 class GaussianNet(nn.Module):
     """inputs -> (mu, logvar) of a diagonal Gaussian."""
 
-    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], latent_dim: int):
+    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], latent_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.body = mlp([in_dim, *hidden, 2 * latent_dim])
+        self.body = mlp([in_dim, *hidden, 2 * latent_dim], dropout)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.body(h).chunk(2, dim=-1)
@@ -106,14 +110,16 @@ class LatentModel(nn.Module):
         nets = VARIANTS[c.variant].nets
         x_dim = {"none": 0, "label": c.num_classes, "quadrants": c.num_pixels}[c.condition]
         hidden = tuple(c.hidden_dims)
+        p = c.dropout
         self.x_dim = x_dim
-        self.prior_net = (GaussianNet(in_dim=x_dim, hidden=hidden, latent_dim=c.latent_dim)
+        self.prior_net = (GaussianNet(in_dim=x_dim, hidden=hidden, latent_dim=c.latent_dim, dropout=p)
                           if "prior" in nets and c.prior == "learned" else None)
-        self.recognition_net = (GaussianNet(in_dim=x_dim + c.num_pixels, hidden=hidden, latent_dim=c.latent_dim)
+        self.recognition_net = (GaussianNet(in_dim=x_dim + c.num_pixels, hidden=hidden, latent_dim=c.latent_dim,
+                                            dropout=p)
                                 if "recognition" in nets else None)
-        self.generation_net = (mlp([x_dim + c.latent_dim, *reversed(hidden), c.num_pixels])
+        self.generation_net = (mlp([x_dim + c.latent_dim, *reversed(hidden), c.num_pixels], p)
                                if "generation" in nets else None)
-        self.baseline_net = mlp([x_dim, *hidden, c.num_pixels]) if "baseline" in nets else None
+        self.baseline_net = mlp([x_dim, *hidden, c.num_pixels], p) if "baseline" in nets else None
 
     # ------------------------------------------------------------------ inputs
     @property
