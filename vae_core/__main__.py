@@ -51,6 +51,8 @@ FIELD_HELP = {
     "num_classes": "number of label classes (10 for MNIST)",
     "dropout": "dropout probability after every hidden layer of every network while training, in [0, 0.9] "
                "(0: none)",
+    "encoder": "recognition net: mlp, or conv (three stride-2 convolutions, then an MLP of --hidden-dims); "
+               "the decoder stays an MLP",
     "dataset": "data set: mnist or fashion-mnist",
     "epochs": "passes over the training images",
     "batch_size": "images per optimiser step",

@@ -14,6 +14,7 @@ from typing import Any
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
 DATASETS = ("mnist", "fashion-mnist")
+ENCODERS = ("mlp", "conv")
 # The one default model size: the CLI's --hidden-dims and the Train page's "Hidden layers" both start here
 # (two ReLU layers of 256 units in each net; the decoder mirrors the encoder).
 DEFAULT_HIDDEN_DIMS = (256, 256)
@@ -90,6 +91,9 @@ class ModelConfig(_DictMixin):
     hidden_dims  hidden layer sizes of each net (default DEFAULT_HIDDEN_DIMS, shared by the CLI and Train page)
     dropout    probability of dropping a hidden unit during training (nn.Dropout after every hidden ReLU of
                every net), in [0, MAX_DROPOUT]; 0 (the default) builds no Dropout module at all
+    encoder    the recognition net q(z|x,y): mlp (the default), or conv (three stride-2 3x3 convolutions of
+               the image, then the condition joins and an MLP of hidden_dims gives mu and logvar). The
+               generation net stays an MLP either way (the browser decodes it)
     """
 
     variant: str = "vae"
@@ -102,6 +106,7 @@ class ModelConfig(_DictMixin):
     image_size: int = 28
     num_classes: int = 10
     dropout: float = 0.0
+    encoder: str = "mlp"
 
     def __post_init__(self) -> None:
         names = variant_names()
@@ -131,6 +136,7 @@ class ModelConfig(_DictMixin):
                f"num_classes must be from 2 to {MAX_CLASSES}; got {self.num_classes!r}")
         _check(_number(self.dropout) and 0.0 <= self.dropout <= MAX_DROPOUT,
                f"dropout must lie in [0, {MAX_DROPOUT:g}]; got {self.dropout!r}")
+        _check(self.encoder in ENCODERS, f"encoder must be one of {', '.join(ENCODERS)}; got {self.encoder!r}")
 
     @property
     def num_pixels(self) -> int:
