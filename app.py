@@ -11,6 +11,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
+# Imported whole before any page runs: plotly only peeks at sys.modules for pandas, and on a fresh server, with
+# several sessions' first runs at once, it found the module half-imported by another session's thread
+# ("partially initialized module 'pandas' has no attribute 'Series'"; bench/classroom_load.py's Latent-map
+# sessions then waited for a map that never came). A thread that has passed this line sees it complete.
+import pandas  # noqa: E402,F401
+
 PAGES = {
     "Start": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

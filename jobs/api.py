@@ -77,6 +77,8 @@ class JobSnapshot:
     class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
     result_path: str = ""
     backend: str = ""
+    timings: dict = field(default_factory=dict)   # wall-clock times of the start-up (time.time()): submitted,
+    #   received (by the worker), data, model, first_step; bench/jobs_speed.py prints the gaps
 
     @property
     def epochs(self) -> int:
@@ -317,6 +319,8 @@ class JobService:
             snap.train_images = live.info.get("train_images", 0)
             snap.eval_images = live.info.get("eval_images", 0)
             snap.class_names = tuple(live.info.get("class_names", snap.class_names))
+            snap.timings = {**live.info.get("timings", {}),
+                            **({"first_step": p["first_step"]} if "first_step" in p else {})}
             if not light:
                 snap.steps = {k: list(v) for k, v in live.steps.items()}
                 snap.epoch_records = list(live.epochs)
@@ -403,7 +407,8 @@ class JobService:
                     continue
                 task = {"settings": {k: row.settings[k] for k in ("model_config", "train_config")},
                         "data_root": row.settings.get("data_root"), "threads": self.limits.worker_threads,
-                        "nice": self.limits.worker_nice, "redraw_seconds": REDRAW_SECONDS}
+                        "nice": self.limits.worker_nice, "redraw_seconds": REDRAW_SECONDS,
+                        "submitted": row.created}
                 self._live[row.id] = LiveJob()
                 try:
                     self._handles[row.id] = self.backend.start(row.id, task)

@@ -1,4 +1,9 @@
-"""Limits a teacher can set, read once from environment variables (README: "Training as jobs").
+"""Limits a teacher can set (README: "Training as jobs"), read from a TOML file and environment variables.
+
+The file is `.streamlit/latent_lab.toml` beside app.py (another path: LATENT_LAB_CONFIG); its `[limits]` table
+takes the keys below in lower case without the prefix (`max_runs = 2`). An environment variable wins over the
+file; a missing file (at the default path) means the defaults. A bad file, an unknown key or a bad value is a
+LimitsError whose text is one sentence naming the file and key (or the variable), which the Train page shows.
 
     LATENT_LAB_MAX_RUNS            runs training at once            default: CPU cores - 1, at least 1
     LATENT_LAB_MAX_QUEUED          runs waiting for a free slot     default: 20
@@ -9,18 +14,33 @@
     LATENT_LAB_WORKER_THREADS      torch threads per worker         default: (cores - 1) // max runs, at least 1
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
     LATENT_LAB_RUNNER              local (default) or ray
-    LATENT_LAB_WARM_WORKER         keep a spare worker ready (torch and MNIST loaded)  default: 1
+    LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
 """
 from __future__ import annotations
 
 import math
 import os
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from vae_core import ModelConfig
 
 PREFIX = "LATENT_LAB_"
+CONFIG_VAR = PREFIX + "CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "latent_lab.toml"
+TABLE = "limits"
+# key -> (kind, lowest value); the keys of the file's [limits] table and, upper-cased with PREFIX, the env vars
+KEYS = {"max_runs": ("int", 1), "max_queued": ("int", 0), "max_weights": ("int", 1),
+        "max_run_seconds": ("float", 0), "abandon_seconds": ("float", 0.1), "worker_threads": ("int", 1),
+        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None)}
+RUNNERS = ("local", "ray")
+FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+
+class LimitsError(ValueError):
+    """A bad limits file or value; its text is one sentence for the Train page."""
 
 
 def cpu_cores() -> int:
@@ -56,37 +76,117 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} minutes"
 
 
-def _number(env: Mapping[str, str], name: str, default, cast, low) -> float | int:
-    raw = env.get(PREFIX + name, "").strip()
-    if not raw:
-        return default
+def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """The limits file and whether it was named (LATENT_LAB_CONFIG) rather than the default one."""
+    env = os.environ if env is None else env
+    named = env.get(CONFIG_VAR, "").strip()
+    return (Path(named).expanduser(), True) if named else (DEFAULT_CONFIG, False)
+
+
+def read_config(path: Path, required: bool = False) -> dict:
+    """The [limits] table of a TOML file ({} when the file is missing and not required); LimitsError otherwise."""
     try:
-        value = cast(raw)
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if required:
+            raise LimitsError(f"The limits file {path} named by {CONFIG_VAR} does not exist.") from None
+        return {}
+    except tomllib.TOMLDecodeError as e:
+        raise LimitsError(f"The limits file {path} is not valid TOML ({e}).") from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise LimitsError(f"The limits file {path} could not be read ({reason.lower()}).") from None
+    extra = sorted(k for k in data if k != TABLE)
+    if extra:
+        raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {extra[0]!r}; it may hold only a "
+                          f"[{TABLE}] table.")
+    table = data.get(TABLE, {})
+    if not isinstance(table, dict):
+        raise LimitsError(f"In the limits file {path}, {TABLE} must be a table ([{TABLE}]), not a single value.")
+    unknown = sorted(k for k in table if k not in KEYS)
+    if unknown:
+        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {unknown[0]!r}; the keys are "
+                          f"{', '.join(KEYS)}.")
+    return table
+
+
+def _what(key: str, data: dict) -> str:
+    return "a table" if isinstance(data[key], dict) else "a key"
+
+
+def _from_env(raw: str, key: str, where: str):
+    """A string from an environment variable, checked as KEYS[key] says."""
+    kind, low = KEYS[key]
+    raw = raw.strip()
+    if kind == "runner":
+        value = raw.lower()
+        if value not in RUNNERS:
+            raise LimitsError(f"{where} must be 'local' or 'ray', got {value!r}.")
+        return value
+    if kind == "bool":
+        if raw.lower() not in FALSE_WORDS + TRUE_WORDS:
+            raise LimitsError(f"{where} must be 1 or 0 (on or off), got {raw!r}.")
+        return raw.lower() in TRUE_WORDS
+    try:
+        value = (int if kind == "int" else float)(raw)
     except ValueError:
-        raise ValueError(f"{PREFIX + name} must be a number, got {raw!r}") from None
+        wanted = "a whole number" if kind == "int" else "a number of seconds"
+        raise LimitsError(f"{where} must be {wanted}, got {raw!r}.") from None
+    return _at_least(value, low, where, repr(raw))
+
+
+def _from_file(value, key: str, where: str):
+    """A TOML value, checked as KEYS[key] says."""
+    kind, low = KEYS[key]
+    if kind == "runner":
+        if not isinstance(value, str) or value.strip().lower() not in RUNNERS:
+            raise LimitsError(f"{where} must be \"local\" or \"ray\", got {value!r}.")
+        return value.strip().lower()
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise LimitsError(f"{where} must be true or false, got {value!r}.")
+        return value
+    ok = (int,) if kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok):
+        wanted = "a whole number" if kind == "int" else "a number of seconds"
+        raise LimitsError(f"{where} must be {wanted}, got {value!r}.")
+    return _at_least(value, low, where, repr(value))
+
+
+def _at_least(value, low, where: str, shown: str):
     if not math.isfinite(value) or value < low:
-        raise ValueError(f"{PREFIX + name} must be at least {low}, got {raw!r}")
+        raise LimitsError(f"{where} must be at least {low}, got {shown}.")
     return value
 
 
-def read_limits(env: Mapping[str, str] | None = None) -> Limits:
-    """The limits from `env` (default os.environ); a bad value raises ValueError naming the variable."""
+def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> Limits:
+    """The limits: the defaults, then the file's [limits] table, then the LATENT_LAB_* variables of `env`
+    (default os.environ). `config` is the file (default: LATENT_LAB_CONFIG, else .streamlit/latent_lab.toml,
+    which may be missing). A bad file or value raises LimitsError, one sentence naming the file and key."""
     env = os.environ if env is None else env
+    if config is None:
+        path, required = config_path(env)
+    else:
+        path, required = Path(config), False
+    values = {key: _from_file(value, key, f"In the limits file {path}, [{TABLE}] {key}")
+              for key, value in read_config(path, required).items()}
+    for key in KEYS:
+        raw = env.get(PREFIX + key.upper(), "")
+        if raw.strip():
+            values[key] = _from_env(raw, key, PREFIX + key.upper())
     cores = cpu_cores()
-    max_runs = int(_number(env, "MAX_RUNS", max(1, cores - 1), int, 1))
-    runner = env.get(PREFIX + "RUNNER", "local").strip().lower() or "local"
-    if runner not in ("local", "ray"):
-        raise ValueError(f"{PREFIX}RUNNER must be 'local' or 'ray', got {runner!r}")
+    max_runs = int(values.get("max_runs", max(1, cores - 1)))
     return Limits(
         max_runs=max_runs,
-        max_queued=int(_number(env, "MAX_QUEUED", 20, int, 0)),
-        max_weights=int(_number(env, "MAX_WEIGHTS", 20_000_000, int, 1)),
-        max_run_seconds=float(_number(env, "MAX_RUN_SECONDS", 3600.0, float, 0)),
-        abandon_seconds=float(_number(env, "ABANDON_SECONDS", 600.0, float, 0.1)),
-        worker_threads=int(_number(env, "WORKER_THREADS", max(1, (cores - 1) // max_runs), int, 1)),
-        worker_nice=int(_number(env, "WORKER_NICE", 10, int, 0)),
-        runner=runner,
-        warm_worker=env.get(PREFIX + "WARM_WORKER", "1").strip() not in ("0", "false", "no", "off"),
+        max_queued=int(values.get("max_queued", 20)),
+        max_weights=int(values.get("max_weights", 20_000_000)),
+        max_run_seconds=float(values.get("max_run_seconds", 3600.0)),
+        abandon_seconds=float(values.get("abandon_seconds", 600.0)),
+        worker_threads=int(values.get("worker_threads", max(1, (cores - 1) // max_runs))),
+        worker_nice=int(values.get("worker_nice", 10)),
+        runner=values.get("runner", "local"),
+        warm_worker=bool(values.get("warm_worker", True)),
     )
 
 
@@ -107,4 +207,4 @@ def weights_problem(config: ModelConfig, limits: Limits) -> str | None:
     if n <= limits.max_weights:
         return None
     return (f"This model has {n:,} weights; the limit here is {limits.max_weights:,}. Use fewer or smaller "
-            f"hidden layers (the limit is set by {PREFIX}MAX_WEIGHTS).")
+            f"hidden layers (the limit is set by {PREFIX}MAX_WEIGHTS or max_weights in .streamlit/latent_lab.toml).")

@@ -1,11 +1,16 @@
-"""The local backend: each run is a separate, spawned worker process.
+"""The local backend: each run is a separate worker process.
 
-Messages come back through a multiprocessing queue; a stop is an Event the worker checks before every
-batch. One spare worker is kept warm (torch imported, MNIST in memory), so a click on Start reaches the
-first training step in about a second instead of paying for a fresh interpreter and torch's import.
+Workers are forked from a fork server (multiprocessing's "forkserver" start method) that imported torch,
+vae_core and the worker code and read MNIST once (jobs/preload.py), when the backend was made. A worker
+starts with all of that already in memory, shared copy-on-write with the fork server and the other workers,
+so a click on Start reaches the first training step in a fraction of a second, and a class's runs share one
+copy of torch's memory and of the data set instead of one each. There is no spare process waiting per run:
+the fork server is the one warm process. With LATENT_LAB_WARM_WORKER=0 (or where there is no fork server)
+each worker is spawned instead: a fresh interpreter that imports torch and reads the data itself (~2 s).
 
-The worker ignores Ctrl+C (the server decides when it stops), stops on its own when the server that
-started it goes away, and on SIGTERM finishes the batch and ends as "stopped".
+Messages come back through a multiprocessing queue; a stop is an Event the worker checks before every batch.
+The worker ignores Ctrl+C (the server decides when it stops), stops on its own when the server that started
+it goes away, and on SIGTERM finishes the batch and ends as "stopped".
 """
 from __future__ import annotations
 
@@ -13,34 +18,35 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 
-CTX = mp.get_context("spawn")  # never fork a server that holds threads (Streamlit's, torch's)
 SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGTERM: "SIGTERM", signal.SIGSEGV: "SIGSEGV",
                 signal.SIGABRT: "SIGABRT", signal.SIGINT: "SIGINT"}
+FORKSERVER_MARK = "LATENT_LAB_FORKSERVER"  # jobs/preload.py preloads only when it finds this
+ENV_PREFIXES = ("VAE_", "LATENT_LAB_")  # the settings a worker takes from the server when it starts a job
 
 
-def _worker_main(inbox, outbox, stop_event, ready, preload: bool) -> None:
+def _worker_main(inbox, outbox, stop_event) -> None:
     """A worker process: wait for one job, run it, exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     term = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: term.set())
-    parent = os.getppid()
-    from jobs.worker import lower_priority, run_job  # imports torch and vae_core
+    server = mp.parent_process()  # the server, also for a worker forked by the fork server
+    from jobs.worker import lower_priority, run_job  # imports torch and vae_core (already there when forked)
 
-    if preload:
-        _preload_default_data()
-    ready.set()
-    while True:  # a spare waits here; it leaves when the server goes away
+    while True:
         try:
             task = inbox.get(timeout=0.5)
             break
         except queue.Empty:
-            if os.getppid() != parent or term.is_set():
+            if (server is not None and not server.is_alive()) or term.is_set():
                 return
     if task is None:
         return
+    task["received"] = time.time()
+    _apply_env(task.get("env"))
     lower_priority(task["threads"], task["nice"])
 
     def should_stop():
@@ -48,40 +54,83 @@ def _worker_main(inbox, outbox, stop_event, ready, preload: bool) -> None:
             return task.get("stop_reason_default") or True
         if term.is_set():
             return "Stopped: the server shut down during this run."
-        if os.getppid() != parent:
+        if server is not None and not server.is_alive():
             return "Stopped: the server that started this run went away."
         return False
 
     run_job(task["settings"], task["data_root"], lambda kind, payload: outbox.put((kind, payload)), should_stop,
-            redraw_seconds=task["redraw_seconds"])
+            redraw_seconds=task["redraw_seconds"], timings={"submitted": task.get("submitted"),
+                                                            "received": task["received"]})
     outbox.close()
     outbox.join_thread()
 
 
-def _preload_default_data() -> None:
-    try:
-        from vae_core import load_dataset, locate_dataset
-        if locate_dataset("mnist") is not None:
-            load_dataset("mnist", "train", download=False)
-            load_dataset("mnist", "test", download=False)
-    except Exception:  # noqa: BLE001 - a preload is a nicety; the job loads what it needs itself
-        pass
+def _apply_env(env: dict | None) -> None:
+    """The server's VAE_* and LATENT_LAB_* variables as they are now (a fork server keeps those of its start)."""
+    if env is None:
+        return
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIXES) and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _env_now() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+
+
+def _nothing() -> None:
+    """A process that ends at once: its start proves the fork server has finished preloading."""
+
+
+_forkserver_lock = threading.Lock()
+
+
+def start_fork_server(ctx) -> None:
+    """Start the process's fork server with jobs.preload (once; later calls return at once), and wait until it
+    has preloaded. Runs the server's main script there when it is a script (see jobs/preload.py)."""
+    from multiprocessing import forkserver, spawn
+
+    with _forkserver_lock:
+        forkserver.set_forkserver_preload(["jobs.preload"])
+        main_path = spawn.get_preparation_data("latent-lab").get("init_main_from_path")
+        os.environ[FORKSERVER_MARK] = main_path or "-"  # read (and removed) by jobs.preload in the fork server
+        try:
+            forkserver.ensure_running()
+        finally:
+            os.environ.pop(FORKSERVER_MARK, None)
+    probe = ctx.Process(target=_nothing, name="latent-lab-probe", daemon=True)
+    probe.start()
+    probe.join(300)
 
 
 class LocalHandle:
-    """One worker process, before (spare) and after it was given a job."""
+    """One worker process and its job."""
 
-    def __init__(self, preload: bool = True):
-        self.inbox, self.outbox, self.stop_event, self.ready = CTX.Queue(), CTX.Queue(), CTX.Event(), CTX.Event()
-        self.process = CTX.Process(target=_worker_main,
-                                   args=(self.inbox, self.outbox, self.stop_event, self.ready, preload),
+    def __init__(self, ctx, background: bool = False):
+        self.inbox, self.outbox, self.stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.process = ctx.Process(target=_worker_main, args=(self.inbox, self.outbox, self.stop_event),
                                    name="latent-lab-worker", daemon=True)
-        self.process.start()
         self.job_id: str | None = None
+        self.start_error = ""
+        self._starter: threading.Thread | None = None
+        if background:  # the fork server may still be preloading: the scheduler must not wait for it
+            self._starter = threading.Thread(target=self._start, name="latent-lab-worker-start", daemon=True)
+            self._starter.start()
+        else:
+            self.process.start()
+
+    def _start(self) -> None:
+        try:
+            self.process.start()
+        except Exception as e:  # noqa: BLE001 - alive() turns False and death() says why
+            self.start_error = str(e) or type(e).__name__
+
+    def _starting(self) -> bool:
+        return self._starter is not None and self._starter.is_alive()
 
     def assign(self, job_id: str, task: dict) -> None:
         self.job_id = job_id
-        self.inbox.put(task)
+        self.inbox.put(task)  # waits in the pipe until the worker reads it
 
     def messages(self, limit: int = 1000) -> list[tuple[str, dict]]:
         out = []
@@ -98,10 +147,14 @@ class LocalHandle:
         self.stop_event.set()
 
     def alive(self) -> bool:
+        if self._starting():
+            return True
         return self.process.is_alive()
 
     def death(self) -> str:
         """Why the process ended, as the end of a sentence."""
+        if self.start_error:
+            return f"could not be started ({self.start_error})"
         code = self.process.exitcode
         if code is None:
             return "is still running"
@@ -112,6 +165,11 @@ class LocalHandle:
 
     def kill(self, grace: float = 3.0) -> None:
         """Stop the process: ask, then SIGTERM, then SIGKILL."""
+        self.stop_event.set()
+        if self._starter is not None:
+            self._starter.join(60)
+        if self.process.pid is None:  # never started
+            return
         if self.process.is_alive():
             self.stop_event.set()
             self.process.join(grace)
@@ -131,48 +189,31 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, warm: bool = True):
-        self.warm = warm
-        self._spare: LocalHandle | None = None
-        self._lock = threading.Lock()
-        if warm:
-            self._refill()
+        self.warm = warm and "forkserver" in mp.get_all_start_methods()
+        self.ctx = mp.get_context("forkserver" if self.warm else "spawn")  # never fork the server itself
+        self._ready = threading.Event()
+        self.error = ""
+        if self.warm:
+            threading.Thread(target=self._warm_up, name="latent-lab-forkserver", daemon=True).start()
+        else:
+            self._ready.set()
 
-    def _refill(self) -> None:
-        def make():
-            spare = LocalHandle(preload=True)
-            with self._lock:
-                old, self._spare = self._spare, spare
-            if old is not None:
-                old.inbox.put(None)
-        threading.Thread(target=make, name="latent-lab-spare", daemon=True).start()
+    def _warm_up(self) -> None:
+        try:
+            start_fork_server(self.ctx)
+        except Exception as e:  # noqa: BLE001 - a worker start will try (and report) again
+            self.error = str(e)
+        finally:
+            self._ready.set()
 
     def start(self, job_id: str, task: dict) -> LocalHandle:
-        with self._lock:
-            handle, self._spare = self._spare, None
-        if handle is None or not handle.alive():
-            handle = LocalHandle(preload=False)
-        handle.assign(job_id, task)
-        if self.warm:
-            self._refill()
+        handle = LocalHandle(self.ctx, background=self.warm)
+        handle.assign(job_id, {**task, "env": _env_now(), "submitted": task.get("submitted")})
         return handle
 
     def spare_ready(self, timeout: float = 0) -> bool:
-        """Whether a spare worker has torch imported and the data loaded (waits up to `timeout` s)."""
-        end = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                spare = self._spare
-            if spare is not None and spare.ready.wait(max(0.0, min(0.2, end - time.monotonic()))):
-                return True
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.05)
+        """Whether the fork server has torch imported and the data loaded (waits up to `timeout` s)."""
+        return self._ready.wait(timeout)
 
     def shutdown(self) -> None:
-        with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.inbox.put(None)
-            spare.process.join(2.0)
-            if spare.process.is_alive():
-                spare.process.kill()
+        """Nothing to stop: the fork server ends with the server process (and after its last worker)."""

@@ -28,6 +28,7 @@ from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit
                       prepare_data, record_from_fit)
 from vae_core.data import DatasetUnavailable, hidden_pixels, quadrant_input  # noqa: E402
 from vae_core.evaluation import checkpoint_metrics  # noqa: E402
+from vae_core.pictures import grid  # noqa: E402
 
 PREVIEW_SEED = 1234
 LATENT_POINTS = 2000
@@ -59,28 +60,34 @@ def lower_priority(threads: int, nice: int) -> None:
 
 
 def run_job(settings: dict, data_root: str | None, emit: Emit, should_stop: Callable[[], bool], *,
-            redraw_seconds: float = REDRAW_SECONDS) -> None:
-    """Train one job; never raises (a failure is an "end" message with a sentence)."""
+            redraw_seconds: float = REDRAW_SECONDS, timings: dict | None = None) -> None:
+    """Train one job; never raises (a failure is an "end" message with a sentence).
+
+    `timings` (wall-clock times, time.time()) travel in the "started" message with the worker's own
+    ("data", "model"), and the first "steps" message carries "first_step": where the start-up time goes."""
     try:
-        _run(settings, data_root, emit, should_stop, redraw_seconds)
+        _run(settings, data_root, emit, should_stop, redraw_seconds, dict(timings or {}))
     except Exception as e:  # noqa: BLE001 - the page shows any failure as a sentence
         emit("end", {"status": "failed", "message": _sentence(f"Training failed: {e}")})
 
 
-def _run(settings, data_root, emit, should_stop, redraw_seconds) -> None:
+def _run(settings, data_root, emit, should_stop, redraw_seconds, timings) -> None:
     model_config, train_config = settings_from_dict(settings)
     wall0 = time.time()
     data = prepare_data(train_config, data_root)
+    timings["data"] = time.time()
     if should_stop():
         emit("end", {"status": "stopped", "message": "Stopped before the first step."})
         return
     model = build_model(model_config, seed=train_config.seed)
+    timings["model"] = time.time()
     steps_per_epoch = math.ceil(len(data.train) / train_config.batch_size)
     emit("started", {"train_images": len(data.train), "eval_images": len(data.eval) if data.eval else 0,
                      "class_names": list(data.train.class_names), "steps_per_epoch": steps_per_epoch,
-                     "total_steps": steps_per_epoch * train_config.epochs, "load_seconds": time.time() - wall0})
+                     "total_steps": steps_per_epoch * train_config.epochs, "load_seconds": time.time() - wall0,
+                     "timings": timings})
+    # The pictures "before training" follow the first step (Reporter.on_step), so that step is not kept waiting.
     reporter = Reporter(model, data, emit, should_stop, redraw_seconds)
-    reporter.pictures("before training")
     result = fit(model, data, train_config, [reporter])
     reporter.flush()
     model.eval()
@@ -126,6 +133,11 @@ class Reporter:
                          "steps_per_epoch": info.steps_per_epoch, "images_per_sec": info.images_per_sec,
                          "elapsed": info.elapsed, "eta": info.eta}
         now = time.monotonic()
+        if info.global_step == 1:  # the first step goes out at once, then the pictures of the untrained model
+            self.progress["first_step"] = time.time()
+            self.flush()
+            self.pictures("after its first step")
+            return
         if now - self.last_flush >= STEP_FLUSH_SECONDS:
             self.flush()
         if now - self.last_draw >= self.redraw_seconds:
@@ -164,8 +176,6 @@ class Reporter:
 def make_preview(model, data) -> tuple[np.ndarray | None, str]:
     """Samples (vae: 8x8 from the prior; label: one row per class) or quadrant completions, with the
     same noise every time so a class sees the same samples sharpen."""
-    from ui.images import grid  # numpy + PIL only, no streamlit
-
     cfg = model.config
     was_training = model.training
     model.eval()
@@ -180,12 +190,12 @@ def make_preview(model, data) -> tuple[np.ndarray | None, str]:
                 imgs = model.sample(labels, 8).cpu().reshape(cfg.num_classes, 8, cfg.image_size, cfg.image_size)
                 what = "predictions" if not cfg.has_latent else "samples"
                 return grid(imgs), f"{what} for each label (one row per class)"
-            return _completion_preview(model, data, grid)
+            return _completion_preview(model, data)
     finally:
         model.train(was_training)
 
 
-def _completion_preview(model, data, grid) -> tuple[np.ndarray, str]:
+def _completion_preview(model, data) -> tuple[np.ndarray, str]:
     cfg = model.config
     source = data.eval if data.eval is not None else data.train
     k = cfg.quadrants or 2

@@ -286,7 +286,7 @@ def drawing() -> None:
                                              line=dict(color=class_color(label or 0), width=1.5))))
         st.plotly_chart(fig, width="stretch", key="draw_map", config={"displayModeBar": False})
         st.caption("Your digit (black star) among the test set's latent means"
-                   if means is not None else "Where your digit lands (this checkpoint stores no test-set map).")
+                   if stored is not None else "Where your digit lands (this checkpoint stores no test-set map).")
 
 
 drawing()

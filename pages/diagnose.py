@@ -13,7 +13,7 @@ from ui.diagnose_tools import (aggregate_figures, history_dict, record_facts, co
                                config_rows, decode_same_z, ellipses_figure, example_gaussians, kl_bars,
                                kl_over_epochs, likelihood_curve, likelihood_figure, marginal_histograms,
                                metrics_rows, mtime_of, per_example_done, per_example_table, reconstructions,
-                               same_z_reason)
+                               same_z_reason, view_applies)
 from ui.images import grid, upscale
 from ui.model_catalogue import available_models, load_model, model_picker
 from ui.plots import loss_curves
@@ -74,11 +74,7 @@ def stats():
 with tabs[0]:
     if tabs[0].open is not False:
         reason = kl_unavailable_reason(cfg)
-        if reason:
-            st.info(reason, icon=":material/info:")
-        elif no_data:
-            st.warning(no_data, icon=":material/folder_off:")
-        else:
+        if view_applies(reason, no_data):
             with st.spinner("Encoding the test images…"):
                 s = stats()
             kl, variance = s["kl_per_dim"], s["variance"]
@@ -117,12 +113,8 @@ with tabs[0]:
 # ---------------------------------------------------------------------------- 2. aggregate posterior
 with tabs[1]:
     if tabs[1].open:
-        if not cfg.has_latent:
-            st.info("A baseline model has no latent code, so there is no posterior to compare with a prior.",
-                    icon=":material/info:")
-        elif no_data:
-            st.warning(no_data, icon=":material/folder_off:")
-        else:
+        if view_applies(None if cfg.has_latent else "A baseline model has no latent code, so there is no "
+                        "posterior to compare with a prior.", no_data):
             s = stats()
             mu, logvar, labels = s["mu"], s["logvar"], s["labels"]
             keep, label = np.ones(len(mu), bool), None
@@ -168,9 +160,7 @@ with tabs[1]:
 # ---------------------------------------------------------------------------- 3. per-example losses
 with tabs[2]:
     if tabs[2].open:
-        if no_data:
-            st.warning(no_data, icon=":material/folder_off:")
-        else:
+        if view_applies(None, no_data):
             if per_example_done(path, images, samples, quadrants, source):
                 table = per_example_table(path, images, samples, quadrants, source)
             else:
@@ -237,12 +227,8 @@ with tabs[2]:
 # ---------------------------------------------------------------------------- 4. likelihood estimate
 with tabs[3]:
     if tabs[3].open:
-        if not cfg.has_latent:
-            st.info("A deterministic baseline's likelihood is exact: there is no sampling to trust or distrust.",
-                    icon=":material/info:")
-        elif no_data:
-            st.warning(no_data, icon=":material/folder_off:")
-        else:
+        if view_applies(None if cfg.has_latent else "A deterministic baseline's likelihood is exact: there is no "
+                        "sampling to trust or distrust.", no_data):
             with st.spinner("Importance sampling with up to 1,000 samples per image (once per model)…"):
                 curve = likelihood_curve(path, mtime_of(path), quadrants, source)
             st.plotly_chart(likelihood_figure(curve), key="diagnose_is_curve", config={"displaylogo": False})
@@ -339,12 +325,7 @@ with tabs[5]:
 # ---------------------------------------------------------------------------- 7. p(z|x) vs q(z|x,y)
 with tabs[6]:
     if tabs[6].open:
-        reason = conditional_view_reason(cfg)
-        if reason:
-            st.info(reason, icon=":material/info:")
-        elif no_data:
-            st.warning(no_data, icon=":material/folder_off:")
-        else:
+        if view_applies(conditional_view_reason(cfg), no_data):
             i = int(st.number_input("Test image #", 0, len(data) - 1, 0, key="diagnose_example"))
             g = example_gaussians(model, data.images[i], int(data.labels[i]), quadrants)
             kl = g["kl_per_dim"]

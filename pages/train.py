@@ -10,11 +10,11 @@ import time
 import streamlit as st
 
 from jobs.api import JobRefused
-from jobs.limits import weights_problem
+from jobs.limits import LimitsError, weights_problem
 from ui.cached_data import data_problem, dataset_folder
-from ui.images import upscale
+from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
-from ui.plots import latent_scatter, loss_curves, refresh_loss_curves
+from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import format_seconds, jobs, owner_token, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
@@ -25,6 +25,9 @@ route_through_app()  # a deep link on a fresh server goes through app.py (ui/rou
 VIEW = "train_view"           # the id of the job this session looks at
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map
 REFRESH_SECONDS = 1.0
+CURVE_SECONDS = 2.0           # the live loss curves take new data this often (and at each epoch's test loss)
+FIRST_STEP_SECONDS = 0.2      # until a started run shows its first step, the page polls this often
+LIVE_MAP_SIZE = (600, 420)    # pixels of the live latent map picture
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
 # The classroom default: a 2-D VAE (256-256) on all 60,000 MNIST images for 4 epochs, batch 128, lr 1e-3; the
@@ -51,7 +54,11 @@ st.caption("Pick a model and its settings, press Start, and watch the losses fal
            "for a 2-D latent, the digit clusters form. Training runs apart from this page: it goes on while you "
            "visit another page, and a refresh or this page's link in a new tab finds it again.")
 
-service = jobs()
+try:
+    service = jobs()
+except LimitsError as e:  # a bad .streamlit/latent_lab.toml or LATENT_LAB_* value: the teacher's sentence
+    st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
+    st.stop()
 owner = owner_token()
 mine = service.jobs_of(owner)                      # also tells the scheduler this page is watching them
 ids = [j.id for j in mine]
@@ -230,10 +237,18 @@ def draw(snap) -> None:
 
     figures = cached_figures(snap.id)
     if snap.steps.get("step"):
+        now = time.monotonic()
         if "curves" not in figures:
             figures["curves"] = loss_curves(snap.steps, snap.epoch_records, snap.steps_per_epoch)
-        else:  # swapping the data in is ~20x cheaper than rebuilding
+            figures["curves_at"] = now
+        elif (not snap.active or now - figures["curves_at"] >= CURVE_SECONDS - 0.05
+              or len(snap.epoch_records) != figures.get("curves_epochs")):
+            # swapping the data in is ~20x cheaper than rebuilding
             refresh_loss_curves(figures["curves"], snap.steps, snap.epoch_records, snap.steps_per_epoch)
+            figures["curves_at"] = now
+        figures["curves_epochs"] = len(snap.epoch_records)
+        # The chart's element id hashes its figure and the browser builds a chart with a new id anew
+        # (Plotly.newPlot); an unchanged figure keeps its id and costs the browser nothing.
         st.plotly_chart(figures["curves"], key="train_curves", config={"displayModeBar": False})
         st.caption("Nats per image (total and reconstruction on a log scale). Thin lines: the training loss of "
                    "each batch; bold: smoothed; "
@@ -243,19 +258,32 @@ def draw(snap) -> None:
     with pictures:
         if snap.preview is not None:
             st.markdown("**What the model generates**")
-            scale = max(1, min(3, 560 // max(snap.preview.shape)))
-            st.image(upscale(snap.preview, scale), output_format="PNG", caption=snap.preview_caption.capitalize())
+            if figures.get("preview_of") is not snap.preview:  # a new grid arrives about once a second
+                scale = max(1, min(3, 560 // max(snap.preview.shape)))
+                figures["preview"], figures["preview_of"] = png_bytes(upscale(snap.preview, scale)), snap.preview
+            # the same bytes make the same media URL, so an unchanged picture is not fetched or decoded again
+            st.image(figures["preview"], caption=snap.preview_caption.capitalize())
     with latent:
         if snap.latent is not None:
             st.markdown("**Latent map of test images**")
             points, labels = snap.latent
-            stamp = ("latent", id(points))  # a new map arrives a few times an epoch: build it once per map
-            if figures.get("latent_stamp") != stamp:
-                figures["latent"] = latent_scatter(points, labels, list(snap.class_names), height=420, marker_size=5)
-                figures["latent_stamp"] = stamp
-            st.plotly_chart(figures["latent"], key="train_latent_map", config={"displayModeBar": False})
-            st.caption(f"Latent means of {len(labels):,} test images, coloured by class; redrawn every second "
-                       "or so while it trains.")
+            if snap.active:
+                # while it trains, one picture per new map: a Plotly figure of 2,000 points redrawn every
+                # second cost the browser most of a core (issue 10); the finished run gets the Plotly map
+                if figures.get("latent_png_of") is not points:
+                    figures["latent_png"] = latent_map_png(points, labels, list(snap.class_names), CLASS_COLORS,
+                                                           width=LIVE_MAP_SIZE[0], height=LIVE_MAP_SIZE[1])
+                    figures["latent_png_of"] = points
+                st.image(figures["latent_png"])
+                st.caption(f"Latent means of {len(labels):,} test images, coloured by class; redrawn every second "
+                           "or so while it trains. When it ends, the map can be zoomed and hovered.")
+            else:
+                if figures.get("latent_of") is not points:   # build it once per map
+                    figures["latent"] = latent_scatter(points, labels, list(snap.class_names), height=420,
+                                                       marker_size=5)
+                    figures["latent_of"] = points
+                st.plotly_chart(figures["latent"], key="train_latent_map", config={"displayModeBar": False})
+                st.caption(f"Latent means of {len(labels):,} test images, coloured by class, at the end of the run.")
         elif snap.model_config.has_latent and snap.model_config.latent_dim != 2:
             st.caption(f"The live latent map needs a 2-D latent; this model has {snap.model_config.latent_dim} "
                        "dimensions (the Latent map page can project it).")
@@ -269,6 +297,18 @@ def live(job_id: str) -> None:
         return
     draw(snap)
     if not snap.active:
+        st.rerun()
+
+
+@st.fragment(run_every=FIRST_STEP_SECONDS)
+def live_until_first_step(job_id: str) -> None:
+    """A run just started: poll fast until its first step shows (a worker reaches it in a fraction of a
+    second), then rerun the page once, so that `live` polls at its calmer pace from there on."""
+    snap = service.progress(job_id)
+    if snap is None:
+        return
+    draw(snap)
+    if snap.global_step > 0 or not snap.active:
         st.rerun()
 
 
@@ -329,6 +369,8 @@ if job is None:
     st.info(f"Nothing trained yet from this browser. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
             f"on all 60,000 MNIST images) take about {DEFAULT_SECONDS} here, long enough to watch the digit "
             "clusters form on the latent map.", icon=":material/lightbulb:")
+elif job.active and job.status != "queued" and job.global_step == 0:
+    live_until_first_step(job.id)
 elif job.active:
     live(job.id)
 else:

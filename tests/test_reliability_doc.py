@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "RELIABILITY.md"
-NODE = re.compile(r"((?:vae_core|app|e2e)/test_\w+\.py)::(test_\w+)")
+NODE = re.compile(r"((?:vae_core|app|e2e|jobs)/test_\w+\.py)::(test_\w+)")
 
 
 def test_every_test_the_reliability_table_names_exists():

@@ -37,6 +37,18 @@ FACTS = (("status", "status"), ("message", "message"), ("epochs_completed", "epo
          ("storage_dtype", "stored as"))
 
 
+def view_applies(reason: str | None, no_data: str | None) -> bool:
+    """A tab's preamble: says why its view does not apply to this model (an info) or what data it lacks (a
+    warning), and returns False then; True when the tab can draw."""
+    if reason:
+        st.info(reason, icon=":material/info:")
+        return False
+    if no_data:
+        st.warning(no_data, icon=":material/folder_off:")
+        return False
+    return True
+
+
 def record_facts(record: CheckpointRecord) -> dict[str, object]:
     """Status, epochs, times: whichever of these the record holds, in display order."""
     return {label: getattr(record, name) for name, label in FACTS if getattr(record, name) not in (None, "")}

@@ -1,4 +1,4 @@
-"""Images for the browser: sharp (nearest-neighbour) upscaling, grids, PNG bytes.
+"""Images for the browser: sharp (nearest-neighbour) upscaling, grids (from vae_core.pictures), PNG bytes.
 
 A 28x28 digit drawn at 224x224 by the browser is blurred; upscaling on the server with np.kron keeps
 every pixel a crisp square.
@@ -9,59 +9,19 @@ import base64
 import io
 
 import numpy as np
-import torch
 from PIL import Image
 
-BACKGROUND = 48  # the grey between grid cells, so neighbouring black backgrounds stay apart
-
-
-def to_uint8(img) -> np.ndarray:
-    """A tensor or array, float in [0, 1] or uint8, -> a uint8 array of the same shape."""
-    if isinstance(img, torch.Tensor):
-        img = img.detach().cpu().numpy()
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
-        return arr
-    return (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _square(arr: np.ndarray) -> np.ndarray:
-    """[..., H*W] -> [..., H, W] for a square image."""
-    side = int(round(arr.shape[-1] ** 0.5))
-    if side * side != arr.shape[-1]:
-        raise ValueError(f"a flat image of {arr.shape[-1]} pixels is not square")
-    return arr.reshape(*arr.shape[:-1], side, side)
+from vae_core.pictures import BACKGROUND, grid, square_image, to_uint8  # noqa: F401  (re-exported for the pages)
 
 
 def upscale(img, scale: int = 8) -> np.ndarray:
     """Nearest-neighbour upscaling of a [H, W] image (or a flat square [H*W]) -> uint8 [H*scale, W*scale]."""
     arr = to_uint8(img)
     if arr.ndim == 1:
-        arr = _square(arr)
+        arr = square_image(arr)
     if arr.ndim != 2:
         raise ValueError(f"upscale expects one [H, W] image; got shape {arr.shape}")
     return np.kron(arr, np.ones((scale, scale), dtype=np.uint8))
-
-
-def grid(images, ncols: int | None = None, pad: int = 2, pad_value: int = BACKGROUND) -> np.ndarray:
-    """Tile images [N, H, W] (or [N, H*W], or [R, C, H, W]) into one uint8 picture with `pad` pixels between cells."""
-    if isinstance(images, (list, tuple)):
-        images = np.stack([to_uint8(i) for i in images])
-    arr = to_uint8(images)
-    if arr.ndim == 2:  # [N, H*W]
-        arr = _square(arr)
-    if arr.ndim == 4:
-        ncols = arr.shape[1]
-        arr = arr.reshape(-1, *arr.shape[2:])
-    n, h, w = arr.shape
-    ncols = max(1, min(ncols or int(np.ceil(np.sqrt(n))), n)) if n else 1
-    nrows = max(1, int(np.ceil(n / ncols)))
-    out = np.full((nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad), pad_value, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + c * (w + pad)
-        out[top:top + h, left:left + w] = arr[i]
-    return out
 
 
 def png_bytes(array) -> bytes:
@@ -78,3 +38,70 @@ def png_data_url(array_or_png) -> str:
     (on the Decoder that fetch waited behind the manifold chart's rerun: up to 200 ms per slider move)."""
     png = array_or_png if isinstance(array_or_png, bytes) else png_bytes(array_or_png)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def _nice_step(span: float) -> float:
+    """A tick step of 1, 2 or 5 times a power of ten giving about 5 ticks over `span`."""
+    raw = max(span, 1e-9) / 5
+    power = 10 ** np.floor(np.log10(raw))
+    return float(power * min((1, 2, 5, 10), key=lambda m: abs(m * power - raw)))
+
+
+def latent_map_png(points, labels, class_names, colors, *, width: int = 600, height: int = 420,
+                   radius: float = 2.5) -> bytes:
+    """A 2-D latent map as one PNG: points [N, 2] as dots coloured by class (colors[c] is '#rrggbb'), a light
+    grid with tick values, the axes z1 and z2 and a legend of the classes on the right.
+
+    The Train page shows this while a run trains: one picture per new map costs the browser a decode,
+    where a Plotly figure of thousands of points costs a WebGL or SVG redraw on every poll."""
+    from PIL import ImageDraw, ImageFont
+
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    font = ImageFont.load_default(size=12)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    legend_w, left, bottom, top = 90, 40, 30, 8
+    x0, x1, y0, y1 = left, width - legend_w, top, height - bottom        # the plot area in pixels
+    finite = points[np.isfinite(points).all(axis=1)] if points.size else points
+    lo = finite.min(axis=0) if len(finite) else np.array([-1.0, -1.0])
+    hi = finite.max(axis=0) if len(finite) else np.array([1.0, 1.0])
+    pad = np.maximum((hi - lo) * 0.05, 1e-3)
+    lo, hi = lo - pad, hi + pad
+
+    def px(v, axis):
+        if axis == 0:
+            return x0 + (v - lo[0]) / (hi[0] - lo[0]) * (x1 - x0)
+        return y1 - (v - lo[1]) / (hi[1] - lo[1]) * (y1 - y0)
+
+    for axis in (0, 1):                                                 # grid lines and tick values
+        step = _nice_step(float(hi[axis] - lo[axis]))
+        for t in np.arange(np.ceil(lo[axis] / step) * step, hi[axis], step):
+            p = px(t, axis)
+            color = "#ccc" if abs(t) < step / 2 else "#eee"
+            text = f"{t:g}" if abs(t) >= step / 2 else "0"
+            if axis == 0:
+                draw.line([(p, y0), (p, y1)], fill=color)
+                draw.text((p, y1 + 3), text, fill="#555", font=font, anchor="mt")
+            else:
+                draw.line([(x0, p), (x1, p)], fill=color)
+                draw.text((x0 - 4, p), text, fill="#555", font=font, anchor="rm")
+    draw.text(((x0 + x1) / 2, height - 2), "z1", fill="#333", font=font, anchor="mb")
+    draw.text((2, (y0 + y1) / 2), "z2", fill="#333", font=font, anchor="lm")
+    order = np.random.default_rng(0).permutation(len(points))          # no class drawn wholly on top
+    xs, ys = px(points[order, 0], 0), px(points[order, 1], 1)
+    for x, y, c in zip(xs.tolist(), ys.tolist(), labels[order].tolist()):
+        if np.isfinite(x) and np.isfinite(y):
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=_rgb(colors[int(c) % len(colors)]))
+    draw.text((x1 + 12, y0 + 4), "class", fill="#333", font=font)
+    for c, name in enumerate(class_names):
+        y = y0 + 24 + 18 * c
+        draw.ellipse([x1 + 12, y - 4, x1 + 20, y + 4], fill=_rgb(colors[c % len(colors)]))
+        draw.text((x1 + 26, y), str(name), fill="#333", font=font, anchor="lm")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()

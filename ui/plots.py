@@ -50,11 +50,17 @@ def latent_scatter(points, labels, class_names=None, *, marker_size: int = 4, op
 LOSS_TERMS = {"loss": "total loss", "recon": "reconstruction", "kl": "KL divergence"}
 
 
+# Points per training curve: a panel is about 400 pixels wide, so more points do not show, but each one costs the
+# browser (the live chart is sent and drawn anew every second, issue 10) and the websocket (~25 bytes a point).
+CURVE_POINTS = 500
+
+
 def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epoch: int, smoothing: float):
-    """Per term: (x, raw y, smoothed y, test x, test y), at most ~1,500 points a curve."""
+    """Per term: (x, raw y, smoothed y, test x, test y), at most CURVE_POINTS points a curve (every k-th step,
+    the newest always included)."""
 
     x = np.asarray(steps.get("step", []), dtype=np.float64) / max(1, steps_per_epoch)
-    stride = max(1, len(x) // 1500)
+    stride = -(-len(x) // CURVE_POINTS) if len(x) else 1
     out = {}
     for key in LOSS_TERMS:
         y = np.asarray(steps.get(key, []), dtype=np.float64)
@@ -64,7 +70,8 @@ def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epo
             smoothed = np.asarray(smooth(y.tolist(), smoothing)) if y.size else y
         evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]
         ex, ey = (np.asarray(v, dtype=np.float64) for v in zip(*evals)) if evals else (np.empty(0), np.empty(0))
-        out[key] = (x[::stride], y[::stride], smoothed[::stride], ex, ey)
+        keep = np.arange(len(x) - 1, -1, -stride)[::-1]   # counted back from the newest step
+        out[key] = (x[keep], y[keep], smoothed[keep], ex, ey)
     return out
 
 
@@ -124,3 +131,4 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
         avg = weight * avg + (1 - weight) * v
         out.append(avg / (1 - weight ** i))
     return out
+

@@ -368,7 +368,11 @@ def cmd_diagnose(args) -> int:
 
     def progress(what: str, done: float) -> None:
         bar.set_description_str(what, refresh=False)
-        bar.update(max(0, round(100 * done) - bar.n))
+        target = min(bar.total, round(100 * done))
+        if target >= bar.total:  # the end: close() draws the full bar, once (update() would draw it as well)
+            bar.n = bar.total
+        else:
+            bar.update(max(0, target - bar.n))
     try:
         report = diagnose(model, test, samples=args.samples, quadrants=args.quadrants or None,
                           curve_images=min(args.curve_images, len(test)), progress=progress)
@@ -493,13 +497,30 @@ def describe_error(e: BaseException) -> str:
     return first
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` cut off by `| head`
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit does not report the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
                     "classifier": cmd_classifier}
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the try
+        return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; no error line, as `cat` would
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (CliError, *USER_ERRORS) as e:
         print(f"error: {describe_error(e)}", file=sys.stderr)
         return 2

@@ -195,6 +195,15 @@ def locate_dataset(name: str, root: str | os.PathLike | None = None) -> Path | N
     return None
 
 
+def dataset_files(name: str, root: str | os.PathLike | None = None) -> tuple[str, list[Path]]:
+    """Our folder name for `name` ('mnist') and the four IDX files (plain or .gz) where locate_dataset finds
+    them, [] when it does not: what a Ray cluster's nodes get to rebuild the data set in a folder of their own."""
+    folder = locate_dataset(name, root)
+    if folder is None:
+        return _LAYOUTS[name][0], []
+    return _LAYOUTS[name][0], [_find_file(folder, s) for s in _FILES["train"] + _FILES["test"]]
+
+
 def _check_name(name: str) -> None:
     if name not in _LAYOUTS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(_LAYOUTS)}")

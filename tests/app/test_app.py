@@ -59,3 +59,38 @@ def test_gc_is_frozen_once_per_page():
         assert gc_tuning.freeze_after_first_run("test-page") is False   # the second run of a page does nothing
     finally:
         gc_tuning._done.discard("test-page")
+
+
+def test_the_live_latent_map_picture_is_the_same_bytes_for_the_same_map_and_draws_every_class():
+    """The Train page's live map (ui.images.latent_map_png): the same map gives the same PNG, hence the same
+    media URL (the browser fetches nothing again); each class's colour is on it; the size is as asked."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ui.images import latent_map_png
+    from ui.plots import CLASS_COLORS
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    points = rng.normal(size=(300, 2)) + labels[:, None] * 3.0
+    names = [str(c) for c in range(10)]
+    png = latent_map_png(points, labels, names, CLASS_COLORS, width=500, height=400)
+    assert latent_map_png(points.copy(), labels, names, CLASS_COLORS, width=500, height=400) == png
+    assert latent_map_png(points + 0.5, labels, names, CLASS_COLORS, width=500, height=400) != png
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    assert img.size == (500, 400)
+    colours = {c for _, c in img.getcolors(maxcolors=1 << 16)}
+    assert all(tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) in colours for h in CLASS_COLORS)
+
+
+def test_the_loss_curves_keep_at_most_curve_points_and_always_the_newest_step():
+    """The live chart is rebuilt by the browser at each update: its size stays bounded, and it ends at the newest step."""
+    from ui.plots import CURVE_POINTS, _curve_data
+
+    for n in (1, CURVE_POINTS, CURVE_POINTS + 1, 14_070):
+        steps = {"step": list(range(1, n + 1)), **{k: [1.0] * n for k in ("loss", "recon", "kl")}}
+        x, y, smoothed, _, _ = _curve_data(steps, [], 100, 0.9)["loss"]
+        assert 0 < len(x) <= CURVE_POINTS and len(x) == len(y) == len(smoothed)
+        assert x[-1] == n / 100 and x[0] <= (n // CURVE_POINTS + 1) / 100

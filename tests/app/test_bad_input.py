@@ -307,3 +307,23 @@ def test_two_models_with_the_same_display_name_show_their_file_names(model_dir, 
     labels = [picker.format_func(o) if hasattr(picker, "format_func") else o for o in picker.options]
     assert len(set(labels)) == 2, labels
     assert any("alice.safetensors" in lab for lab in labels) and any("bob.safetensors" in lab for lab in labels)
+
+
+@pytest.fixture
+def no_stored_means(model_dir, tmp_path, monkeypatch):
+    """A copy of vae_2d saved without the test set's latent means (as a CLI run without test data is)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model, record = load_checkpoint(model_dir / "vae_2d.safetensors")
+    save_checkpoint(folder / "vae_2d.safetensors", model, record)
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    return folder
+
+
+def test_a_drawn_digit_on_a_2d_model_without_a_stored_map_is_placed_on_an_empty_map(no_stored_means,
+                                                                                      upload_fallback, app):
+    """The drawing's map caption read `means`, set only when the checkpoint stored them: a NameError."""
+    at = _open(app, no_stored_means, "pages/decoder.py", "vae_2d")
+    at.file_uploader(key="decoder_upload").set_value(("digit.png", _png(_digit()), "image/png")).run()
+    assert not errors_of(at)
+    assert "this checkpoint stores no test-set map" in texts_of(at)

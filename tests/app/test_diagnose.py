@@ -157,6 +157,24 @@ def test_without_data_the_history_and_settings_card_still_show(no_data, app):
         assert "needs the test set" in texts_of(tab(at, t))
 
 
+@pytest.mark.parametrize("name, view, sentence, kind", [
+    ("vae_2d", "Posterior collapse", "needs the test set", "warning"),
+    ("vae_2d", "Aggregate posterior", "needs the test set", "warning"),
+    ("vae_2d", "Per-example losses", "needs the test set", "warning"),
+    ("vae_2d", "Likelihood estimate", "needs the test set", "warning"),
+    ("vae_2d", "p(z|x) vs q(z|x,y)", "has no condition x", "info"),          # does not apply: said before no data
+    ("baseline_quadrants", "Aggregate posterior", "no latent code", "info"),
+    ("baseline_quadrants", "Likelihood estimate", "likelihood is exact", "info"),
+])
+def test_each_view_says_once_why_it_cannot_draw(no_data, app, name, view, sentence, kind):
+    """One preamble per tab (ui/diagnose_tools.view_applies): the reason the view does not apply to this model
+    (an info) wins over the missing data (a warning), and the tab shows exactly one of them."""
+    at = tab(open_diagnose(app, name), view)
+    infos, warnings = [i.value for i in at.info], [w.value for w in at.warning]
+    shown = infos if kind == "info" else warnings
+    assert len(infos) + len(warnings) == 1 and sentence in shown[0], (infos, warnings)
+
+
 @pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoints in checkpoints/")
 def test_every_shipped_model_opens(app, monkeypatch):
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(ROOT / "checkpoints"))

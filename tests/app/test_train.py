@@ -1,5 +1,6 @@
 """The Train page: settings, refusing bad ones, a live run, stop, save."""
 import os
+import signal
 import time
 
 import pytest
@@ -16,10 +17,15 @@ VIEW = "train_view"
 
 @pytest.fixture
 def runs(tmp_path, model_dir, monkeypatch):
-    """A fresh runs folder (its own job table) listed before the fixture models; no spare worker."""
+    """A fresh runs folder (its own job table) listed before the fixture models; workers spawned (no fork
+    server), at the test's own CPU priority. A worker runs at nice 10 by default (so a server's clicks win),
+    and here it competes with this test's polling loop (a Train page run every 0.4 s) and whatever else the
+    machine runs: at load 6 on 2 cores a 1-epoch tiny run took 40-46 s at nice 10 and 11-17 s at nice 0,
+    against a 90 s deadline (a margin of 2 at load 6)."""
     folder = tmp_path / "runs"
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", f"{folder}{os.pathsep}{model_dir}")
     monkeypatch.setenv("LATENT_LAB_WARM_WORKER", "0")
+    monkeypatch.setenv("LATENT_LAB_WORKER_NICE", "0")
     yield folder
     from jobs.api import shutdown_all
     shutdown_all()  # never leave a worker process behind
@@ -145,6 +151,39 @@ def test_stop_ends_a_run_within_a_second(train):
     assert viewed(train).can_save  # a stopped run keeps its weights
 
 
+def image_urls(at) -> list[str]:
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def plotly_ids(at) -> list[str]:
+    return [element.proto.id for element in at.get("plotly_chart")]
+
+
+def test_a_live_run_sends_a_picture_again_only_when_it_changed(train):
+    """While a run trains, the latent map is one PNG, not a Plotly figure of 2,000 points, and a poll without a
+    new map or sample grid sends the same media URLs: the browser fetches and draws nothing again (issue 10).
+    When the run ends, the map is the interactive Plotly figure."""
+    tiny_settings(train, epochs=100, batch=16)
+    train.button(key="train_start").click().run()
+    wait_until(train, lambda at: viewed(at).latent is not None and viewed(at).preview is not None)
+    worker = service()._handles[train.session_state[VIEW]].process.pid
+    os.kill(worker, signal.SIGSTOP)   # no new pictures while we look
+    try:
+        time.sleep(0.6)               # the scheduler collects what the worker had sent
+        first = image_urls(train.run())
+        first_charts = plotly_ids(train)
+        second = image_urls(train.run())
+        assert viewed(train).active
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert len(first) == 2 and second == first
+    assert len(first_charts) == 1 and "train_curves" in first_charts[0]   # the curves; the map is a picture
+    train.button(key="train_stop").click().run()
+    wait_until(train, lambda at: viewed(at).finished, deadline_s=30)
+    assert any("train_latent_map" in i for i in plotly_ids(train))
+    assert len(image_urls(train)) == 1   # the samples
+
+
 def test_training_survives_a_page_switch(train):
     tiny_settings(train, epochs=100, batch=16)
     train.button(key="train_start").click().run()
@@ -225,3 +264,31 @@ def test_hidden_layers_start_at_the_shared_default(train):
     from vae_core.config import DEFAULT_HIDDEN_DIMS
     from ui.training_job import parse_hidden
     assert parse_hidden(train.text_input(key="train_hidden").value) == DEFAULT_HIDDEN_DIMS
+
+
+@pytest.mark.parametrize("text, env, words", [
+    ("[limits]\nmax_runs = 'two'\n", {}, "[limits] max_runs must be a whole number, got 'two'."),
+    ("[limits]\nmax_run = 2\n", {}, "[limits] has an unknown key 'max_run'"),
+    ("[limits]\nmax_runs = 2\n", {"LATENT_LAB_MAX_QUEUED": "-1"}, "LATENT_LAB_MAX_QUEUED must be at least 0"),
+])
+def test_bad_limits_are_a_sentence_on_the_page_not_a_traceback(app, runs, monkeypatch, tmp_path, text, env, words):
+    config = tmp_path / "latent_lab.toml"
+    config.write_text(text)
+    monkeypatch.setenv("LATENT_LAB_CONFIG", str(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    [error] = [e.value for e in app.error]
+    assert error.startswith("Training is off until the limits are fixed: ") and words in error, error
+    assert (str(config) in error) == (not env)  # a file's sentence names the file; a variable's names the variable
+    assert not [b for b in app.button if b.key == "train_start"]  # nothing can be started
+
+
+def test_limits_from_the_file_reach_the_page(app, runs, monkeypatch, tmp_path):
+    config = tmp_path / "latent_lab.toml"
+    config.write_text("[limits]\nmax_queued = 7\nmax_weights = 12_345\n")
+    monkeypatch.setenv("LATENT_LAB_CONFIG", str(config))
+    app.switch_page("pages/train.py").run()
+    assert not errors_of(app)
+    assert any("7 waiting at most, 12,345 weights per model" in c.value for c in app.caption)

@@ -117,18 +117,49 @@ def assert_agree(page, model, label=None, dims: int = 2) -> list[float]:
     return z
 
 
+# A picture that is still loading above an element moves it down when it arrives (the Interpolation strip
+# above the drawing canvas is fetched after the page run): wait for the main area's pictures, then for two
+# equal boxes in a row.
+PICTURES_LOADED = """() => [...document.querySelectorAll("[data-testid='stMain'] img")]
+    .every(i => i.complete || !i.getAttribute('src'))"""
+
+
+def settled_box(page, locator) -> dict:
+    """The element's box in viewport pixels, once it is in view and the page around it has stopped moving."""
+    locator.scroll_into_view_if_needed()
+    page.wait_for_function(PICTURES_LOADED)
+    box = locator.bounding_box()
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        again = locator.bounding_box()
+        if again == box:
+            return box
+        box = again
+    raise AssertionError(f"{locator} kept moving for 5 s")
+
+
 def pad_point(page, fx: float, fy: float) -> tuple[float, float]:
     """A point of the pad in viewport pixels, once the pad is in view and has stopped moving."""
-    pad = page.locator(".lp-pad")
-    pad.scroll_into_view_if_needed()
-    box = pad.bounding_box()
-    for _ in range(20):   # the page may still be laying out what a run drew below or above the pad
-        page.wait_for_timeout(100)
-        again = pad.bounding_box()
-        if again == box:
-            break
-        box = again
+    box = settled_box(page, page.locator(".lp-pad"))
     return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+# The pad redraws (and writes data-z, data-frames) in the animation frame after a pointer event, not in the
+# event itself: a test that read data-z right after page.mouse.click read the z from before the click
+# ([0, 0] once in 4 tries at load 6.5), waited for the number boxes to show that old z (at once) and then
+# compared them with the new one. This waits until every frame asked for has been drawn.
+DRAWN_Z = """async (sel) => {
+    const frame = () => new Promise(done => requestAnimationFrame(() => done()));
+    let host = document.querySelector(sel);
+    while (host && !host.__latentPad) host = host.parentElement;
+    await frame();
+    for (let k = 0; k < 600 && host && host.__latentPad.pending; k++) await frame();
+    return document.querySelector(sel).dataset.z; }"""
+
+
+def drawn_z(page) -> list[float]:
+    """The pad's z once the frame of the last pointer or key event has been drawn."""
+    return [float(v) for v in page.evaluate(DRAWN_Z, PAD).split(",")]
 
 
 # ----------------------------------------------------------------------------- equality with LatentModel.decode
@@ -182,13 +213,13 @@ def test_a_drag_redraws_before_release_and_the_release_commits(page, server, mod
     for k in range(1, 6):
         before = frames(page)
         page.mouse.move(*pad_point(page, 0.5 + 0.07 * k, 0.5 - 0.06 * k), steps=2)
-        page.wait_for_function("([sel, n]) => +document.querySelector(sel).dataset.frames > n", arg=[PAD, before])
+        z = drawn_z(page)                 # the end of this move drawn, not a frame between its two events
+        assert frames(page) > before
         now = picture(page)
-        assert np.abs(now - expected(models["vae_2d"], pad_z(page))).max() <= 1   # the picture is of the pad's z
+        assert np.abs(now - expected(models["vae_2d"], z)).max() <= 1   # the picture is of the pad's z
         seen.append(now)
         assert number_boxes(page) == [0.0, 0.0], "nothing is sent to the server before the release"
     assert sum(not np.array_equal(a, b) for a, b in zip(seen, seen[1:])) >= 4, "the digit changed during the drag"
-    z = pad_z(page)
     assert z[0] > 0.3 and z[1] > 0.3
     page.mouse.up()
     wait_numbers(page, z)
@@ -250,7 +281,7 @@ def draw_a_stroke(page) -> None:
     page.get_by_role("heading", name="Draw a digit").scroll_into_view_if_needed()
     canvas = page.locator(".st-key-decoder_canvas canvas").last
     canvas.wait_for()
-    box = canvas.bounding_box()
+    box = settled_box(page, canvas)
     page.mouse.move(box["x"] + 140, box["y"] + 50)
     page.mouse.down()
     for k in range(24):
@@ -283,8 +314,10 @@ def test_a_label_model_decodes_the_chosen_class(page, server, models):
     page.wait_for_function("(sel) => document.querySelector(sel).dataset.frames > 1", arg=PAD)
     wait_idle(page)
     assert_agree(page, models["cvae_label"], label=3)
+    before = pad_z(page)
     page.mouse.click(*pad_point(page, 0.3, 0.7))
-    z = pad_z(page)
+    z = drawn_z(page)
+    assert z != before
     wait_numbers(page, z)
     assert_agree(page, models["cvae_label"], label=3)
 
@@ -310,7 +343,7 @@ def test_commit_sends_few_bytes(page, server, models):
     assert first > 40_000                                   # the page, the weights, the manifold picture
     received.clear()
     page.mouse.click(*pad_point(page, 0.7, 0.3))
-    wait_numbers(page, pad_z(page))
+    wait_numbers(page, drawn_z(page))
     assert 0 < sum(received) < 40_000, f"{sum(received)} bytes after a commit"
 
 

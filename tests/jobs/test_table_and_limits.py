@@ -1,10 +1,10 @@
-"""The job table (order, claims, place in line) and the limits read from the environment."""
+"""The job table (order, claims, place in line) and the limits read from the environment and the limits file."""
 import subprocess
 import sys
 
 import pytest
 
-from jobs.limits import count_weights, read_limits, weights_problem
+from jobs.limits import LimitsError, count_weights, read_limits, weights_problem
 from jobs.table import JobTable
 from vae_core import ModelConfig, build_model
 
@@ -37,7 +37,7 @@ def test_limits_defaults_and_overrides():
     assert (custom.max_runs, custom.max_queued, custom.abandon_seconds, custom.runner) == (3, 0, 1.5, "ray")
 
 
-@pytest.mark.parametrize("env, words", [({"LATENT_LAB_MAX_RUNS": "lots"}, "LATENT_LAB_MAX_RUNS must be a number"),
+@pytest.mark.parametrize("env, words", [({"LATENT_LAB_MAX_RUNS": "lots"}, "LATENT_LAB_MAX_RUNS must be a whole number"),
                                         ({"LATENT_LAB_MAX_RUNS": "0"}, "must be at least 1"),
                                         ({"LATENT_LAB_RUNNER": "slurm"}, "must be 'local' or 'ray'")])
 def test_bad_limits_are_refused_with_a_sentence(env, words):
@@ -55,8 +55,80 @@ def test_weights_are_counted_without_allocating_them():
 
 
 def test_the_jobs_package_does_not_import_streamlit():
-    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.table, jobs.limits, jobs.ray_backend; "
+    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.preload, jobs.table, jobs.limits, jobs.ray_backend; "
             "assert 'streamlit' not in sys.modules, 'streamlit was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(
         __import__("pathlib").Path(__file__).resolve().parents[2]))
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------- the limits file
+def write_limits(tmp_path, text: str):
+    path = tmp_path / "latent_lab.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_limits_file_sets_values_and_an_env_var_wins_over_it(tmp_path):
+    path = write_limits(tmp_path, '[limits]\nmax_runs = 3\nmax_queued = 0\nabandon_seconds = 1.5\n'
+                                  'max_weights = 1_000\nrunner = "ray"\nwarm_worker = false\n')
+    from_file = read_limits({"LATENT_LAB_CONFIG": str(path)})
+    assert (from_file.max_runs, from_file.max_queued, from_file.abandon_seconds, from_file.max_weights,
+            from_file.runner, from_file.warm_worker) == (3, 0, 1.5, 1000, "ray", False)
+    both = read_limits({"LATENT_LAB_CONFIG": str(path), "LATENT_LAB_MAX_RUNS": "2", "LATENT_LAB_RUNNER": "local"})
+    assert (both.max_runs, both.runner, both.max_queued) == (2, "local", 0)  # the file still gives the rest
+    assert read_limits({}, config=path).max_runs == 3  # the file passed directly
+
+
+def test_a_missing_file_at_the_default_path_means_the_defaults(tmp_path):
+    assert read_limits({}, config=tmp_path / "nothing.toml") == read_limits({}, config=tmp_path / "none.toml")
+    limits = read_limits({}, config=tmp_path / "nothing.toml")
+    assert limits.max_weights == 20_000_000 and limits.max_queued == 20 and limits.runner == "local"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[limits]\nmax_run = 3\n", "[limits] has an unknown key 'max_run'; the keys are max_runs, "),
+    ("[limits]\nmax_runs = 'lots'\n", "[limits] max_runs must be a whole number, got 'lots'."),
+    ("[limits]\nmax_runs = 0\n", "[limits] max_runs must be at least 1, got 0."),
+    ("[limits]\nmax_runs = 2.5\n", "[limits] max_runs must be a whole number, got 2.5."),
+    ("[limits]\nabandon_seconds = true\n", "[limits] abandon_seconds must be a number of seconds, got True."),
+    ("[limits]\nrunner = 'slurm'\n", "[limits] runner must be \"local\" or \"ray\", got 'slurm'."),
+    ("[limits]\nwarm_worker = 1\n", "[limits] warm_worker must be true or false, got 1."),
+    ("[limit]\nmax_runs = 2\n", "has a table 'limit'; it may hold only a [limits] table."),
+    ("limits = 3\n", "limits must be a table ([limits]), not a single value."),
+    ("[limits]\nmax_runs = \n", "is not valid TOML (Invalid value (at line 2, column 12))."),
+])
+def test_a_bad_limits_file_is_one_sentence_naming_the_file_and_key(tmp_path, text, words):
+    path = write_limits(tmp_path, text)
+    with pytest.raises(LimitsError) as caught:
+        read_limits({"LATENT_LAB_CONFIG": str(path)})
+    sentence = str(caught.value)
+    assert str(path) in sentence and words in sentence, sentence
+    assert sentence.endswith(".") and "\n" not in sentence
+
+
+def test_a_named_limits_file_that_does_not_exist_is_a_sentence(tmp_path):
+    with pytest.raises(LimitsError, match="named by LATENT_LAB_CONFIG does not exist"):
+        read_limits({"LATENT_LAB_CONFIG": str(tmp_path / "typo.toml")})
+
+
+def test_the_shipped_example_file_keeps_the_defaults_and_lists_every_key(tmp_path):
+    import re
+    import tomllib
+
+    from jobs.limits import DEFAULT_CONFIG, KEYS
+    text = DEFAULT_CONFIG.read_text()
+    assert read_limits({}, config=DEFAULT_CONFIG) == read_limits({}, config=tmp_path / "absent.toml")
+    uncommented = re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M)  # every key switched on
+    assert list(tomllib.loads(uncommented)["limits"]) == list(KEYS)
+    assert read_limits({}, config=write_limits(tmp_path, uncommented)).max_weights == 20_000_000  # and valid
+
+
+def test_readme_documents_every_limit_as_variable_and_file_key():
+    from pathlib import Path
+
+    from jobs.limits import KEYS
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for key in KEYS:
+        assert f"| `LATENT_LAB_{key.upper()}` (`{key}`) |" in readme, key
+    assert ".streamlit/latent_lab.toml" in readme and "LATENT_LAB_CONFIG" in readme

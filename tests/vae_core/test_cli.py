@@ -373,3 +373,15 @@ def test_dropout_and_weight_decay_flags_are_recorded_and_rebuilt(fake_data_dir, 
     from vae_core.__main__ import make_parser
     helps = {a.dest: a.help for a in make_parser()._subparsers._group_actions[0].choices["train"]._actions}
     assert "dropout" in helps["dropout"].lower() and "AdamW" in helps["weight_decay"]
+
+
+def test_a_reader_that_goes_away_ends_info_quietly(trained):
+    """`python -m vae_core info x | head`: the pipe closes before info writes; no `error: broken pipe` line and
+    no traceback, exit 141 (128 + SIGPIPE) as a shell reports for `cat` cut off the same way."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "vae_core", "info", str(trained)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    proc.stdout.close()  # before the interpreter has even imported torch
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""

@@ -72,3 +72,25 @@ def test_diagnose_a_missing_file_exits_2(capsys):
     code, _, err = run_main(capsys, "diagnose", "missing.safetensors")
     assert_one_error_line(code, err)
     assert "No checkpoint file" in err
+
+
+def test_diagnose_draws_its_finished_bar_once(trained, fake_data_dir, capsys, monkeypatch):  # noqa: F811
+    import time
+
+    from vae_core import diagnostics
+    real = diagnostics.diagnose
+
+    def slow_end(*args, progress, **kwargs):  # the last step comes after tqdm's redraw interval, as in a real run
+        def report(what, done):
+            if done >= 1:
+                time.sleep(0.3)
+            progress(what, done)
+        return real(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "diagnose", slow_end)
+    code, _, err = run_main(capsys, "diagnose", trained, "--json", "--samples", "2", "--limit", "30",
+                            "--curve-images", "2", "--data-dir", fake_data_dir)
+    assert code == 0, err
+    frames = [f for f in err.replace("\r", "\n").splitlines() if f.strip()]  # each redraw of the bar
+    assert sum("100%" in f for f in frames) == 1, frames
+    assert frames[-1].startswith("done: 100%")

@@ -1,0 +1,59 @@
+"""What the local backend's fork server imports once, before it forks any worker (jobs/local.py).
+
+Importing this module loads torch, vae_core and jobs.worker, and reads the default data set (MNIST, when
+it is on disk) into vae_core's data cache as uint8 tensors. Every worker is then a fork of that process:
+it starts with all of it in memory, shared copy-on-write with the fork server and the other workers (one
+copy of torch's ~260 MB of private memory and of MNIST's 55 MB for the whole class, not one per run), and
+its first training step follows the click within a fraction of a second.
+
+Nothing here may start a thread pool (no torch op that runs in parallel): a fork must not inherit one.
+Any failure is swallowed; a worker then loads what it needs itself.
+"""
+from __future__ import annotations
+
+import gc
+import os
+
+MARK_VAR = "LATENT_LAB_FORKSERVER"  # set (to the server's main script, or "-") only while the fork server starts
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _import_main_script() -> None:
+    """Run the server's main script here as `__mp_main__`, once, as every child would otherwise do again on
+    its own (multiprocessing re-runs a main *script* in each child; `streamlit run` is one, and it imports
+    streamlit: half a second per run)."""
+    path = _MAIN
+    if not path or not os.path.isfile(path):
+        return
+    from multiprocessing import spawn
+    spawn.import_main_path(path)
+
+
+def preload() -> None:
+    """Import the worker's modules and read the default data set into memory; then freeze the heap."""
+    try:
+        _import_main_script()
+    except Exception:  # noqa: BLE001 - the children will run it themselves
+        pass
+    try:
+        import torch
+
+        import jobs.worker  # noqa: F401  (torch, numpy, vae_core)
+        from vae_core.training import make_optimizer
+        # The first optimizer imports torch._dynamo and ~900 modules (about a second); a one-weight one does
+        # it here. No op here runs in parallel, so no thread pool starts before a fork.
+        make_optimizer(torch.nn.Linear(1, 1), 1e-3)
+        from vae_core import load_dataset, locate_dataset
+        if locate_dataset("mnist") is not None:
+            load_dataset("mnist", "train", download=False)
+            load_dataset("mnist", "test", download=False)
+    except Exception:  # noqa: BLE001 - a preload is a nicety; a job loads what it needs itself
+        pass
+    gc.collect()
+    gc.freeze()  # the collector never walks (and so never writes to) what the children share
+
+
+_MAIN = os.environ.pop(MARK_VAR, None)
+if _MAIN is not None:  # imported by the fork server that jobs/local.py starts
+    preload()
