@@ -72,13 +72,19 @@ def unavailable(model=None) -> str | None:
     return None if model is None else decoder_problem(model)
 
 
+def _inference_layers(net: nn.Sequential) -> list[nn.Module]:
+    """The modules of a net that act at inference: nn.Dropout is the identity in eval mode, so it is left out."""
+    return [m for m in net if not isinstance(m, nn.Dropout)]
+
+
 def decoder_problem(model) -> str | None:
-    """Why the browser cannot run this model's decoder, or None: it runs Linear layers with ReLU between them."""
+    """Why the browser cannot run this model's decoder, or None: it runs Linear layers with ReLU between them
+    (a Dropout layer, the identity at inference, is skipped)."""
     net = getattr(model, "generation_net", None)
     if not isinstance(net, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in net):
         return "this model has no decoder network to send to the browser"
     previous = None
-    for module in net:
+    for module in _inference_layers(net):
         if not (isinstance(module, nn.Linear) or (isinstance(module, nn.ReLU) and isinstance(previous, nn.Linear))):
             return f"the browser cannot run a {type(module).__name__} layer of this decoder"
         previous = module
@@ -94,7 +100,7 @@ def decoder_layers(model) -> list[tuple[np.ndarray, np.ndarray, str]]:
     if problem:
         raise ValueError(problem)
     layers: list[list] = []
-    for module in model.generation_net:
+    for module in _inference_layers(model.generation_net):
         if isinstance(module, nn.Linear):
             w = module.weight.detach().float().cpu().numpy()
             b = (module.bias.detach().float().cpu().numpy() if module.bias is not None

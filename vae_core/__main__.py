@@ -49,6 +49,10 @@ FIELD_HELP = {
     "quadrants": "visible quadrants for the quadrants condition: 1, 2, 3, or 0 for a random count per image",
     "image_size": "image side in pixels (28 for MNIST)",
     "num_classes": "number of label classes (10 for MNIST)",
+    "dropout": "dropout probability after every hidden layer of every network while training, in [0, 0.9] "
+               "(0: none)",
+    "encoder": "recognition net: mlp, or conv (three stride-2 convolutions, then an MLP of --hidden-dims); "
+               "the decoder stays an MLP",
     "dataset": "data set: mnist or fashion-mnist",
     "epochs": "passes over the training images",
     "batch_size": "images per optimiser step",
@@ -62,6 +66,7 @@ FIELD_HELP = {
     "keep_best": "at the end, keep the weights of the epoch with the lowest evaluation loss",
     "lr_decay": "learning-rate factor per epoch, in (0, 1]",
     "device": "auto, cpu or cuda",
+    "weight_decay": "decoupled weight decay (AdamW), in [0, 10] (0: plain Adam)",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
 DATASETS = ("mnist", "fashion-mnist")
+ENCODERS = ("mlp", "conv")
 # The one default model size: the CLI's --hidden-dims and the Train page's "Hidden layers" both start here
 # (two ReLU layers of 256 units in each net; the decoder mirrors the encoder).
 DEFAULT_HIDDEN_DIMS = (256, 256)
@@ -28,6 +29,8 @@ MAX_CLASSES = 1000
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_SEED = 2**63 - 1
+MAX_DROPOUT = 0.9
+MAX_WEIGHT_DECAY = 10.0
 
 
 def variant_names() -> tuple[str, ...]:
@@ -86,6 +89,11 @@ class ModelConfig(_DictMixin):
     prior      learned p(z|x) (Sohn et al.) or standard N(0, I), for conditional models
     alpha      hybrid weight: alpha * L_cvae + (1 - alpha) * L_gsnn
     hidden_dims  hidden layer sizes of each net (default DEFAULT_HIDDEN_DIMS, shared by the CLI and Train page)
+    dropout    probability of dropping a hidden unit during training (nn.Dropout after every hidden ReLU of
+               every net), in [0, MAX_DROPOUT]; 0 (the default) builds no Dropout module at all
+    encoder    the recognition net q(z|x,y): mlp (the default), or conv (three stride-2 3x3 convolutions of
+               the image, then the condition joins and an MLP of hidden_dims gives mu and logvar). The
+               generation net stays an MLP either way (the browser decodes it)
     """
 
     variant: str = "vae"
@@ -97,6 +105,8 @@ class ModelConfig(_DictMixin):
     quadrants: int = 0
     image_size: int = 28
     num_classes: int = 10
+    dropout: float = 0.0
+    encoder: str = "mlp"
 
     def __post_init__(self) -> None:
         names = variant_names()
@@ -124,6 +134,9 @@ class ModelConfig(_DictMixin):
                f"image_size must be an even number of pixels from 2 to {MAX_IMAGE_SIZE}; got {self.image_size!r}")
         _check(_whole(self.num_classes) and 2 <= self.num_classes <= MAX_CLASSES,
                f"num_classes must be from 2 to {MAX_CLASSES}; got {self.num_classes!r}")
+        _check(_number(self.dropout) and 0.0 <= self.dropout <= MAX_DROPOUT,
+               f"dropout must lie in [0, {MAX_DROPOUT:g}]; got {self.dropout!r}")
+        _check(self.encoder in ENCODERS, f"encoder must be one of {', '.join(ENCODERS)}; got {self.encoder!r}")
 
     @property
     def num_pixels(self) -> int:
@@ -169,6 +182,7 @@ class TrainConfig(_DictMixin):
     keep_best        at the end, restore the weights of the epoch with the lowest evaluation loss
     patience         early stopping: end training once the evaluation loss has not improved for this many
                      epochs (0: off; needs an evaluation set); `epochs` is then an upper bound
+    weight_decay     decoupled weight decay (AdamW) per step, times the learning rate; 0: plain Adam
     """
 
     dataset: str = "mnist"
@@ -185,6 +199,7 @@ class TrainConfig(_DictMixin):
     lr_decay: float = 1.0
     patience: int = 0
     device: str = "auto"
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS,
@@ -213,6 +228,8 @@ class TrainConfig(_DictMixin):
         _check(_whole(self.patience) and 0 <= self.patience <= MAX_EPOCHS,
                f"patience (epochs without improvement before stopping) must be zero (off) or a positive "
                f"whole number; got {self.patience!r}")
+        _check(_number(self.weight_decay) and 0.0 <= self.weight_decay <= MAX_WEIGHT_DECAY,
+               f"weight_decay must lie in [0, {MAX_WEIGHT_DECAY:g}]; got {self.weight_decay!r}")
         _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 

@@ -74,25 +74,60 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last); dropout > 0 puts an nn.Dropout after each
+    ReLU. With dropout 0 no Dropout module is made, so the layout and state-dict keys are those of every
+    checkpoint saved before dropout existed (0.Linear, 1.ReLU, 2.Linear, ...)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
 class GaussianNet(nn.Module):
     """inputs -> (mu, logvar) of a diagonal Gaussian."""
 
-    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], latent_dim: int):
+    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], latent_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.body = mlp([in_dim, *hidden, 2 * latent_dim])
+        self.body = mlp([in_dim, *hidden, 2 * latent_dim], dropout)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.body(h).chunk(2, dim=-1)
+        return mu, logvar
+
+
+def conv_stack(image_size: int, channels: tuple[int, ...] = (32, 64, 64)) -> tuple[nn.Sequential, int]:
+    """3x3 convolutions of stride 2 with ReLU after each (28 -> 14 -> 7 -> 4), then a flatten; returns the stack
+    and the length of its output (channels[-1] * side * side)."""
+    layers: list[nn.Module] = []
+    side, previous = image_size, 1
+    for c in channels:
+        layers += [nn.Conv2d(previous, c, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        side, previous = (side + 1) // 2, c
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers), previous * side * side
+
+
+class ConvGaussianNet(nn.Module):
+    """(condition features [B, x_dim], image [B, P]) concatenated -> (mu, logvar): the image goes through
+    `features` (conv_stack), the condition joins its output, and `body` (an MLP as in GaussianNet) gives the
+    Gaussian. Used for the recognition net when ModelConfig.encoder is 'conv'."""
+
+    def __init__(self, *, x_dim: int, image_size: int, hidden: tuple[int, ...], latent_dim: int,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.x_dim, self.image_size = x_dim, image_size
+        self.features, flat = conv_stack(image_size)
+        self.body = mlp([x_dim + flat, *hidden, 2 * latent_dim], dropout)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = h[:, :self.x_dim], h[:, self.x_dim:]
+        f = self.features(y.reshape(-1, 1, self.image_size, self.image_size))
+        mu, logvar = self.body(torch.cat([x, f], dim=-1)).chunk(2, dim=-1)
         return mu, logvar
 
 
@@ -106,14 +141,21 @@ class LatentModel(nn.Module):
         nets = VARIANTS[c.variant].nets
         x_dim = {"none": 0, "label": c.num_classes, "quadrants": c.num_pixels}[c.condition]
         hidden = tuple(c.hidden_dims)
+        p = c.dropout
         self.x_dim = x_dim
-        self.prior_net = (GaussianNet(in_dim=x_dim, hidden=hidden, latent_dim=c.latent_dim)
+        self.prior_net = (GaussianNet(in_dim=x_dim, hidden=hidden, latent_dim=c.latent_dim, dropout=p)
                           if "prior" in nets and c.prior == "learned" else None)
-        self.recognition_net = (GaussianNet(in_dim=x_dim + c.num_pixels, hidden=hidden, latent_dim=c.latent_dim)
-                                if "recognition" in nets else None)
-        self.generation_net = (mlp([x_dim + c.latent_dim, *reversed(hidden), c.num_pixels])
+        if "recognition" not in nets:
+            self.recognition_net = None
+        elif c.encoder == "conv":
+            self.recognition_net = ConvGaussianNet(x_dim=x_dim, image_size=c.image_size, hidden=hidden,
+                                                   latent_dim=c.latent_dim, dropout=p)
+        else:
+            self.recognition_net = GaussianNet(in_dim=x_dim + c.num_pixels, hidden=hidden, latent_dim=c.latent_dim,
+                                               dropout=p)
+        self.generation_net = (mlp([x_dim + c.latent_dim, *reversed(hidden), c.num_pixels], p)
                                if "generation" in nets else None)
-        self.baseline_net = mlp([x_dim, *hidden, c.num_pixels]) if "baseline" in nets else None
+        self.baseline_net = mlp([x_dim, *hidden, c.num_pixels], p) if "baseline" in nets else None
 
     # ------------------------------------------------------------------ inputs
     @property

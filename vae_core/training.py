@@ -204,20 +204,23 @@ def weights_finite(model) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
 
 
-def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
-    """Adam, with torch's fused kernel where it has one: on the CPU the default (foreach) Adam takes about
-    a quarter of a training step of the 784-512-2 VAE, the fused one about a twelfth (bench/train_throughput.py)."""
+def make_optimizer(model, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (AdamW with decoupled weight decay when weight_decay > 0), with torch's fused kernel where it has
+    one: on the CPU the default (foreach) Adam takes about a quarter of a training step of the 784-512-2 VAE,
+    the fused one about a twelfth (bench/train_throughput.py)."""
+    cls, kwargs = ((torch.optim.AdamW, {"weight_decay": weight_decay}) if weight_decay > 0
+                   else (torch.optim.Adam, {}))
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return cls(model.parameters(), lr=lr, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused Adam
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return cls(model.parameters(), lr=lr, **kwargs)
 
 
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = ()) -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks`.
 
-    Seeded and reproducible on the CPU. Returns a FitResult whose status is 'completed', 'stopped'
+    Seeded and reproducible on the CPU. The model is left in eval mode (dropout off). Returns a FitResult whose status is 'completed', 'stopped'
     (a callback asked to stop) or 'diverged' (a NaN or infinite loss, or weights that became NaN or infinite:
     the model is put back to the state at the end of its last epoch whose weights were all finite, and the
     message says so). `has_good_state` is False when there is nothing worth saving.
@@ -236,7 +239,7 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
 
     n = len(data.train)
@@ -250,6 +253,7 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     status, message = "completed", f"trained {cfg.epochs} epochs"
 
     def result() -> FitResult:
+        model.eval()  # what fit hands back is for use: dropout (if any) off
         return FitResult(status, message, epochs_done, train_time, seen / max(train_time, 1e-9),
                          best_epoch, history, has_good_state=trained_and_finite())
 

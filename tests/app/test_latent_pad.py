@@ -102,6 +102,20 @@ def test_a_large_decoder_travels_as_float16_and_still_decodes_closely():
     assert np.abs(numpy_decode(payload, z) - want).max() < 1e-2
 
 
+def test_a_dropout_decoder_is_sent_without_its_dropout_layers_and_decodes_like_the_model():
+    """nn.Dropout is the identity at inference: the browser gets the Linear/ReLU layers and decodes as
+    LatentModel.decode does in eval mode (the mode load_checkpoint gives)."""
+    model = build_model(ModelConfig(latent_dim=2, hidden_dims=(32, 16), dropout=0.3)).eval()
+    assert any(isinstance(m, nn.Dropout) for m in model.generation_net)
+    assert lp.decoder_problem(model) is None
+    payload = lp.decoder_payload(model)
+    assert [layer["act"] for layer in payload["layers"]] == ["relu", "relu", "none"]
+    for z in ([0.0, 0.0], [1.2, -0.4], [-2.5, 3.0]):
+        z = np.array(z, dtype=np.float32)
+        want = model.decode(torch.from_numpy(z)[None])[0].detach().numpy()
+        assert np.abs(numpy_decode(payload, z) - want).max() < 1e-5
+
+
 def test_a_decoder_the_browser_cannot_run_is_refused_with_a_reason():
     model = build_model(ModelConfig(latent_dim=2, hidden_dims=(8,)))
     model.generation_net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 784))

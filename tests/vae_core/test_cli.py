@@ -354,6 +354,27 @@ def test_a_damaged_data_file_is_one_line_naming_it(fake_data_dir, tmp_path, caps
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_dropout_and_weight_decay_flags_are_recorded_and_rebuilt(fake_data_dir, tmp_path, capsys):
+    """--dropout and --weight-decay reach the configs stored in the file; the loaded model has its Dropout layers;
+    an out-of-range value is one error line before any work."""
+    out = tmp_path / "reg.safetensors"
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--dropout", "0.3", "--weight-decay", "0.05",
+                            "--data-dir", fake_data_dir, "--out", out)
+    assert code == 0, err
+    model, record = load_checkpoint(out)
+    assert record.model_config.dropout == 0.3 and record.train_config.weight_decay == 0.05
+    assert "--dropout 0.3 --weight-decay 0.05" in record.command
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 2  # one hidden layer in each net
+    for flag, value in (("--dropout", "1.5"), ("--weight-decay", "-1")):
+        code, _, err = run_main(capsys, "train", *TINY_TRAIN, flag, value, "--data-dir", fake_data_dir,
+                                "--out", tmp_path / "bad.safetensors")
+        assert_one_error_line(code, err)
+        assert flag.lstrip("-").replace("-", "_") in err and not (tmp_path / "bad.safetensors").exists()
+    from vae_core.__main__ import make_parser
+    helps = {a.dest: a.help for a in make_parser()._subparsers._group_actions[0].choices["train"]._actions}
+    assert "dropout" in helps["dropout"].lower() and "AdamW" in helps["weight_decay"]
+
+
 def test_a_reader_that_goes_away_ends_info_quietly(trained):
     """`python -m vae_core info x | head`: the pipe closes before info writes; no `error: broken pipe` line and
     no traceback, exit 141 (128 + SIGPIPE) as a shell reports for `cat` cut off the same way."""
