@@ -67,6 +67,8 @@ FIELD_HELP = {
     "lr_decay": "learning-rate factor per epoch, in (0, 1]",
     "device": "auto, cpu or cuda",
     "weight_decay": "decoupled weight decay (AdamW), in [0, 10] (0: plain Adam)",
+    "ema_decay": "keep an exponential moving average of the weights with this decay per step, in [0, 1) "
+                 "(0: off); validation, --keep-best and the saved file then use the averaged weights",
 }
 
 

@@ -183,6 +183,9 @@ class TrainConfig(_DictMixin):
     patience         early stopping: end training once the evaluation loss has not improved for this many
                      epochs (0: off; needs an evaluation set); `epochs` is then an upper bound
     weight_decay     decoupled weight decay (AdamW) per step, times the learning rate; 0: plain Adam
+    ema_decay        Polyak / exponential moving average of the weights (torch.optim.swa_utils.AveragedModel),
+                     updated after every step with this decay, in [0, 1) (0: off). When on, the per-epoch
+                     evaluation, keep_best and the weights fit hands back are the averaged ones
     """
 
     dataset: str = "mnist"
@@ -200,6 +203,7 @@ class TrainConfig(_DictMixin):
     patience: int = 0
     device: str = "auto"
     weight_decay: float = 0.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS,
@@ -230,6 +234,9 @@ class TrainConfig(_DictMixin):
                f"whole number; got {self.patience!r}")
         _check(_number(self.weight_decay) and 0.0 <= self.weight_decay <= MAX_WEIGHT_DECAY,
                f"weight_decay must lie in [0, {MAX_WEIGHT_DECAY:g}]; got {self.weight_decay!r}")
+        _check(_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
+               f"ema_decay (weight averaging) must lie in [0, 1): 0 turns it off, 0.999 averages over about "
+               f"the last 1,000 steps; got {self.ema_decay!r}")
         _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 

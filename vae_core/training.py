@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .config import TrainConfig
 from .data import ImageDataset, batches, load_dataset, make_batch
@@ -220,8 +221,11 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = ()) -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks`.
 
-    Seeded and reproducible on the CPU. The model is left in eval mode (dropout off). Returns a FitResult whose status is 'completed', 'stopped'
-    (a callback asked to stop) or 'diverged' (a NaN or infinite loss, or weights that became NaN or infinite:
+    Seeded and reproducible on the CPU. The model is left in eval mode (dropout off). With
+    train_config.ema_decay > 0 an exponential moving average of the weights (torch's AveragedModel) is updated
+    after every step; the per-epoch evaluation and keep_best then look at the averaged weights, and the model
+    ends holding them (the best epoch's with keep_best, else the last).
+    Returns a FitResult whose status is 'completed', 'stopped' (a callback asked to stop) or 'diverged' (a NaN or infinite loss, or weights that became NaN or infinite:
     the model is put back to the state at the end of its last epoch whose weights were all finite, and the
     message says so). `has_good_state` is False when there is nothing worth saving.
     """
@@ -241,6 +245,13 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     gen = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
+    averaged = ema.module if ema is not None else model  # the weights that are evaluated, kept and handed back
+
+    def hand_back_average() -> None:
+        if ema is not None and ema.n_averaged > 0:
+            model.load_state_dict(ema.module.state_dict())
 
     n = len(data.train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -287,6 +298,10 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
                 if cfg.keep_best and best_state is not None:
                     model.load_state_dict(best_state)
                     message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
+                else:
+                    hand_back_average()
+                if ema is not None:
+                    message += f" (weights averaged with decay {cfg.ema_decay:g})"
                 return result()
             t0 = time.perf_counter()
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -302,6 +317,8 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             batch = y.shape[0]
             train_time += time.perf_counter() - t0
             seen += batch
@@ -328,13 +345,13 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
             return result()
         epochs_done = epoch + 1
         train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
-        eval_terms, kl_per_dim = (evaluation_terms(model, data.eval, beta=1.0, seed=cfg.seed)
+        eval_terms, kl_per_dim = (evaluation_terms(averaged, data.eval, beta=1.0, seed=cfg.seed)
                                   if data.eval is not None else (None, None))
         is_best = False
         if eval_terms is not None and math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < best_loss:
             best_loss, best_epoch, is_best = eval_terms["loss"], epoch, True
             if cfg.keep_best:
-                best_state = _state_copy(model)
+                best_state = _state_copy(averaged)
         good_state = _state_copy(model)
         record = {"epoch": epoch, "train": train_avg, "eval": eval_terms}
         if kl_per_dim is not None:  # for the Diagnose page's KL-per-dimension-over-epochs chart
@@ -354,4 +371,8 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     if cfg.keep_best and best_state is not None:
         model.load_state_dict(best_state)
         message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
+    else:
+        hand_back_average()
+    if ema is not None:
+        message += f" (weights averaged with decay {cfg.ema_decay:g})"
     return result()

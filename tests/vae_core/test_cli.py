@@ -375,6 +375,21 @@ def test_dropout_and_weight_decay_flags_are_recorded_and_rebuilt(fake_data_dir, 
     assert "dropout" in helps["dropout"].lower() and "AdamW" in helps["weight_decay"]
 
 
+def test_ema_decay_flag_is_recorded_and_refused_out_of_range(fake_data_dir, tmp_path, capsys):
+    """--ema-decay reaches the train config stored in the file and the run's message; 1 is one error line."""
+    out = tmp_path / "ema.safetensors"
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--ema-decay", "0.9", "--data-dir", fake_data_dir,
+                            "--out", out)
+    assert code == 0, err
+    assert "averaged with decay 0.9" in err
+    _, record = load_checkpoint(out)
+    assert record.train_config.ema_decay == 0.9 and "--ema-decay 0.9" in record.command
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--ema-decay", "1", "--data-dir", fake_data_dir,
+                            "--out", tmp_path / "bad.safetensors")
+    assert_one_error_line(code, err)
+    assert "ema_decay" in err and not (tmp_path / "bad.safetensors").exists()
+
+
 def test_a_reader_that_goes_away_ends_info_quietly(trained):
     """`python -m vae_core info x | head`: the pipe closes before info writes; no `error: broken pipe` line and
     no traceback, exit 141 (128 + SIGPIPE) as a shell reports for `cat` cut off the same way."""
