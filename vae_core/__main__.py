@@ -69,6 +69,8 @@ FIELD_HELP = {
     "weight_decay": "decoupled weight decay (AdamW), in [0, 10] (0: plain Adam)",
     "ema_decay": "keep an exponential moving average of the weights with this decay per step, in [0, 1) "
                  "(0: off); validation, --keep-best and the saved file then use the averaged weights",
+    "freeze_decoder": "train only the encoder (recognition net); the decoder and prior keep their weights, so "
+                      "only the ELBO tightens (use with --init-from)",
 }
 
 

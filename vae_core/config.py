@@ -186,6 +186,9 @@ class TrainConfig(_DictMixin):
     ema_decay        Polyak / exponential moving average of the weights (torch.optim.swa_utils.AveragedModel),
                      updated after every step with this decay, in [0, 1) (0: off). When on, the per-epoch
                      evaluation, keep_best and the weights fit hands back are the averaged ones
+    freeze_decoder   train only the recognition net q(z|x,y) (the encoder); the generative model (decoder, and
+                     a conditional model's prior net) keeps its weights. This only tightens the ELBO (a smaller
+                     amortisation gap); the model's likelihood p(y|x) stays as it was
     """
 
     dataset: str = "mnist"
@@ -204,6 +207,7 @@ class TrainConfig(_DictMixin):
     device: str = "auto"
     weight_decay: float = 0.0
     ema_decay: float = 0.0
+    freeze_decoder: bool = False
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS,
@@ -237,6 +241,8 @@ class TrainConfig(_DictMixin):
         _check(_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
                f"ema_decay (weight averaging) must lie in [0, 1): 0 turns it off, 0.999 averages over about "
                f"the last 1,000 steps; got {self.ema_decay!r}")
+        _check(isinstance(self.freeze_decoder, bool),
+               f"freeze_decoder must be true or false; got {self.freeze_decoder!r}")
         _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 

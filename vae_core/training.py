@@ -205,20 +205,45 @@ def weights_finite(model) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
 
 
-def make_optimizer(model, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(model, lr: float, weight_decay: float = 0.0, params=None) -> torch.optim.Optimizer:
     """Adam (AdamW with decoupled weight decay when weight_decay > 0), with torch's fused kernel where it has
     one: on the CPU the default (foreach) Adam takes about a quarter of a training step of the 784-512-2 VAE,
-    the fused one about a twelfth (bench/train_throughput.py)."""
+    the fused one about a twelfth (bench/train_throughput.py). params: the weights to train (default: all)."""
     cls, kwargs = ((torch.optim.AdamW, {"weight_decay": weight_decay}) if weight_decay > 0
                    else (torch.optim.Adam, {}))
     try:
-        return cls(model.parameters(), lr=lr, fused=True, **kwargs)
+        return cls(list(model.parameters() if params is None else params), lr=lr, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused Adam
-        return cls(model.parameters(), lr=lr, **kwargs)
+        return cls(list(model.parameters() if params is None else params), lr=lr, **kwargs)
+
+
+def trained_parameters(model, train_config: TrainConfig) -> list:
+    """The weights a run trains: all of them, or with freeze_decoder only the recognition net's."""
+    if not train_config.freeze_decoder:
+        return list(model.parameters())
+    if getattr(model, "recognition_net", None) is None:
+        raise ValueError(f"freeze_decoder trains only the recognition net (encoder), and a "
+                         f"{model.config.variant} model has none")
+    return list(model.recognition_net.parameters())
 
 
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = ()) -> FitResult:
+    """Train `model` in place on `data` with `train_config`; report through `callbacks` (see _fit).
+    With freeze_decoder the weights outside the recognition net take no gradient while it runs."""
+    trained = {id(p) for p in trained_parameters(model, train_config)}
+    frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return _fit(model, data, train_config, callbacks)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
+         callbacks: Iterable[Any] = ()) -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks`.
 
     Seeded and reproducible on the CPU. The model is left in eval mode (dropout off). With
@@ -243,7 +268,7 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, trained_parameters(model, cfg))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay > 0 else None)

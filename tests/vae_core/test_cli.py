@@ -390,6 +390,22 @@ def test_ema_decay_flag_is_recorded_and_refused_out_of_range(fake_data_dir, tmp_
     assert "ema_decay" in err and not (tmp_path / "bad.safetensors").exists()
 
 
+def test_freeze_decoder_flag_keeps_the_decoder_of_the_init_file(trained, fake_data_dir, tmp_path, capsys):
+    """--init-from X --freeze-decoder: the written file has X's decoder weights bit for bit, a new encoder, and the
+    flag in its stored train config."""
+    start, _ = load_checkpoint(trained)
+    out = tmp_path / "enc.safetensors"
+    code, _, err = run_main(capsys, "train", "--variant", "cvae", "--condition", "label", *TINY_TRAIN,
+                            "--init-from", trained, "--freeze-decoder",
+                            "--data-dir", fake_data_dir, "--out", out)
+    assert code == 0, err
+    model, record = load_checkpoint(out)
+    assert record.train_config.freeze_decoder is True and "--freeze-decoder" in record.command
+    old, new = start.state_dict(), model.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("generation_net"))
+    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith("recognition_net"))
+
+
 def test_a_reader_that_goes_away_ends_info_quietly(trained):
     """`python -m vae_core info x | head`: the pipe closes before info writes; no `error: broken pipe` line and
     no traceback, exit 141 (128 + SIGPIPE) as a shell reports for `cat` cut off the same way."""
