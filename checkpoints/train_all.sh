@@ -36,6 +36,21 @@ run classifier classifier --epochs 3 --out checkpoints/classifier/mnist-digits.s
 run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 --encoder conv --epochs 200 \
     --val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0 --lr 1e-3 --lr-decay 0.97 \
     --patience 6 --max-seconds 3300 --eval-samples 1000 --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
+# stage 4 (issue 14): continue the stage-3 file with Polyak/EMA weight averaging (--ema-decay: validation, keep-best
+# and the saved file use the averaged weights) at a lower learning rate, then once more at a lower one still; last,
+# refine only the encoder (--freeze-decoder: the decoder the browser runs keeps its weights, the ELBO and the
+# importance-sampling proposal tighten). Each step was kept because its validation -ELBO (float16 file, 6,000 held-out
+# training images) beat the file it started from: 135.94 -> 135.39 -> 135.36 -> 135.28.
+ema="--variant vae --latent-dim 2 --hidden-dims 1024 1024 --encoder conv --init-from checkpoints/mnist-vae-2d.safetensors
+     --epochs 200 --val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0"
+run mnist-vae-2d train $ema --lr 3e-4 --lr-decay 0.95 --ema-decay 0.999 --patience 5 --max-seconds 2100 \
+    --eval-samples 1000 --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
+run mnist-vae-2d train $ema --lr 1e-4 --lr-decay 0.95 --ema-decay 0.999 --patience 4 --max-seconds 900 \
+    --eval-samples 1000 --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
+run mnist-vae-2d train --variant vae --latent-dim 2 --hidden-dims 1024 1024 --encoder conv \
+    --init-from checkpoints/mnist-vae-2d.safetensors --freeze-decoder --epochs 200 --val-fraction 0.1 --keep-best true \
+    --float16 --quiet --threads 1 --test-limit 0 --lr 3e-4 --lr-decay 0.95 --ema-decay 0.999 --patience 4 \
+    --max-seconds 600 --eval-samples 1000 --name "MNIST VAE (2-D)" --out checkpoints/mnist-vae-2d.safetensors
 run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 --epochs 15 \
     $common --name "Fashion-MNIST VAE (2-D)" --out checkpoints/fashion-vae-2d.safetensors
 run fashion-vae-2d train --dataset fashion-mnist --variant vae --latent-dim 2 --hidden-dims 512 512 \
