@@ -30,11 +30,13 @@ from vae_core import ModelConfig, TrainConfig
 
 from .limits import Limits, read_limits, weights_problem
 from .table import ACTIVE, FINISHED, RUNNING, JobRow, JobTable
-from .worker import REDRAW_SECONDS, settings_from_dict, settings_to_dict
+from .worker import REDRAW_SECONDS, pictures_of_result, settings_from_dict, settings_to_dict
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TICK_SECONDS = 0.2
 MAX_CURVE_POINTS = 3000   # per curve kept for the page: a long run keeps every 2nd, 4th, ... step
+# how a stopped run's record begins (vae_core.fit's message, as jobs.worker writes it)
+WORKER_STOP = "Stopped by request"
 KEEP_FINISHED_IN_MEMORY = 100
 SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
 TABLE_WRITE_SECONDS = 1.0
@@ -284,8 +286,12 @@ class JobService:
             raise ValueError(f"a model named {name!r} already exists; choose another name or tick 'overwrite'")
         model, record = load_checkpoint(row.result_path)
         try:  # the name is claimed atomically: of two saves of one name at once, only one succeeds
-            return save_checkpoint(path, model, dataclasses.replace(record, name=name), extras=record.extras,
-                                   overwrite=overwrite)
+            # a run the server stopped (nobody watching, the time limit) says so, not "Stopped by request"
+            message = record.message
+            if row.stop_reason and message.startswith(WORKER_STOP):
+                message = row.stop_reason.rstrip(".") + "," + message[len(WORKER_STOP):]
+            record = dataclasses.replace(record, name=name, message=message)
+            return save_checkpoint(path, model, record, extras=record.extras, overwrite=overwrite)
         except CheckpointExists:
             raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
                              "choose another name or tick 'overwrite'") from None
@@ -328,18 +334,20 @@ class JobService:
         return snap
 
     def _history(self, row: JobRow) -> LiveJob | None:
-        """A finished job this server did not watch: its curves from the result file."""
+        """A finished job this server did not watch (a restart, or one that left the memory): its curves,
+        samples and latent map from the result file."""
         if not row.result_path or row.status not in FINISHED:
             return None
         cached = self._history_cache.get(row.id)
         if cached is not None:
             return cached
         try:
-            from vae_core import read_record
-            record = read_record(row.result_path)
+            from vae_core import load_checkpoint
+            model, record = load_checkpoint(row.result_path)
         except Exception:  # noqa: BLE001 - the result file is gone or damaged: no curves
             return None
         live = LiveJob()
+        live.preview, live.preview_caption, live.latent = pictures_of_result(model, record)
         history = record.history.to_dict()
         live.steps = {k: list(history.get(k, [])) for k in ("step", "loss", "recon", "kl")}
         live.epochs = list(history.get("epochs", []))

@@ -226,6 +226,21 @@ def make_latent(model, data) -> tuple[np.ndarray, np.ndarray] | None:
     return mu.numpy(), labels.numpy()
 
 
+def pictures_of_result(model, record) -> tuple[np.ndarray | None, str, tuple[np.ndarray, np.ndarray] | None]:
+    """(samples, caption, latent map) of a finished run, drawn again from its result file: the same noise as
+    the live pictures, and the test-set latent means the file carries. Quadrant completions need the data
+    set, which the server does not load for this: None there."""
+    preview, caption = (None, "")
+    if model.config.condition != "quadrants":
+        preview, caption = make_preview(model, None)
+        caption = f"{caption} of the final weights"
+    latent = None
+    if "test_latent_means" in record.extras:
+        latent = (record.extras["test_latent_means"][:LATENT_POINTS].numpy(),
+                  record.extras["test_labels"][:LATENT_POINTS].numpy())
+    return preview, caption, latent
+
+
 # ---------------------------------------------------------------------------- the result
 def make_result(model, data, train_config: TrainConfig, result, reporter: Reporter, status: str, message: str,
                 data_root, wall: float) -> dict:

@@ -121,3 +121,32 @@ def texts_of(at) -> str:
     for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader"):
         parts += [str(el.value) for el in getattr(at, kind)]
     return "\n".join(parts)
+
+
+def run_a_tiny_job(at, seconds: float = 120):
+    """On the Train page (`at`): a 16-unit model, 1 epoch on 1,000 images, started and followed to its end
+    with the page rerun every 0.5 s (no exception may show meanwhile). Returns the job's last snapshot."""
+    import time
+
+    from ui.training_job import jobs
+    at.text_input(key="train_hidden").set_value("16")
+    at.number_input(key="train_epochs").set_value(1)
+    at.select_slider(key="train_images").set_value(1000)
+    at.run().button(key="train_start").click().run()
+    assert not errors_of(at)
+    service, job_id = jobs(), at.session_state["train_view"]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not service.progress(job_id).finished:
+        at.run()
+        assert not errors_of(at)
+        time.sleep(0.5)
+    return service.progress(job_id)
+
+
+def save_the_finished_run(at, name: str) -> None:
+    """The finished run's page says so, and its Save button saves it under `name`."""
+    at.run()
+    assert any("Training finished" in s.value for s in at.success)
+    at.text_input(key="train_save_name").set_value(name)
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert any("Saved to" in s.value for s in at.success)

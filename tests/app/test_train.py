@@ -57,12 +57,16 @@ def tiny_settings(at, epochs=1, batch=128):
 
 
 def wait_until(at, done, deadline_s=90.0):
-    """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline."""
+    """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline, then
+    once more. done(at) reads the job service, which can move on after the page's run has drawn it (a job that
+    ends between the two): the extra run is the page's next poll, which a browser's fragment would make."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         at.run()
         assert not errors_of(at)
         if done(at):
+            at.run()
+            assert not errors_of(at)
             return at
         time.sleep(0.2)
     raise AssertionError("the page did not reach the expected state before the deadline")

@@ -1,11 +1,10 @@
 """The Train page on the Ray backend (LATENT_LAB_RUNNER=ray): one local Ray with one CPU, started for this
 test and shut down after it, runs a tiny job through the same page code as the local backend."""
 import os
-import time
 
 import pytest
 
-from apptest_helpers import errors_of
+from apptest_helpers import run_a_tiny_job, save_the_finished_run
 
 # These tests wait on real worker processes with deadlines: one run of the full suite failed one of them
 # that passes alone (see the session's note), so a failure runs once more before it counts.
@@ -29,26 +28,10 @@ def ray_train(app, tmp_path, model_dir, monkeypatch):
 
 def test_a_tiny_job_runs_on_a_local_ray_through_the_train_page(ray_train):
     at = ray_train
-    at.text_input(key="train_hidden").set_value("16")
-    at.number_input(key="train_epochs").set_value(1)
-    at.select_slider(key="train_images").set_value(1000)
-    at.run().button(key="train_start").click().run()
-    assert not errors_of(at)
-    from ui.training_job import jobs
-    service = jobs()
-    job_id = at.session_state["train_view"]
-    end = time.monotonic() + 120
-    while time.monotonic() < end and not service.progress(job_id).finished:
-        at.run()
-        assert not errors_of(at)
-        time.sleep(0.5)
-    snap = service.progress(job_id)
+    snap = run_a_tiny_job(at)
     assert snap.status == "completed", snap.message
-    assert service.backend.name == "ray" and ray.is_initialized()
+    from ui.training_job import jobs
+    assert jobs().backend.name == "ray" and ray.is_initialized()
     assert snap.backend == "ray" and len(snap.steps["step"]) == snap.total_steps > 0
     assert snap.latent is not None and snap.can_save
-    at.run()
-    assert any("Training finished" in s.value for s in at.success)
-    at.text_input(key="train_save_name").set_value("from_ray")
-    [b for b in at.button if b.label == "Save"][0].click().run()
-    assert any("Saved to" in s.value for s in at.success)
+    save_the_finished_run(at, "from_ray")

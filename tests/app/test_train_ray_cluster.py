@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apptest_helpers import ROOT, errors_of
+from apptest_helpers import ROOT, run_a_tiny_job, save_the_finished_run
 
 # These tests wait on real worker processes with deadlines: a failure runs once more before it counts.
 pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=2)
@@ -99,21 +99,10 @@ def cluster_train(app, tmp_path, model_dir, monkeypatch, ray_cluster):
 
 def test_a_tiny_job_runs_on_a_separate_ray_cluster_through_the_train_page(cluster_train, tmp_path):
     at, node_tmp, ray_tmp = cluster_train
-    at.text_input(key="train_hidden").set_value("16")
-    at.number_input(key="train_epochs").set_value(1)
-    at.select_slider(key="train_images").set_value(1000)
-    at.run().button(key="train_start").click().run()
-    assert not errors_of(at)
+    snap = run_a_tiny_job(at)
+    assert snap.status == "completed", snap.message
     from ui.training_job import jobs
     service = jobs()
-    job_id = at.session_state["train_view"]
-    end = time.monotonic() + 120
-    while time.monotonic() < end and not service.progress(job_id).finished:
-        at.run()
-        assert not errors_of(at)
-        time.sleep(0.5)
-    snap = service.progress(job_id)
-    assert snap.status == "completed", snap.message
     assert service.backend.name == "ray" and service.backend.remote
     assert snap.backend == "ray" and len(snap.steps["step"]) == snap.total_steps > 0
     assert snap.latent is not None and snap.preview is not None and snap.can_save
@@ -132,9 +121,5 @@ def test_a_tiny_job_runs_on_a_separate_ray_cluster_through_the_train_page(cluste
     assert len([f for f in cache.iterdir() if "idx" in f.name]) == 4
 
     # the weights came back as messages: the server saves them into its own folder
-    at.run()
-    assert any("Training finished" in s.value for s in at.success)
-    at.text_input(key="train_save_name").set_value("from_cluster")
-    [b for b in at.button if b.label == "Save"][0].click().run()
-    assert any("Saved to" in s.value for s in at.success)
+    save_the_finished_run(at, "from_cluster")
     assert (tmp_path / "runs" / "from_cluster.safetensors").is_file()

@@ -30,7 +30,7 @@ SAME_NAME_COPY = "vae_2d_again.safetensors"   # a second file of the model named
 
 # A browser test that fails is run once more before it counts (pytest-rerunfailures): in one full CI run three
 # mouse tests of test_browser_decoder.py failed that pass alone and in their file (see the session's note); a
-# second failure still fails the run, and every rerun is listed in pytest's summary ("R").
+# second failure still fails the run, and every rerun is named in the "rerun test summary info" (-raR, pytest.ini).
 RERUNS = 1
 
 

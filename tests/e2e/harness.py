@@ -129,6 +129,32 @@ def wait_idle(page, timeout: float = 30_000) -> None:
                            timeout=timeout)
 
 
+def plot_eval(page, chart_js: str, body: str, arg=None, timeout: float = 30_000):
+    """The value of `body`, a JS function of (gd, arg), on the Plotly chart the JS expression `chart_js` finds.
+
+    Streamlit can swap a chart's element for a fresh one after a script run has ended, and Plotly draws the
+    fresh one a moment later, so a plain `page.evaluate` can meet a chart with no `_fullData` yet (CI saw
+    "Cannot read properties of undefined (reading '_fullData')"). This waits until the chart is drawn and
+    tries again when it is swapped in the middle of the call; a body that keeps failing ends in a timeout."""
+    handle = page.wait_for_function(
+        f"""(arg) => {{ const gd = {chart_js};
+            if (!gd || !gd._fullLayout || !gd._fullData || !gd._fullData.length) return false;
+            try {{ return {{value: ({body})(gd, arg)}}; }} catch (e) {{ return false; }} }}""",
+        arg=arg, timeout=timeout)
+    return handle.json_value()["value"]
+
+
+def plot_settles_on(page, chart_js: str, body: str, want, arg=None, seconds: float = 15):
+    """`plot_eval` until it gives `want` or `seconds` pass; returns the last value, for the caller to assert
+    (a redraw can show the previous run's chart for a moment, never for long)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = plot_eval(page, chart_js, body, arg)
+        if value == want or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
 def exceptions_on(page) -> list[str]:
     """The text of every exception box Streamlit draws in the page."""
     return [e.inner_text() for e in page.locator("[data-testid='stException']").all()]

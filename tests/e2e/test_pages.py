@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from harness import exceptions_on, go_to, image_srcs, open_page, wait_idle
+from harness import exceptions_on, go_to, image_srcs, open_page, plot_eval, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -159,12 +159,10 @@ def test_latent_map_click_shows_the_image(page, server):
     go_to(page, "Latent map")
     plot = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
     plot.wait_for()
-    page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
-                           " return gd && gd._fullLayout && gd.data && gd.data.length > 0; }")
     wait_idle(page)
     before = len(image_srcs(page))
     # the screen position of the first point of the first trace, from Plotly's own axes
-    x, y = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+    x, y = plot_eval(page, "document.querySelector('.js-plotly-plot')", """(gd) => {
         const L = gd._fullLayout, t = gd._fullData[0], r = gd.getBoundingClientRect();
         return [r.left + L._size.l + L.xaxis.l2p(t.x[0]), r.top + L._size.t + L.yaxis.l2p(t.y[0])]; }""")
     page.mouse.click(x, y)

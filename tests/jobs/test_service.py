@@ -1,12 +1,14 @@
 """Jobs in real worker processes: end to end, the cap and the queue, the abandoned run, a killed worker."""
 import os
+import re
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from jobs.api import JobRefused
-from vae_core import ModelConfig, TrainConfig, load_checkpoint
+from vae_core import ModelConfig, TrainConfig, load_checkpoint, read_record
 
 TINY = ModelConfig(hidden_dims=(16,))
 
@@ -85,6 +87,9 @@ def test_a_run_nobody_watches_stops_and_keeps_its_weights(make_service):
     assert snap.can_save and snap.global_step > 0
     model, record = load_checkpoint(snap.result_path)
     assert record.status == "stopped" and record.epochs_completed is not None
+    saved = read_record(service.save(job, snap.result_path.rsplit("/", 1)[0] + "/saved", "kept"))
+    # the saved model says why its run stopped, and when
+    assert re.fullmatch(r"Stopped: nobody watched this run for 2 s, in epoch \d+, after \d+ steps\.", saved.message)
 
 
 def test_a_worker_killed_mid_run_marks_its_job_failed_with_a_sentence(make_service):
@@ -103,9 +108,16 @@ def test_a_new_service_on_the_same_folder_lists_finished_jobs_with_their_curves(
     folder = tmp_path / "shared"
     first = make_service(folder)
     job = first.submit(TINY, tiny(), "a")
-    assert first.wait(job, 90).status == "completed"
+    live = first.wait(job, 90)
+    assert live.status == "completed"
     first.shutdown()
     second = make_service(folder)  # as after a server restart
     snap = second.progress(job)
     assert snap.status == "completed" and snap.can_save
     assert len(snap.steps["step"]) == 8 and len(snap.epoch_records) == 1
+    # the samples and the latent map come back too: the same noise on the same final weights, and the
+    # test-set means the result file carries
+    assert snap.preview is not None and np.abs(snap.preview - live.preview).max() < 1e-5
+    assert snap.preview_caption.startswith("64 samples from the prior")
+    means, labels = snap.latent
+    assert means.shape == (500, 2) and labels.shape == (500,) and np.isfinite(means).all()
