@@ -1,5 +1,6 @@
 """Stopping the server during a run: its worker stops too, nothing dumps core, and the job table says
-what happened (the run keeps its weights)."""
+what happened (the run keeps its weights). A server started again on the same folder shows the run to the same
+browser (its owner token in the URL) with its curves, samples and latent map, ready to save."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from harness import StreamlitServer, go_to, open_page
+from harness import StreamlitServer, exceptions_on, go_to, open_page, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +31,7 @@ def test_stopping_the_server_mid_run_stops_the_worker_cleanly(browser, e2e_env, 
         page.wait_for_timeout(1000)
         page.get_by_role("button", name=re.compile("Start training")).click()
         page.get_by_text(re.compile(r"^Epoch \d+/200 · step [1-9]")).first.wait_for(timeout=90_000)
+        owner = re.search(r"owner=([^&]+)", page.url).group(1)
         context.close()
         with sqlite3.connect(runs / "jobs.sqlite") as db:
             assert db.execute("SELECT status FROM jobs").fetchone()[0] == "running"
@@ -44,3 +46,23 @@ def test_stopping_the_server_mid_run_stops_the_worker_cleanly(browser, e2e_env, 
         status, message, result = db.execute("SELECT status, message, result_path FROM jobs").fetchone()
     assert status == "stopped" and "the server shut down" in message, (status, message)
     assert result and "weights are kept" in message
+
+    # the server again, on the same folder: the same browser finds the run with everything it showed
+    server = StreamlitServer(env, log=tmp_path / "streamlit_again.log").start()
+    try:
+        server.wait_listening()
+        page = browser.new_context().new_page()
+        open_page(page, server.url, f"train?owner={owner}")
+        page.get_by_text(re.compile(r"the server shut down during this run")).first.wait_for(timeout=60_000)
+        open_run = page.locator("[class*='st-key-train_open_']").locator("button:not([disabled])")
+        if open_run.count():        # the list offers the run: open it
+            open_run.first.click()
+        page.get_by_text("64 samples from the prior of the final weights").wait_for(timeout=60_000)
+        page.wait_for_function("() => { const g = document.querySelector(\"[class*='st-key-train_latent_map'] "
+                               ".js-plotly-plot\"); return g && g._fullData && g._fullData.length > 0; }",
+                               timeout=60_000)
+        wait_idle(page)
+        assert not exceptions_on(page)
+        assert page.get_by_role("button", name="Save").count() == 1
+    finally:
+        server.stop()
