@@ -125,6 +125,7 @@ class LiveJob:
         self.end: dict | None = None
         self.result: dict | None = None
         self.started_wall = time.time()
+        self.pictures_from_file = False    # a finished job's pictures, once redrawn from its result file
 
     def apply(self, kind: str, payload: dict) -> None:
         with self.lock:
@@ -311,7 +312,7 @@ class JobService:
             snap.queue_length = len(self.table.with_status("queued"))
         if row.started:
             snap.wall = (row.finished or time.time()) - row.started
-        live = self._live.get(row.id) or self._history(row)
+        live = self._live.get(row.id) or self._history(row, pictures=not light)
         if live is None:
             return snap
         with live.lock:
@@ -333,21 +334,33 @@ class JobService:
                 snap.preview, snap.preview_caption, snap.latent = live.preview, live.preview_caption, live.latent
         return snap
 
-    def _history(self, row: JobRow) -> LiveJob | None:
-        """A finished job this server did not watch (a restart, or one that left the memory): its curves,
-        samples and latent map from the result file."""
+    def _history(self, row: JobRow, pictures: bool = False) -> LiveJob | None:
+        """A finished job this server did not watch (a restart, or one that left the memory): its curves from
+        the result file, and with `pictures` (the job a page shows, not a list of runs) its samples and latent
+        map, drawn once from the weights in that file."""
         if not row.result_path or row.status not in FINISHED:
             return None
-        cached = self._history_cache.get(row.id)
-        if cached is not None:
-            return cached
+        live = self._history_cache.get(row.id) or self._curves_of_result(row)
+        if live is not None and pictures and not live.pictures_from_file:
+            live.pictures_from_file = True
+            try:
+                from vae_core import load_checkpoint
+                model, record = load_checkpoint(row.result_path)
+                drawn = pictures_of_result(model, record)
+                with live.lock:
+                    live.preview, live.preview_caption, live.latent = drawn
+            except Exception:  # noqa: BLE001 - the file went bad since its curves were read: curves only
+                pass
+        return live
+
+    def _curves_of_result(self, row: JobRow) -> LiveJob | None:
+        """A finished job's curves and progress from its result file's record (cached per job)."""
         try:
-            from vae_core import load_checkpoint
-            model, record = load_checkpoint(row.result_path)
+            from vae_core import read_record
+            record = read_record(row.result_path)
         except Exception:  # noqa: BLE001 - the result file is gone or damaged: no curves
             return None
         live = LiveJob()
-        live.preview, live.preview_caption, live.latent = pictures_of_result(model, record)
         history = record.history.to_dict()
         live.steps = {k: list(history.get(k, [])) for k in ("step", "loss", "recon", "kl")}
         live.epochs = list(history.get("epochs", []))

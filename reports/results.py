@@ -111,7 +111,7 @@ def write_report(folder: str | os.PathLike = "checkpoints", out: str | os.PathLi
     lines += [f"![{title}]({fname})  \n*{title}*\n" for fname, title in _pictures(models, out.parent)]
     lines += ["## How each checkpoint was trained", "",
               "`checkpoints/train_all.sh` holds every command. A file continued from an earlier one (`--init-from`) "
-              "records only the continuation; the script runs the earlier stages before it (mnist-vae-2d has four). Commands recorded before "
+              "records only the continuation; the script runs the earlier stages before it. Commands recorded before "
               "issue 14 ran when `train --test-limit` defaulted to 0 (all 10,000 test images, now 1,000 by "
               "default): the script adds `--test-limit 0` to repeat them.", "",
               "| file | model | data set | parameters | size | epochs | wall time | command |",

@@ -211,10 +211,11 @@ def make_optimizer(model, lr: float, weight_decay: float = 0.0, params=None) -> 
     the fused one about a twelfth (bench/train_throughput.py). params: the weights to train (default: all)."""
     cls, kwargs = ((torch.optim.AdamW, {"weight_decay": weight_decay}) if weight_decay > 0
                    else (torch.optim.Adam, {}))
+    params = list(model.parameters() if params is None else params)
     try:
-        return cls(list(model.parameters() if params is None else params), lr=lr, fused=True, **kwargs)
+        return cls(params, lr=lr, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused Adam
-        return cls(list(model.parameters() if params is None else params), lr=lr, **kwargs)
+        return cls(params, lr=lr, **kwargs)
 
 
 def trained_parameters(model, train_config: TrainConfig) -> list:

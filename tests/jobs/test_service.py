@@ -112,7 +112,9 @@ def test_a_new_service_on_the_same_folder_lists_finished_jobs_with_their_curves(
     assert live.status == "completed"
     first.shutdown()
     second = make_service(folder)  # as after a server restart
-    snap = second.progress(job)
+    assert [s.id for s in second.jobs_of("a")] == [job]
+    assert not second._history_cache[job].pictures_from_file   # a list of runs draws no pictures ...
+    snap = second.progress(job)                                 # ... the run a page shows does
     assert snap.status == "completed" and snap.can_save
     assert len(snap.steps["step"]) == 8 and len(snap.epoch_records) == 1
     # the samples and the latent map come back too: the same noise on the same final weights, and the
