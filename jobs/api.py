@@ -29,17 +29,19 @@ import numpy as np
 from vae_core import ModelConfig, TrainConfig
 
 from .limits import Limits, read_limits, weights_problem
-from .table import ACTIVE, FINISHED, RUNNING, Caps, JobRow, JobTable, Refused
-from .worker import REDRAW_SECONDS, pictures_of_result, settings_from_dict, settings_to_dict
+from .table import (ACTIVE, FINISHED, RUNNING, Caps, JobRow, JobStoreError, JobTable, Refused,  # noqa: F401
+                    format_bytes, free_space)
+from .worker import REDRAW_SECONDS, pictures_of_result, settings_from_dict, settings_to_dict, write_result_file
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TICK_SECONDS = 0.2
+HEARTBEAT_SECONDS = 1.0   # leases renewed and progress written this often
+CLEANUP_SECONDS = 60.0    # results past their retention are looked for this often
 MAX_CURVE_POINTS = 3000   # per curve kept for the page: a long run keeps every 2nd, 4th, ... step
 # how a stopped run's record begins (vae_core.fit's message, as jobs.worker writes it)
 WORKER_STOP = "Stopped by request"
 KEEP_FINISHED_IN_MEMORY = 100
 SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
-TABLE_WRITE_SECONDS = 1.0
 
 
 class JobRefused(ValueError):
@@ -54,8 +56,8 @@ class JobSnapshot:
     owner: str
     status: str                       # queued | starting | running | stopping | completed | stopped | diverged | failed
     message: str
-    model_config: ModelConfig
-    train_config: TrainConfig
+    model_config: ModelConfig | None    # None for a view job
+    train_config: TrainConfig | None
     created: float
     started: float | None = None
     finished_at: float | None = None
@@ -81,10 +83,12 @@ class JobSnapshot:
     backend: str = ""
     timings: dict = field(default_factory=dict)   # wall-clock times of the start-up (time.time()): submitted,
     #   received (by the worker), data, model, first_step; bench/jobs_speed.py prints the gaps
+    kind: str = "train"               # train | view
+    note: str = ""                    # what happened to it since it ended (its result removed after the retention)
 
     @property
     def epochs(self) -> int:
-        return self.train_config.epochs
+        return self.train_config.epochs if self.train_config is not None else 1
 
     @property
     def finished(self) -> bool:
@@ -147,6 +151,13 @@ class LiveJob:
             elif kind == "end":
                 self.end = dict(payload)
 
+    def latest_losses(self) -> tuple[float | None, float | None]:
+        """(the smoothed training loss now, the newest test loss) for the table's class overview."""
+        with self.lock:
+            loss = self.steps["loss_smooth"][-1] if self.steps["loss_smooth"] else None
+            evals = [e["eval"]["loss"] for e in self.epochs if e.get("eval")]
+        return loss, (evals[-1] if evals else None)
+
     def _add_steps(self, new: dict[str, list]) -> None:
         """Smooth every step as it arrives (so the page never smooths 100,000 points a second) and keep
         at most MAX_CURVE_POINTS per curve, halving the resolution of the whole curve when it fills."""
@@ -166,24 +177,45 @@ class LiveJob:
                 self._stride *= 2
 
 
+@dataclass
+class _Stop:
+    """A stop this server is carrying out: asked at `since` (monotonic), then SIGTERM, then SIGKILL."""
+
+    since: float
+    signal: str = ""          # "" (asked) | "SIGTERM" | "SIGKILL"
+    at: float = 0.0           # when the signal was sent
+
+
 class JobService:
-    """The jobs of one models folder: the table, the backend, and a scheduler thread."""
+    """The jobs of one models folder: the table, the backend, and a scheduler thread.
+
+    Every server on the folder shares the table: a job is started by whichever server claims it first
+    (`claim_next`, under the class-wide `max_runs`), and that server holds a lease on its row, renewed every
+    HEARTBEAT_SECONDS. A row whose lease expired (its server was killed or hung) is ended by any other server,
+    with a sentence; a server that finds its lease taken over stops its worker. A stop is asked (the worker
+    stops within a batch), then after `stop_grace_seconds` sent SIGTERM, then as long again SIGKILL."""
 
     def __init__(self, folder: str | Path, limits: Limits | None = None):
         self.folder = Path(folder)
         self.limits = limits or read_limits()
-        self.table = JobTable(self.folder / "jobs.sqlite")
+        self.table = JobTable(self.folder / "jobs.sqlite")   # JobStoreError (a sentence) when it cannot be used
         self.results = self.folder / ".jobs"
-        self.server_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.host = socket.gethostname()
+        self.server_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
         self._handles: dict[str, object] = {}
         self._live: dict[str, LiveJob] = {}
+        self._held: dict[str, JobRow] = {}          # the rows this server runs, as claimed
         self._history_cache: dict[str, LiveJob] = {}
         self._stop_reasons: dict[str, str] = {}
+        self._stopping: dict[str, _Stop] = {}
+        self._result_errors: dict[str, str] = {}
+        self._pid_written: set[str] = set()
         self._finished_live: list[str] = []
+        self._next_cleanup = 0.0
+        self._logged: dict[str, float] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._adopt_leftovers()
         self.backend = None          # made by the scheduler thread (see _loop)
         self._backend_error = ""
         self._thread = threading.Thread(target=self._loop, name="latent-lab-jobs", daemon=True)
@@ -197,17 +229,11 @@ class JobService:
         from .local import LocalBackend
         return LocalBackend(warm=self.limits.warm_worker)
 
-    def _adopt_leftovers(self) -> None:
-        """Jobs a previous server left running cannot be reached any more: say so."""
-        for row in self.table.with_status(*RUNNING):
-            if row.server != self.server_id:
-                self.table.update(row.id, status="failed", finished=time.time(),
-                                  message="The server stopped during this run, so it ended unfinished.")
-
     # ------------------------------------------------------------------ the interface
     def submit(self, model_config: ModelConfig, train_config: TrainConfig, owner: str,
                data_root: str | Path | None = None) -> str:
-        """Queue a run; it starts as soon as a slot is free. Raises JobRefused with a sentence."""
+        """Queue a run; it starts as soon as a slot is free. Raises JobRefused with a sentence (JobStoreError
+        when the job table cannot be used)."""
         if not owner:
             raise JobRefused("A job needs an owner token.")
         problem = weights_problem(model_config, self.limits)
@@ -215,13 +241,55 @@ class JobService:
             raise JobRefused(problem)
         settings = settings_to_dict(model_config, train_config)
         settings["data_root"] = None if data_root is None else str(data_root)
-        caps = Caps(max_runs=self.limits.max_runs, max_queued=self.limits.max_queued)
         try:  # the caps are counted and the row inserted in one transaction: no burst beats them
-            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id, caps=caps)
+            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id,
+                                    caps=self._caps())
         except Refused as e:
             raise JobRefused(str(e)) from None
         self._wake.set()
         return job_id
+
+    def submit_view(self, owner: str, view: str, path: str | Path, params: dict,
+                    data_root: str | Path | None = None) -> str:
+        """Queue a heavy Diagnose view (jobs/views.py) as a job of kind 'view', counted in the person's share; a
+        person's earlier view that is still computing is stopped (one view at a time). JobRefused when a cap
+        is full."""
+        from .views import VIEWS, view_key
+        if not owner:
+            raise JobRefused("A job needs an owner token.")
+        if view not in VIEWS:
+            raise JobRefused(f"There is no view {view!r}; the views are {', '.join(VIEWS)}.")
+        mtime = Path(path).stat().st_mtime_ns
+        key = view_key(view, str(path), mtime, params)
+        running = self.table.find_view(key)
+        if running is not None and running.owner == owner and running.active:
+            return running.id
+        for row in self.table.of_owner(owner, 50, kind="view"):
+            if row.active:
+                self.stop(row.id, "Stopped: another view was asked for")
+        settings = {"view": view, "path": str(path), "mtime_ns": mtime, "params": params, "view_key": key,
+                    "data_root": None if data_root is None else str(data_root)}
+        try:
+            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id, kind="view",
+                                    caps=self._caps())
+        except Refused as e:
+            raise JobRefused(str(e)) from None
+        self._wake.set()
+        return job_id
+
+    def view_job(self, view: str, path: str | Path, params: dict) -> JobSnapshot | None:
+        """The newest job computing this view of the file as it is now (active, or completed with its result)."""
+        from .views import view_key
+        row = self.table.find_view(view_key(view, str(path), Path(path).stat().st_mtime_ns, params))
+        if row is None:
+            return None
+        self.table.touch([row.id])
+        return self._snapshot(row, light=True)
+
+    def _caps(self) -> Caps:
+        return Caps(max_runs=self.limits.max_runs, max_queued=self.limits.max_queued,
+                    runs_per_person=getattr(self.limits, "runs_per_person", None),
+                    queued_per_person=getattr(self.limits, "queued_per_person", None))
 
     def progress(self, job_id: str, touch: bool = True) -> JobSnapshot | None:
         """The job now (None for an unknown id); `touch` tells the scheduler a page is watching."""
@@ -231,29 +299,41 @@ class JobService:
         return None if row is None else self._snapshot(row)
 
     def jobs_of(self, owner: str, touch: bool = True, limit: int = 20) -> list[JobSnapshot]:
-        """The owner's jobs, newest first; `touch` marks the active ones as watched."""
+        """The owner's training runs, newest first; `touch` marks the active ones as watched."""
         rows = self.table.of_owner(owner, limit)
         if touch:
             self.table.touch([r.id for r in rows if r.active])
         return [self._snapshot(r, light=True) for r in rows]
 
+    def notice(self) -> str | None:
+        """A recent repair of the job table (deleted or damaged, then started anew), in one sentence."""
+        return self.table.notice()
+
     def stop(self, job_id: str, reason: str = "") -> None:
-        """A queued job leaves the line; a running one stops within a batch and keeps its weights."""
+        """A queued job leaves the line; a running one is asked to stop (within a batch, keeping its weights),
+        by whichever server runs it; one that does not stop is sent SIGTERM, then SIGKILL (see _escalate)."""
+        row = self.table.get(job_id)
+        if row is None or row.status in FINISHED:
+            return
+        if row.status == "queued" and self.table.leave_queue(job_id, reason or "Taken out of the line before it "
+                                                                                "started."):
+            return
+        if not self.table.request_stop(job_id, reason):
+            return
         with self._lock:
-            row = self.table.get(job_id)
-            if row is None or row.status in FINISHED:
-                return
-            if row.status == "queued":
-                self.table.update(job_id, status="stopped", finished=time.time(),
-                                  message=reason or "Taken out of the line before it started.")
+            if job_id in self._handles:
+                self._begin_stop(job_id, reason)
+        self._wake.set()
+
+    def _begin_stop(self, job_id: str, reason: str) -> None:
+        with self._lock:
+            handle = self._handles.get(job_id)
+            if handle is None or job_id in self._stopping:
                 return
             if reason:
                 self._stop_reasons[job_id] = reason
-            self.table.update(job_id, status="stopping", stop_reason=reason)
-            handle = self._handles.get(job_id)
-        if handle is not None:
-            handle.request_stop()
-        self._wake.set()
+            self._stopping[job_id] = _Stop(since=time.monotonic())
+        handle.request_stop()
 
     def hide(self, job_id: str) -> None:
         """Leave a finished job out of its owner's list."""
@@ -279,6 +359,8 @@ class JobService:
 
         check_name(name)
         row = self.table.get(job_id)
+        if row is not None and not row.result_path and row.error:
+            raise ValueError(row.error.rstrip(".").lower()[:1] + row.error.rstrip(".")[1:])
         if row is None or not row.result_path or not Path(row.result_path).is_file():
             raise ValueError("there is no trained model to save yet")
         path = Path(folder) / f"{name}.safetensors"
@@ -291,27 +373,33 @@ class JobService:
             if row.stop_reason and message.startswith(WORKER_STOP):
                 message = row.stop_reason.rstrip(".") + "," + message[len(WORKER_STOP):]
             record = dataclasses.replace(record, name=name, message=message)
-            return save_checkpoint(path, model, record, extras=record.extras, overwrite=overwrite)
+            saved = save_checkpoint(path, model, record, extras=record.extras, overwrite=overwrite)
         except CheckpointExists:
             raise ValueError(f"a model named {name!r} was saved a moment ago (perhaps from another tab); "
                              "choose another name or tick 'overwrite'") from None
         except OSError as e:
-            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
+            raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()}; "
+                             f"{free_space(path.parent)})") from None
+        self.table.update(job_id, saved_path=str(saved))
+        return saved
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, row: JobRow, light: bool = False) -> JobSnapshot:
-        model_config, train_config = settings_from_dict(row.settings)
+        if row.kind == "view":
+            model_config, train_config = None, None
+        else:
+            model_config, train_config = settings_from_dict(row.settings)
         snap = JobSnapshot(id=row.id, owner=row.owner, status=row.status, message=row.message,
                            model_config=model_config, train_config=train_config, created=row.created,
                            started=row.started, finished_at=row.finished, global_step=row.step,
                            total_steps=row.total_steps, epoch=row.epoch, result_path=row.result_path,
-                           backend=row.backend)
+                           backend=row.backend, kind=row.kind, note=row.error)
         if row.status == "queued":
             snap.place_in_queue = self.table.place_in_queue(row.id)
             snap.queue_length = len(self.table.with_status("queued"))
         if row.started:
             snap.wall = (row.finished or time.time()) - row.started
-        live = self._live.get(row.id) or self._history(row, pictures=not light)
+        live = self._live.get(row.id) or (None if row.kind == "view" else self._history(row, pictures=not light))
         if live is None:
             return snap
         with live.lock:
@@ -379,63 +467,172 @@ class JobService:
             self.backend = self._make_backend()
         except Exception as e:  # noqa: BLE001 - every queued job will say why
             self._backend_error = f"the {self.limits.runner} runner could not be started: {e}"
-        last_write = 0.0
+        last_beat = 0.0
         while not self._closing.is_set():
             try:
-                write = time.monotonic() - last_write >= TABLE_WRITE_SECONDS
-                self._tick(write)
-                if write:
-                    last_write = time.monotonic()
+                beat = time.monotonic() - last_beat >= HEARTBEAT_SECONDS
+                self._tick(beat)
+                if beat:
+                    last_beat = time.monotonic()
             except Exception as e:  # noqa: BLE001 - the scheduler must outlive any one job's trouble
-                import sys
-                print(f"latent-lab jobs: scheduler error: {e!r}", file=sys.stderr)
+                self._log(f"scheduler error: {e!r}" if not isinstance(e, JobStoreError) else str(e))
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
 
-    def _tick(self, write_progress: bool) -> None:
+    def _log(self, text: str) -> None:
+        """To the server's log, each distinct line at most once a minute (a broken table fails every tick)."""
+        import sys
+        now = time.monotonic()
+        if now - self._logged.get(text, -1e9) >= 60:
+            self._logged[text] = now
+            print(f"latent-lab jobs: {text}", file=sys.stderr)
+
+    def _tick(self, heartbeat: bool) -> None:
         now = time.time()
         with self._lock:
             handles = dict(self._handles)
         for job_id, handle in handles.items():
-            self._collect(job_id, handle, write_progress, now)
+            self._collect(job_id, handle, heartbeat, now)
+        if heartbeat:
+            self._renew()
+            self._end_expired(now)
+            if now >= self._next_cleanup:
+                self._next_cleanup = now + CLEANUP_SECONDS
+                self._clean_results(now)
         rows = self.table.with_status(*ACTIVE)
         limits = self.limits
         for row in rows:
             idle = now - (row.last_poll or row.created)
+            what = "view" if row.kind == "view" else "run"
             if row.status == "queued" and idle > limits.abandon_seconds:
-                self.table.update(row.id, status="stopped", finished=now,
-                                  message=f"Taken out of the line: nobody watched it for {_duration(idle)}.")
-            elif row.status in ("starting", "running") and row.id in handles:
-                if idle > limits.abandon_seconds:
-                    self.stop(row.id, f"Stopped: nobody watched this run for {_duration(idle)}")
+                self.table.leave_queue(row.id, f"Taken out of the line: nobody watched it for {_duration(idle)}.")
+            elif row.id in self._handles:
+                if row.status == "stopping":
+                    self._begin_stop(row.id, row.stop_reason)   # asked through the table (any server's page)
+                elif idle > limits.abandon_seconds:
+                    self.stop(row.id, f"Stopped: nobody watched this {what} for {_duration(idle)}")
                 elif limits.max_run_seconds and row.started and now - row.started > limits.max_run_seconds:
-                    self.stop(row.id, f"Stopped at the time limit of {_duration(limits.max_run_seconds)} a run")
-        self._start_queued()
+                    self.stop(row.id, f"Stopped at the time limit of {_duration(limits.max_run_seconds)} a {what}")
+        self._escalate()
+        if any(r.status == "queued" for r in rows):
+            self._start_queued()
+
+    def _escalate(self) -> None:
+        """A stop that did not end its worker: SIGTERM after the grace, SIGKILL after as long again (a hung or
+        SIGSTOPped worker included); the row then says why (_finish)."""
+        grace = self.limits.stop_grace_seconds
+        now = time.monotonic()
+        with self._lock:
+            stops = [(j, s, self._handles.get(j)) for j, s in self._stopping.items()]
+        for job_id, stop, handle in stops:
+            if handle is None:
+                continue
+            if not stop.signal and now - stop.since >= grace:
+                if handle.terminate():
+                    stop.signal, stop.at = "SIGTERM", now
+            elif stop.signal == "SIGTERM" and now - stop.at >= grace:
+                if handle.force_kill():
+                    stop.signal, stop.at = "SIGKILL", now
+
+    def _renew(self) -> None:
+        """Renew this server's lease on the rows it runs; a row taken over by another server (this one was too
+        slow) has its worker stopped here; a row that vanished (the table was started anew) is put back."""
+        with self._lock:
+            ids = list(self._handles)
+        if not ids:
+            return
+        lease = self.limits.lease_seconds
+        held = set(self.table.renew(self.server_id, ids, lease))
+        lost = [j for j in ids if j not in held]
+        vanished = [j for j in lost if j in self._held and self.table.get(j) is None]
+        if vanished:
+            self.table.restore([self._restorable(j) for j in vanished], lease)
+            held = set(self.table.renew(self.server_id, ids, lease))
+            lost = [j for j in ids if j not in held]
+        for job_id in lost:
+            self._let_go(job_id)
+
+    def _restorable(self, job_id: str) -> JobRow:
+        import dataclasses
+        live = self._live.get(job_id)
+        p = live.progress if live is not None else {}
+        status = ("stopping" if job_id in self._stopping else "running" if live is not None and live.info
+                  else "starting")
+        handle = self._handles.get(job_id)
+        return dataclasses.replace(self._held[job_id], status=status, server=self.server_id,
+                                   step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
+                                   epoch=p.get("epoch", 0), worker_pid=getattr(handle, "pid", None)
+                                   if self.limits.runner == "local" else None, host=self.host)
+
+    def _let_go(self, job_id: str) -> None:
+        """Another server ended this row after our lease expired: our worker must not train on unseen."""
+        with self._lock:
+            handle = self._handles.pop(job_id, None)
+            self._live.pop(job_id, None)
+            self._held.pop(job_id, None)
+            self._stopping.pop(job_id, None)
+            self._stop_reasons.pop(job_id, None)
+        self._log(f"job {job_id}: another server took over its expired lease; its worker is stopped here.")
+        if handle is not None:
+            threading.Thread(target=handle.kill, kwargs={"grace": self.limits.stop_grace_seconds}, daemon=True).start()
+
+    def _end_expired(self, now: float) -> None:
+        """Rows of another server whose lease expired (that server was killed or hung): end them, saying why,
+        with the weights its worker kept (a worker whose server went away writes them itself) when there are."""
+        for row in self.table.expired(now):
+            if row.id in self._handles:
+                continue
+            silent = _duration(now - (row.heartbeat or row.started or row.created))
+            what = "view" if row.kind == "view" else "run"
+            result = self.results / (f"{row.id}.npz" if row.kind == "view" else f"{row.id}.safetensors")
+            kept = result.is_file() and _readable_result(result, row.kind)
+            if kept and row.kind != "view":
+                status, message = "stopped", (f"The server running it stopped (no heartbeat for {silent}); its "
+                                              "worker kept its last weights, ready to save.")
+            else:
+                status, message = "failed", (f"The server running it stopped (no heartbeat for {silent}); the "
+                                             f"{what} is lost" + (": open the view again." if what == "view" else "."))
+                kept = False
+            self.table.end_if_expired(row.id, status, message, now, **({"result_path": str(result)} if kept else {}))
 
     def _start_queued(self) -> None:
         if self.backend is None:
-            for row in self.table.with_status("queued") if self._backend_error else []:
-                self.table.update(row.id, status="failed", finished=time.time(),
-                                  message=_sentence(self._backend_error))
+            while self._backend_error and not self._closing.is_set():
+                row = self.table.claim_next(self.server_id, self.limits.max_runs, self.limits.lease_seconds,
+                                            runs_per_person=getattr(self.limits, "runs_per_person", None))
+                if row is None:
+                    return
+                self.table.update_held(row.id, self.server_id, status="failed", finished=time.time(),
+                                       message=_sentence(self._backend_error))
             return
-        with self._lock:
-            free = self.limits.max_runs - len(self._handles)
-            if free <= 0 or self._closing.is_set():
+        while not self._closing.is_set():
+            row = self.table.claim_next(self.server_id, self.limits.max_runs, self.limits.lease_seconds,
+                                        runs_per_person=getattr(self.limits, "runs_per_person", None))
+            if row is None:
                 return
-            for row in self.table.with_status("queued")[:free]:
-                if not self.table.claim(row.id, "starting", self.server_id):
-                    continue
-                task = {"settings": {k: row.settings[k] for k in ("model_config", "train_config")},
-                        "data_root": row.settings.get("data_root"), "threads": self.limits.worker_threads,
-                        "nice": self.limits.worker_nice, "redraw_seconds": REDRAW_SECONDS,
-                        "submitted": row.created}
+            with self._lock:
+                self._held[row.id] = row
                 self._live[row.id] = LiveJob()
                 try:
-                    self._handles[row.id] = self.backend.start(row.id, task)
+                    self._handles[row.id] = self.backend.start(row.id, self._task(row))
                 except Exception as e:  # noqa: BLE001
                     self._handles.pop(row.id, None)
-                    self.table.update(row.id, status="failed", finished=time.time(),
-                                      message=f"The training process could not be started: {e}.")
+                    self._held.pop(row.id, None)
+                    self.table.update_held(row.id, self.server_id, status="failed", finished=time.time(),
+                                           message=f"The training process could not be started: {e}.")
+
+    def _task(self, row: JobRow) -> dict:
+        common = {"threads": self.limits.worker_threads, "nice": self.limits.worker_nice,
+                  "redraw_seconds": REDRAW_SECONDS, "submitted": row.created, "kind": row.kind}
+        try:
+            self.results.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # the result cannot be written either: the run will say so when it ends
+        if row.kind == "view":
+            return {**common, "settings": row.settings, "data_root": row.settings.get("data_root"),
+                    "result_path": str(self.results / f"{row.id}.npz")}
+        return {**common, "settings": {k: row.settings[k] for k in ("model_config", "train_config")},
+                "data_root": row.settings.get("data_root"), "result_path": str(self.results / f"{row.id}.safetensors")}
 
     def _collect(self, job_id: str, handle, write_progress: bool, now: float) -> None:
         live = self._live[job_id]
@@ -446,9 +643,7 @@ class JobService:
                 continue
             live.apply(kind, payload)
             if kind == "started":
-                row = self.table.get(job_id)
-                self.table.update(job_id, status="stopping" if row and row.status == "stopping" else "running",
-                                  total_steps=payload["total_steps"], heartbeat=now)
+                self.table.mark_running(job_id, self.server_id, payload["total_steps"])
         if live.end is not None:
             self._finish(job_id, handle, live, now)
             return
@@ -462,32 +657,57 @@ class JobService:
                 p = live.progress
                 where = (f"during epoch {p.get('epoch', 0) + 1}, at step {p.get('global_step', 0):,}"
                          if p.get("global_step") else "before its first training step")
-                live.end = {"status": "failed",
+                live.end = {"status": "failed", "died": True,
                             "message": f"The training process {handle.death()} {where}; the run is lost."}
             self._finish(job_id, handle, live, now)
             return
         if write_progress:
             p = live.progress
-            self.table.update(job_id, heartbeat=now, step=p.get("global_step", 0),
-                              total_steps=p.get("total_steps", 0), epoch=p.get("epoch", 0),
-                              progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+            fields = dict(heartbeat=now, step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
+                          epoch=p.get("epoch", 0),
+                          progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+            loss, eval_loss = live.latest_losses()
+            if loss is not None:
+                fields.update(loss=loss, eval_loss=eval_loss)
+            pid = handle.pid if job_id not in self._pid_written and self.limits.runner == "local" else None
+            if pid:
+                fields.update(worker_pid=pid, host=self.host)
+                self._pid_written.add(job_id)
+            self.table.update_held(job_id, self.server_id, **fields)
+            if loss is not None and p.get("global_step"):
+                self.table.add_points(job_id, [(p["global_step"], loss, eval_loss)])
 
     def _finish(self, job_id: str, handle, live: LiveJob, now: float) -> None:
         end = live.end
-        message = end.get("message", "")
-        reason = self._stop_reasons.pop(job_id, "")
-        if end["status"] == "stopped" and reason:
-            row = self.table.get(job_id)
-            kept = row is not None and bool(row.result_path)
+        status, message = end["status"], end.get("message", "")
+        with self._lock:
+            reason = self._stop_reasons.pop(job_id, "")
+            stop = self._stopping.pop(job_id, None)
+            row = self._held.pop(job_id, None)
+            result_error = self._result_errors.pop(job_id, "")
+            self._pid_written.discard(job_id)
+        what = "view" if row is not None and row.kind == "view" else "run"
+        if stop is not None and end.get("died") and stop.signal:
+            waited = _duration(time.monotonic() - stop.since)
+            status = "stopped"
+            message = (f"{(reason or 'Stopped by request').rstrip('.')}; its process did not stop within {waited} "
+                       f"of being asked, so it was ended with {stop.signal}"
+                       + ("; its weights are lost." if what == "run" else "."))
+        elif status == "stopped" and reason:
+            current = self.table.get(job_id)
+            kept = current is not None and bool(current.result_path)
             message = reason + ("; its last weights are kept, ready to save." if kept
-                                else "; it had not trained yet, so there is nothing to save.")
+                                else "; it had not trained yet, so there is nothing to save." if what == "run"
+                                else ".")
+        if result_error:
+            status, message = "failed", result_error
         p = live.progress
         with self._lock:  # before the table says "finished": whoever sees that sees no worker left
             self._handles.pop(job_id, None)
-        self.table.update(job_id, status=end["status"], message=message, finished=now, heartbeat=now,
-                          step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
-                          epoch=p.get("epoch", 0),
-                          progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+        self.table.update_held(job_id, self.server_id, status=status, message=message, finished=now, heartbeat=now,
+                               step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
+                               epoch=p.get("epoch", 0),
+                               progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
         with self._lock:
             self._finished_live.append(job_id)  # a class's worth of finished runs stays in memory; older ones
             while len(self._finished_live) > KEEP_FINISHED_IN_MEMORY:  # are drawn from their result files
@@ -496,20 +716,77 @@ class JobService:
         self._wake.set()  # a slot is free
 
     def _write_result(self, job_id: str, payload: dict) -> None:
-        """The worker's weights and record as a checkpoint file in <folder>/.jobs/ (what Save copies)."""
-        import dataclasses
+        """The worker's result as a file in <folder>/.jobs/ (a checkpoint, what Save copies; a view's numbers as
+        .npz). A file that cannot be written fails the job with a sentence naming the folder and its free space."""
+        row = self._held.get(job_id)
+        view = row is not None and row.kind == "view"
+        try:
+            self.results.mkdir(parents=True, exist_ok=True)
+            if view:
+                from .views import write_result
+                path = write_result(self.results / f"{job_id}.npz", payload["view"])
+            else:
+                path = write_result_file(self.results / f"{job_id}.safetensors", payload, f"job-{job_id}")
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder, weights that will not load back
+            what = "numbers" if view else "weights"
+            ended = "The view was computed" if view else "The run ended"
+            if isinstance(e, OSError):
+                why = f"{(e.strerror or str(e)).lower()}; {free_space(self.results)} on that disk"
+            else:
+                why = str(e).strip().rstrip(".") or type(e).__name__
+            self._result_errors[job_id] = (f"{ended}, but its {what} could not be written to {self.results} ({why}), "
+                                           "so there is nothing to save" + (". Free some space there and train again."
+                                                                             if isinstance(e, OSError) and not view
+                                                                             else "."))
+            return
+        self.table.update_held(job_id, self.server_id, result_path=str(path))
 
-        import torch
-
-        from vae_core import build_model, save_checkpoint
-        from vae_core.record import parse_record
-
-        model = build_model(ModelConfig.from_dict(payload["model_config"]), seed=None)
-        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()})
-        record = dataclasses.replace(parse_record(payload["record"], "the worker's result"), name=f"job-{job_id}")
-        extras = {k: torch.from_numpy(np.array(v)) for k, v in payload.get("extras", {}).items()}
-        path = save_checkpoint(self.results / f"{job_id}.safetensors", model, record, extras=extras)
-        self.table.update(job_id, result_path=str(path))
+    # ------------------------------------------------------------------ retention
+    def _clean_results(self, now: float) -> None:
+        """Remove results in <folder>/.jobs/ that are older than result_retention_hours, and each person's
+        unsaved run results beyond results_per_person (newest kept); the row then says so. Saved models live in
+        the models folder and are never touched; files here that no row names are removed by age alone."""
+        import re
+        retention = self.limits.result_retention_hours * 3600
+        per_person = self.limits.results_per_person
+        unsaved: dict[str, int] = {}
+        named: set[str] = set()
+        results = self.results.resolve() if self.results.exists() else None
+        if results is None:
+            return
+        for row in self.table.with_results():          # newest first
+            path = Path(row.result_path)
+            named.add(path.name)
+            if path.parent.resolve() != results:
+                continue
+            age = now - (row.finished or row.created)
+            over = False
+            if row.kind != "view" and not row.saved_path:
+                unsaved[row.owner] = unsaved.get(row.owner, 0) + 1
+                over = unsaved[row.owner] > per_person
+            if age > retention:
+                note = (f"Its {'numbers were' if row.kind == 'view' else 'weights were'} removed "
+                        f"{_hours(retention)} after it ended (finished runs keep them that long"
+                        + ("; the saved model is untouched)." if row.saved_path else "; it was not saved)."))
+            elif over:
+                note = (f"Its weights were removed: each person keeps the results of their {per_person} newest "
+                        "unsaved runs; save a run to keep it.")
+            else:
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                self._log(f"could not remove {path}: {e}")
+                continue
+            self.table.update(row.id, result_path="", error=note)
+            self._history_cache.pop(row.id, None)
+        pattern = re.compile(r"^[0-9a-f]{12}\.(safetensors|npz)$")
+        for f in results.iterdir():
+            try:
+                if f.name not in named and pattern.match(f.name) and now - f.stat().st_mtime > retention:
+                    f.unlink()
+            except OSError:
+                continue
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, grace: float = 5.0) -> None:
@@ -519,7 +796,10 @@ class JobService:
         with self._lock:
             handles = dict(self._handles)
         for job_id in handles:
-            self.stop(job_id, "Stopped: the server shut down during this run")
+            try:
+                self.stop(job_id, "Stopped: the server shut down during this run")
+            except JobStoreError:   # the table is unusable: the workers are still stopped below
+                self._begin_stop(job_id, "Stopped: the server shut down during this run")
         end = time.monotonic() + grace
         while handles and time.monotonic() < end:
             self._wake.set()
@@ -531,14 +811,35 @@ class JobService:
         self._thread.join(timeout=5)
         for job_id, handle in handles.items():  # did not stop in time
             handle.kill(grace=1.0)
-            self.table.update(job_id, status="stopped", finished=time.time(),
-                              message="Stopped: the server shut down during this run.")
+            try:
+                self.table.update_held(job_id, self.server_id, status="stopped", finished=time.time(),
+                                       message="Stopped: the server shut down during this run.")
+            except JobStoreError:
+                pass
         if self.backend is not None:
             self.backend.shutdown()
         with _services_lock:
             for key, value in list(_services.items()):
                 if value is self:
                     del _services[key]
+
+
+def _readable_result(path: Path, kind: str) -> bool:
+    try:
+        if kind == "view":
+            from .views import read_result
+            read_result(path)
+        else:
+            from vae_core import read_record
+            read_record(path)
+        return True
+    except Exception:  # noqa: BLE001 - a half-written or damaged file is no result
+        return False
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{seconds / 60:g} minutes"
 
 
 def _duration(seconds: float) -> str:

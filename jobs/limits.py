@@ -15,6 +15,15 @@ LimitsError whose text is one sentence naming the file and key (or the variable)
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
     LATENT_LAB_RUNNER              local (default) or ray
     LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
+    LATENT_LAB_LEASE_SECONDS       a server renews its lease on a running row every second; a row whose
+                                   lease is this old is ended by any server on the folder   default: 30 (2-3600)
+    LATENT_LAB_STOP_GRACE_SECONDS  a run asked to stop gets this long, then SIGTERM, then as long again,
+                                   then SIGKILL                     default: 10 (0.1-600)
+    LATENT_LAB_RESULT_RETENTION_HOURS  the weights of a finished run (runs/.jobs/) are removed this long after
+                                   it ended (saved models are never touched)             default: 24 (0.01-8760)
+    LATENT_LAB_RESULTS_PER_PERSON  unsaved results kept per person, newest first          default: 10 (1-1000)
+    LATENT_LAB_VIEW_BUDGET_CPU_SECONDS  a Diagnose view estimated above this many CPU-seconds is computed
+                                   as a job in a worker, not in the server              default: 2 (0-3600)
 """
 from __future__ import annotations
 
@@ -34,7 +43,12 @@ TABLE = "limits"
 # key -> (kind, lowest value); the keys of the file's [limits] table and, upper-cased with PREFIX, the env vars
 KEYS = {"max_runs": ("int", 1), "max_queued": ("int", 0), "max_weights": ("int", 1),
         "max_run_seconds": ("float", 0), "abandon_seconds": ("float", 0.1), "worker_threads": ("int", 1),
-        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None)}
+        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None),
+        "lease_seconds": ("float", 2), "stop_grace_seconds": ("float", 0.1), "result_retention_hours": ("float", 0.01),
+        "results_per_person": ("int", 1), "view_budget_cpu_seconds": ("float", 0)}
+# the highest value of a key, where one is needed (a lease of a year would never expire)
+HIGHEST = {"lease_seconds": 3600, "stop_grace_seconds": 600, "result_retention_hours": 8760,
+           "results_per_person": 1000, "view_budget_cpu_seconds": 3600}
 RUNNERS = ("local", "ray")
 FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
 
@@ -61,6 +75,11 @@ class Limits:
     worker_nice: int
     runner: str
     warm_worker: bool = True
+    lease_seconds: float = 30.0
+    stop_grace_seconds: float = 10.0
+    result_retention_hours: float = 24.0
+    results_per_person: int = 10
+    view_budget_cpu_seconds: float = 2.0
 
     def describe(self) -> str:
         """One line for the Train page."""
@@ -133,7 +152,7 @@ def _from_env(raw: str, key: str, where: str):
     except ValueError:
         wanted = "a whole number" if kind == "int" else "a number of seconds"
         raise LimitsError(f"{where} must be {wanted}, got {raw!r}.") from None
-    return _at_least(value, low, where, repr(raw))
+    return _at_least(value, low, where, repr(raw), HIGHEST.get(key))
 
 
 def _from_file(value, key: str, where: str):
@@ -151,12 +170,15 @@ def _from_file(value, key: str, where: str):
     if isinstance(value, bool) or not isinstance(value, ok):
         wanted = "a whole number" if kind == "int" else "a number of seconds"
         raise LimitsError(f"{where} must be {wanted}, got {value!r}.")
-    return _at_least(value, low, where, repr(value))
+    return _at_least(value, low, where, repr(value), HIGHEST.get(key))
 
 
-def _at_least(value, low, where: str, shown: str):
+def _at_least(value, low, where: str, shown: str, high=None):
     if not math.isfinite(value) or value < low:
-        raise LimitsError(f"{where} must be at least {low}, got {shown}.")
+        raise LimitsError(f"{where} must be at least {low}" + (f" and at most {high}" if high is not None else "")
+                          + f", got {shown}.")
+    if high is not None and value > high:
+        raise LimitsError(f"{where} must be at most {high}, got {shown}.")
     return value
 
 
@@ -187,6 +209,11 @@ def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None 
         worker_nice=int(values.get("worker_nice", 10)),
         runner=values.get("runner", "local"),
         warm_worker=bool(values.get("warm_worker", True)),
+        lease_seconds=float(values.get("lease_seconds", 30.0)),
+        stop_grace_seconds=float(values.get("stop_grace_seconds", 10.0)),
+        result_retention_hours=float(values.get("result_retention_hours", 24.0)),
+        results_per_person=int(values.get("results_per_person", 10)),
+        view_budget_cpu_seconds=float(values.get("view_budget_cpu_seconds", 2.0)),
     )
 
 

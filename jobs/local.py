@@ -9,8 +9,15 @@ the fork server is the one warm process. With LATENT_LAB_WARM_WORKER=0 (or where
 each worker is spawned instead: a fresh interpreter that imports torch and reads the data itself (~2 s).
 
 Messages come back through a multiprocessing queue; a stop is an Event the worker checks before every batch.
-The worker ignores Ctrl+C (the server decides when it stops), stops on its own when the server that started
-it goes away, and on SIGTERM finishes the batch and ends as "stopped".
+The worker ignores Ctrl+C (the server decides when it stops), and on SIGTERM finishes the batch and ends as
+"stopped"; a worker that does not stop is killed (the server escalates: request, SIGTERM, SIGKILL).
+
+Nothing outlives the server, even one killed with SIGKILL: a worker watches its server (the parent sentinel
+multiprocessing gives it) and, when it is gone, stops within a batch, writes its weights to its result file
+itself and exits (its own watchdog ends it after ORPHAN_EXIT_SECONDS at the latest); it also asks for SIGTERM
+when its parent goes (prctl PR_SET_PDEATHSIG). The fork server watches its parent (the server) and, when it is
+gone, waits a moment for its workers and kills those left (jobs/preload.py). multiprocessing's resource tracker
+ends by itself once the server and every worker, which hold its pipe, have gone.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 SIGNAL_NAMES = {signal.SIGKILL: "SIGKILL", signal.SIGTERM: "SIGTERM", signal.SIGSEGV: "SIGSEGV",
                 signal.SIGABRT: "SIGABRT", signal.SIGINT: "SIGINT"}
@@ -29,19 +37,25 @@ ENV_PREFIXES = ("VAE_", "LATENT_LAB_")  # the settings a worker takes from the s
 
 
 def _worker_main(inbox, outbox, stop_event) -> None:
-    """A worker process: wait for one job, run it, exit."""
+    """A worker process: wait for one job, run it, exit. When the server goes away (killed, even with SIGKILL)
+    the worker notices within WATCH_SECONDS, stops within a batch, writes its weights to the result file
+    itself (nobody reads the queue any more) and exits; a worker that cannot finish that in ORPHAN_EXIT_SECONDS
+    is ended by its own watchdog, and the fork server kills any it left behind (jobs/preload.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     term = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: term.set())
+    die_with_parent(signal.SIGTERM)  # the fork server (or, when spawned, the server's scheduler thread) went away
     server = mp.parent_process()  # the server, also for a worker forked by the fork server
-    from jobs.worker import lower_priority, run_job  # imports torch and vae_core (already there when forked)
+    orphaned = threading.Event()
+    threading.Thread(target=_watch_server, args=(server, orphaned), name="latent-lab-watch", daemon=True).start()
+    from jobs.worker import lower_priority, run_job, write_result_file  # torch and vae_core (there when forked)
 
     while True:
         try:
             task = inbox.get(timeout=0.5)
             break
         except queue.Empty:
-            if (server is not None and not server.is_alive()) or term.is_set():
+            if orphaned.is_set() or term.is_set():
                 return
     if task is None:
         return
@@ -50,19 +64,69 @@ def _worker_main(inbox, outbox, stop_event) -> None:
     lower_priority(task["threads"], task["nice"])
 
     def should_stop():
+        if orphaned.is_set():
+            return "Stopped: the server that started this run went away."
         if stop_event.is_set():
             return task.get("stop_reason_default") or True
         if term.is_set():
             return "Stopped: the server shut down during this run."
-        if server is not None and not server.is_alive():
-            return "Stopped: the server that started this run went away."
         return False
 
-    run_job(task["settings"], task["data_root"], lambda kind, payload: outbox.put((kind, payload)), should_stop,
-            redraw_seconds=task["redraw_seconds"], timings={"submitted": task.get("submitted"),
-                                                            "received": task["received"]})
+    def emit(kind, payload):
+        if not orphaned.is_set():
+            outbox.put((kind, payload))
+        elif kind == "result" and task.get("result_path"):  # nobody reads the queue: keep the weights on disk
+            try:
+                if task.get("kind") == "view":
+                    from jobs.views import write_result
+                    write_result(Path(task["result_path"]), payload["view"])
+                else:
+                    write_result_file(task["result_path"], payload, f"job-{task.get('job_id', '')}")
+            except Exception:  # noqa: BLE001 - a full disk: the next server says the run is lost
+                pass
+
+    if task.get("kind") == "view":
+        from jobs.views import run_view
+        run_view(task["settings"], emit, should_stop)
+    else:
+        run_job(task["settings"], task["data_root"], emit, should_stop, redraw_seconds=task["redraw_seconds"],
+                timings={"submitted": task.get("submitted"), "received": task["received"]},
+                quick=orphaned.is_set)
+    if orphaned.is_set():
+        os._exit(0)  # the queue's feeder may be blocked on a pipe nobody reads: do not wait for it
     outbox.close()
     outbox.join_thread()
+
+
+WATCH_SECONDS = 0.2          # how often a worker looks whether its server is still there
+ORPHAN_EXIT_SECONDS = 6.0    # a worker whose server went away has this long to save its weights and exit
+
+
+def _watch_server(server, orphaned: threading.Event) -> None:
+    """Set `orphaned` when the server process is gone; end this process ORPHAN_EXIT_SECONDS later at the latest."""
+    if server is None:
+        return
+    while server.is_alive():
+        time.sleep(WATCH_SECONDS)
+    orphaned.set()
+    time.sleep(ORPHAN_EXIT_SECONDS)
+    os._exit(3)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int) -> bool:
+    """Ask Linux to send `sig` to this process when the thread that started it ends (prctl PR_SET_PDEATHSIG);
+    False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _apply_env(env: dict | None) -> None:
@@ -146,6 +210,22 @@ class LocalHandle:
     def request_stop(self) -> None:
         self.stop_event.set()
 
+    def terminate(self) -> bool:
+        """SIGTERM: the worker finishes its batch and ends as stopped (False while it has no process yet)."""
+        if self.process.pid is None or self._starting():
+            return False
+        if self.process.is_alive():
+            self.process.terminate()
+        return True
+
+    def force_kill(self) -> bool:
+        """SIGKILL: ends even a hung (stopped) worker; its weights since the last result are lost."""
+        if self.process.pid is None or self._starting():
+            return False
+        if self.process.is_alive():
+            self.process.kill()
+        return True
+
     def alive(self) -> bool:
         if self._starting():
             return True
@@ -208,7 +288,7 @@ class LocalBackend:
 
     def start(self, job_id: str, task: dict) -> LocalHandle:
         handle = LocalHandle(self.ctx, background=self.warm)
-        handle.assign(job_id, {**task, "env": _env_now(), "submitted": task.get("submitted")})
+        handle.assign(job_id, {**task, "job_id": job_id, "env": _env_now(), "submitted": task.get("submitted")})
         return handle
 
     def spare_ready(self, timeout: float = 0) -> bool:

@@ -8,11 +8,20 @@ its first training step follows the click within a fraction of a second.
 
 Nothing here may start a thread pool (no torch op that runs in parallel): a fork must not inherit one.
 Any failure is swallowed; a worker then loads what it needs itself.
+
+The fork server must not outlive the server that started it: its workers hold the write end of the pipe whose
+end-of-file would tell it so, and they hold it as long as they live. One small thread (it holds no lock at a
+fork; a forked child does not inherit it) watches the parent: when the server is gone (killed, even with
+SIGKILL), it gives the workers CHILD_GRACE_SECONDS to keep their weights and exit (they watch the server too),
+kills those left with SIGKILL (a hung or stopped one included), and ends the fork server.
 """
 from __future__ import annotations
 
 import gc
 import os
+import signal
+import threading
+import time
 
 MARK_VAR = "LATENT_LAB_FORKSERVER"  # set (to the server's main script, or "-") only while the fork server starts
 
@@ -54,6 +63,42 @@ def preload() -> None:
     gc.freeze()  # the collector never walks (and so never writes to) what the children share
 
 
+CHILD_GRACE_SECONDS = 7.0
+WATCH_SECONDS = 0.5
+
+
+def _children() -> list[int]:
+    """This process's children (Linux: /proc/self/task/*/children)."""
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return pids
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    deadline = time.monotonic() + CHILD_GRACE_SECONDS
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def watch_parent() -> None:
+    """End this process (and, after a grace, its children) when its parent process is gone."""
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="latent-lab-parent-watch", daemon=True).start()
+
+
 _MAIN = os.environ.pop(MARK_VAR, None)
 if _MAIN is not None:  # imported by the fork server that jobs/local.py starts
     preload()
+    watch_parent()

@@ -127,9 +127,13 @@ def _job_actor():
                         self._emit("end", {"status": "failed",
                                            "message": f"The data set could not be unpacked on this node: {e}."})
                         return "failed"
-                run_job(task["settings"], data_root, self._emit,
-                        lambda: (self._reason or True) if self._stop.is_set() else False,
-                        redraw_seconds=task["redraw_seconds"])
+                should_stop = lambda: (self._reason or True) if self._stop.is_set() else False  # noqa: E731
+                if task.get("kind") == "view":   # a heavy Diagnose view (the checkpoint must be on this node)
+                    from jobs.views import run_view
+                    run_view(task["settings"], self._emit, should_stop)
+                else:
+                    run_job(task["settings"], data_root, self._emit, should_stop,
+                            redraw_seconds=task["redraw_seconds"])
                 return "done"
 
             def drain(self) -> list:
@@ -182,6 +186,16 @@ class RayHandle:
             self.actor.stop.remote()
         except Exception:  # noqa: BLE001
             pass
+
+    def terminate(self) -> bool:
+        """Ray has no gentler signal than ending the actor: SIGTERM and SIGKILL both end it."""
+        try:
+            self.ray.kill(self.actor, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+        return True
+
+    force_kill = terminate
 
     def alive(self) -> bool:
         ready, _ = self.ray.wait([self.done], timeout=0)

@@ -15,12 +15,26 @@ Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS applied in on
        the kind of job (train | view), the newest losses for a class overview, whether the result was saved;
        job_points (a thinned loss curve per job, readable by every server); people (class identities);
        published (models a teacher shared with the class)
+
+Faults of the file are sentences, never tracebacks: every public method raises one error type,
+`JobStoreError(sentence)`. A lock another program holds is waited on for BUSY_TIMEOUT_MS, then said; a read-only
+file or folder says where and what to do; a table that disappeared (the file deleted or emptied while a server
+ran) is created again, and a damaged file (not a database, or malformed) is moved aside to
+`jobs.sqlite.corrupt-<time>` and a fresh one started; both recoveries are done once, under a lock on the folder
+(every server on it agrees), the call that met them is retried, and a notice (`notice(path)`) says what
+happened. Nothing else in the folder (saved models, results) is touched.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
 import json
+import os
 import secrets
+import shutil
 import sqlite3
+import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -32,6 +46,8 @@ RUNNING = ("starting", "running", "stopping")
 FINISHED = ("completed", "stopped", "diverged", "failed")
 KINDS = ("train", "view")            # a training run, or a heavy Diagnose view computed as a job
 BUSY_TIMEOUT_MS = 5000               # a writer waits this long for another's lock before it gives up
+TOUCH_TIMEOUT_MS = 200               # a page's "I am watching" mark waits this long, then is skipped
+NOTICE_SECONDS = 3600                # a recovery's notice is shown this long after it happened
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -154,53 +170,282 @@ class Refused(ValueError):
     """A submission over a cap; the text is the sentence a page shows."""
 
 
+class JobStoreError(RuntimeError):
+    """The job table cannot be used now; the text is one sentence for the page (where, why, what to do)."""
+
+    def __init__(self, sentence: str, kind: str = "other", recovered: bool = False):
+        super().__init__(sentence)
+        self.kind = kind              # busy | readonly | full | io | missing | corrupt | other
+        self.recovered = recovered    # the fault was repaired (the table recreated): the call may be retried
+
+
+# Per table file (resolved path), shared by every JobTable of this process on it: the newest recovery's notice
+# (time, sentence) and how many recoveries happened (a service re-registers its running rows when it changes).
+_notices: dict[str, tuple[float, str]] = {}
+_generations: dict[str, int] = {}
+_recovery_lock = threading.Lock()
+
+
+def notice(path: str | Path, within: float = NOTICE_SECONDS) -> str | None:
+    """The sentence of the newest recovery of the table at `path` in this process, if it is recent."""
+    when, sentence = _notices.get(str(Path(path).resolve()), (0.0, ""))
+    return sentence if sentence and time.time() - when <= within else None
+
+
+def _guarded(method):
+    """A public method of JobTable: SQLite's errors become one JobStoreError sentence; a missing or damaged table
+    is repaired once and the call made again."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError, JobStoreError) as e:
+            error = self._store_error(e)
+            if not error.recovered:
+                raise error from None
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError, JobStoreError) as e:
+            raise self._store_error(e, repair=False) from None
+    return call
+
+
 class JobTable:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.migrate()
+        self.key = str(self.path.resolve())
+        self.start()
 
-    # ------------------------------------------------------------------ connections and transactions
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)  # autocommit
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA synchronous=NORMAL")
+    @property
+    def generation(self) -> int:
+        """How many times this table file was recreated in this process (deleted or damaged, then started anew)."""
+        return _generations.get(self.key, 0)
+
+    def notice(self) -> str | None:
+        return notice(self.path)
+
+    # ------------------------------------------------------------------ connections and faults
+    def _connect(self, timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=timeout_ms / 1000, isolation_level=None)  # autocommit
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            db.close()
+            raise
         return db
+
+    @contextmanager
+    def _db(self, timeout_ms: int = BUSY_TIMEOUT_MS) -> Iterator[sqlite3.Connection]:
+        with closing(self._connect(timeout_ms)) as db:
+            yield db
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: the write lock is taken at the start, so what is read inside
-        cannot change before the writes inside it commit (a count and the insert it allows are one step)."""
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+        cannot change before the writes inside it commit (a count and the insert it allows are one step).
+        A fault of the file is a JobStoreError (a missing or damaged table is repaired first: call again)."""
+        try:
+            db = self._connect()
+        except (sqlite3.Error, OSError) as e:
+            raise self._store_error(e) from None
+        with closing(db):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise self._store_error(e) from None
             try:
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as e:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(e, (sqlite3.Error, OSError)):
+                    raise self._store_error(e) from None
                 raise
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise self._store_error(e) from None
+
+    def _store_error(self, e: BaseException, repair: bool = True) -> JobStoreError:
+        """The sentence for a fault of the table file; a missing or damaged table is repaired here (once, under
+        a lock every server on the folder takes), and the error then says `recovered`."""
+        if isinstance(e, JobStoreError):
+            return e
+        kind = self._kind(e)
+        if kind in ("missing", "corrupt") and repair:
+            try:
+                sentence = self._repair(kind, e)
+            except (sqlite3.Error, OSError) as again:
+                kind2 = self._kind(again)
+                if kind2 in ("missing", "corrupt"):   # could not be repaired: say what is wrong
+                    return JobStoreError(self._sentence("other", again), "other")
+                return JobStoreError(self._sentence(kind2, again), kind2)
+            return JobStoreError(sentence, kind, recovered=True)
+        return JobStoreError(self._sentence(kind, e), kind)
+
+    def _kind(self, e: BaseException) -> str:
+        if isinstance(e, OSError):
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return "readonly"
+            return "full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "io"
+        code = getattr(e, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        text = str(e).lower()
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+            return "busy"
+        if primary == sqlite3.SQLITE_READONLY or "readonly" in text:
+            return "readonly"
+        if primary == sqlite3.SQLITE_FULL:
+            return "full"
+        if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or "not a database" in text \
+                or "malformed" in text:
+            return "corrupt"
+        if "no such table" in text:
+            return "missing"
+        if primary == sqlite3.SQLITE_CANTOPEN:
+            if not self.path.parent.is_dir():
+                return "missing"
+            return "readonly" if not self._writable() else "io"
+        if primary == sqlite3.SQLITE_IOERR:
+            return "readonly" if not self._writable() else "io"
+        return "other"
+
+    def _writable(self) -> bool:
+        folder = self.path.parent
+        try:
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return False
+        except OSError:
+            return False
+        paths = [folder] + [p for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()]
+        return all(os.access(p, os.W_OK) for p in paths)
+
+    def _sentence(self, kind: str, e: BaseException) -> str:
+        path, folder = self.path, self.path.parent
+        if kind == "busy":
+            return (f"The job table {path} is busy: another program has held its lock for over "
+                    f"{BUSY_TIMEOUT_MS / 1000:g} s (a backup or copy of the file, or a hung process), so this could "
+                    f"not be done. Try again in a moment; if it stays busy, find that program with `fuser {path}` "
+                    "and end it.")
+        if kind == "readonly":
+            why = ("the file system holding it is mounted read-only" if _read_only_mount(folder) else
+                   f"the file or its folder cannot be written by the user running the server (uid {os.getuid()})")
+            return (f"The job table {path} is read-only ({why}), so runs cannot be started, followed or saved. "
+                    f"Make {folder} and the files in it writable by that user (or move the models folder to a "
+                    "writable disk), then reload this page.")
+        if kind == "full":
+            return (f"The job table {path} cannot be written: the disk holding {folder} is full "
+                    f"({free_space(folder)}). Free some space there, then reload this page.")
+        if kind == "io":
+            return (f"The job table {path} could not be read or written ({_reason(e)}); check the disk holding "
+                    f"{folder}, then reload this page.")
+        return f"The job table {path} cannot be used ({_reason(e)})."
+
+    def _repair(self, kind: str, cause: BaseException) -> str:
+        """Start the table anew: recreate a missing one, move a damaged one aside. Under a lock on the folder,
+        and only if the fault is still there (another thread or server may have repaired it meanwhile).
+        Returns the notice."""
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with _recovery_lock, _folder_lock(folder):
+            still = self._fault_now()
+            if still is None:      # repaired by someone else meanwhile
+                return notice(self.path) or "The job table was repaired a moment ago."
+            at = time.strftime("%H:%M:%S")
+            if still == "corrupt":
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+                n = 1
+                while aside.exists():
+                    n += 1
+                    aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+                os.replace(self.path, aside)
+                wal = Path(f"{self.path}-wal")
+                if wal.exists():
+                    os.replace(wal, Path(f"{aside}-wal"))
+                Path(f"{self.path}-shm").unlink(missing_ok=True)
+                self._migrate()
+                sentence = (f"The job table {self.path} was damaged ({_reason(cause)}); at {at} it was moved aside to "
+                            f"{aside.name} and a new one was started. Runs listed before are no longer listed; saved "
+                            "models are untouched, and runs training on this server carry on.")
+            else:
+                self._migrate(reset_if_missing=True)
+                sentence = (f"The job table {self.path} had disappeared (the file was deleted or emptied while the "
+                            f"server ran); at {at} a new one was started. Runs listed before are no longer listed; "
+                            "saved models are untouched, and runs training on this server carry on.")
+            _notices[self.key] = (time.time(), sentence)
+            _generations[self.key] = _generations.get(self.key, 0) + 1
+            return sentence
+
+    def _fault_now(self) -> str | None:
+        """'missing' or 'corrupt' when the table is so now, else None (looked at afresh)."""
+        if not self.path.exists():
+            return "missing"
+        try:
+            with self._db() as db:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                if not _has_table(db, "jobs"):
+                    return "missing"
+                db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        except sqlite3.Error as e:
+            kind = self._kind(e)
+            if kind in ("missing", "corrupt"):
+                return kind
+            raise
+        return None
+
+    def start(self) -> None:
+        """Open the table: create the folder and the file, bring the schema to VERSION (faults as sentences)."""
+        self._start()
+
+    @_guarded
+    def _start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+        with self._db() as db:   # a damaged page deeper in the file shows here, not in a visitor's page
+            db.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     def migrate(self) -> None:
         """Bring the file to VERSION, one step per transaction (a second server doing the same waits)."""
-        with closing(self._connect()) as db:
+        self._guarded_migrate()
+
+    @_guarded
+    def _guarded_migrate(self) -> None:
+        self._migrate()
+
+    def _migrate(self, reset_if_missing: bool = False) -> None:
+        with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
         while True:
-            with self.transaction() as db:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0 and _has_table(db, "jobs") and not _has_column(db, "jobs", "owner_name"):
-                    version = 1   # a file made before versions were numbered holds version 1's table
-                if version >= VERSION:
-                    return
-                for statement in _statements(MIGRATIONS[version]):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={version + 1}")
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    version = db.execute("PRAGMA user_version").fetchone()[0]
+                    if reset_if_missing and not _has_table(db, "jobs"):
+                        version = 0   # the jobs table was dropped under a current version number: build it again
+                    if version == 0 and _has_table(db, "jobs") and not _has_column(db, "jobs", "owner_name"):
+                        version = 1   # a file made before versions were numbered holds version 1's table
+                    if version >= VERSION:
+                        db.execute("COMMIT")
+                        return
+                    for statement in _statements(MIGRATIONS[version]):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version={version + 1}")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
 
     def _rows(self, sql: str, args: tuple = ()) -> list[JobRow]:
-        with closing(self._connect()) as db:
+        with self._db() as db:
             return [_row(r) for r in db.execute(sql, args).fetchall()]
 
     # ------------------------------------------------------------------ writes
+    @_guarded
     def add(self, owner: str, settings: dict, status: str = "queued", backend: str = "", server: str = "",
             *, owner_name: str = "", kind: str = "train", caps: Caps | None = None) -> str:
         """Insert a job; with `caps`, only if it stays within them (checked and inserted in one transaction;
@@ -215,22 +460,82 @@ class JobTable:
                        (job_id, owner, owner_name, kind, json.dumps(settings), status, backend, server, now, now))
         return job_id
 
+    @_guarded
     def update(self, job_id: str, **fields) -> None:
         if not fields:
             return
         names = ", ".join(f"{k} = ?" for k in fields)
-        with closing(self._connect()) as db:
+        with self._db() as db:
             db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
 
+    @_guarded
+    def update_held(self, job_id: str, server: str, **fields) -> bool:
+        """Update a job only while `server` holds it (it is active and its row names that server): a server
+        whose lease was taken over writes nothing more. True when the row was written."""
+        if not fields:
+            return False
+        names = ", ".join(f"{k} = ?" for k in fields)
+        with self._db() as db:
+            cur = db.execute(f"UPDATE jobs SET {names} WHERE id = ? AND server = ? AND status IN "
+                             "('starting', 'running', 'stopping')", (*fields.values(), job_id, server))
+            return cur.rowcount == 1
+
+    @_guarded
+    def leave_queue(self, job_id: str, message: str) -> bool:
+        """A queued job leaves the line (stopped, with `message`); False when it was no longer waiting."""
+        with self._db() as db:
+            cur = db.execute("UPDATE jobs SET status = 'stopped', finished = ?, message = ? WHERE id = ? AND "
+                             "status = 'queued'", (time.time(), message, job_id))
+            return cur.rowcount == 1
+
+    @_guarded
+    def request_stop(self, job_id: str, reason: str = "") -> bool:
+        """Ask a running job to stop (status 'stopping', the time of the first request kept, and the reason when
+        one is given); the server holding it sees the row and stops its worker. False when it is not running."""
+        with self._db() as db:
+            cur = db.execute("UPDATE jobs SET status = 'stopping', stop_requested = COALESCE(stop_requested, ?), "
+                             "stop_reason = CASE WHEN ? != '' THEN ? ELSE stop_reason END WHERE id = ? AND status IN "
+                             "('starting', 'running', 'stopping')", (time.time(), reason, reason, job_id))
+            return cur.rowcount == 1
+
+    @_guarded
+    def mark_running(self, job_id: str, server: str, total_steps: int) -> bool:
+        """The worker has started training: 'starting' becomes 'running' (a stop asked meanwhile stays)."""
+        now = time.time()
+        with self._db() as db:
+            cur = db.execute("UPDATE jobs SET status = CASE WHEN status = 'starting' THEN 'running' ELSE status END, "
+                             "total_steps = ?, heartbeat = ? WHERE id = ? AND server = ? AND status IN "
+                             "('starting', 'running', 'stopping')", (total_steps, now, job_id, server))
+            return cur.rowcount == 1
+
+    @_guarded
+    def restore(self, rows: list[JobRow], lease_seconds: float) -> int:
+        """Put rows back (as they were, under a fresh lease) into a table that was started anew while their
+        runs trained; rows already there are left alone. Returns how many were put back."""
+        now = time.time()
+        put = 0
+        with self.transaction() as db:
+            for row in rows:
+                values = {**row.__dict__, "settings": json.dumps(row.settings), "lease_expires": now + lease_seconds,
+                          "heartbeat": now, "last_poll": now}
+                values.pop("seq")
+                names = ", ".join(values)
+                cur = db.execute(f"INSERT OR IGNORE INTO jobs ({names}) VALUES ({','.join('?' * len(values))})",
+                                 tuple(values.values()))
+                put += cur.rowcount
+        return put
+
+    @_guarded
     def claim(self, job_id: str, status: str, server: str, lease_seconds: float | None = None) -> bool:
         """Move a queued job to `status` for this server; False if someone else got it first (or it was stopped)."""
         now = time.time()
         lease = None if lease_seconds is None else now + lease_seconds
-        with closing(self._connect()) as db:
+        with self._db() as db:
             cur = db.execute("UPDATE jobs SET status = ?, server = ?, started = ?, lease_expires = ? "
                              "WHERE id = ? AND status = 'queued'", (status, server, now, lease, job_id))
             return cur.rowcount == 1
 
+    @_guarded
     def claim_next(self, server: str, max_runs: int, lease_seconds: float, *,
                    runs_per_person: int | None = None, kinds: tuple[str, ...] = KINDS) -> JobRow | None:
         """The oldest queued job that may start now, moved to 'starting' under this server's lease; None when
@@ -253,6 +558,7 @@ class JobTable:
                 return _row(db.execute("SELECT * FROM jobs WHERE id = ?", (r["id"],)).fetchone())
         return None
 
+    @_guarded
     def renew(self, server: str, job_ids: list[str], lease_seconds: float) -> list[str]:
         """Extend this server's lease on its running rows; returns the ids it still holds (a row another
         server took over after this one's lease expired is no longer this server's)."""
@@ -267,6 +573,7 @@ class JobTable:
                               "('starting', 'running', 'stopping')", (server, *job_ids)).fetchall()
         return [r["id"] for r in held]
 
+    @_guarded
     def expired(self, now: float | None = None) -> list[JobRow]:
         """Running rows whose server's lease has run out (that server is gone or hung): the ones another
         server may end. Rows without a lease (written before leases existed) count as expired."""
@@ -274,70 +581,153 @@ class JobTable:
         return self._rows("SELECT * FROM jobs WHERE status IN ('starting', 'running', 'stopping') AND "
                           "(lease_expires IS NULL OR lease_expires < ?) ORDER BY seq", (now,))
 
-    def end_if_expired(self, job_id: str, status: str, message: str, now: float | None = None) -> bool:
-        """Finish a row whose lease expired (one transaction: a renewal that came in time wins)."""
+    @_guarded
+    def end_if_expired(self, job_id: str, status: str, message: str, now: float | None = None, **fields) -> bool:
+        """Finish a row whose lease expired (one transaction: a renewal that came in time wins); `fields` are
+        written with it (a result the run's worker left, say)."""
         now = time.time() if now is None else now
-        with closing(self._connect()) as db:
-            cur = db.execute("UPDATE jobs SET status = ?, message = ?, finished = ? WHERE id = ? AND status IN "
-                             "('starting', 'running', 'stopping') AND (lease_expires IS NULL OR lease_expires < ?)",
-                             (status, message, now, job_id, now))
+        extra = "".join(f", {k} = ?" for k in fields)
+        with self._db() as db:
+            cur = db.execute(f"UPDATE jobs SET status = ?, message = ?, finished = ?{extra} WHERE id = ? AND status "
+                             "IN ('starting', 'running', 'stopping') AND (lease_expires IS NULL OR lease_expires < ?)",
+                             (status, message, now, *fields.values(), job_id, now))
             return cur.rowcount == 1
 
+    @_guarded
     def touch(self, job_ids: list[str]) -> None:
-        """The page looked at these jobs now."""
+        """The page looked at these jobs now (best effort: when another program holds the lock, the mark is
+        skipped after TOUCH_TIMEOUT_MS rather than keeping the page waiting; the next poll marks them)."""
         if not job_ids:
             return
-        with closing(self._connect()) as db:
-            db.execute(f"UPDATE jobs SET last_poll = ? WHERE id IN ({','.join('?' * len(job_ids))})",
-                       (time.time(), *job_ids))
+        try:
+            with self._db(TOUCH_TIMEOUT_MS) as db:
+                db.execute(f"UPDATE jobs SET last_poll = ? WHERE id IN ({','.join('?' * len(job_ids))})",
+                           (time.time(), *job_ids))
+        except sqlite3.OperationalError as e:
+            if self._kind(e) != "busy":
+                raise
 
+    @_guarded
     def add_points(self, job_id: str, points: list[tuple[int, float | None, float | None]]) -> None:
         """Append (step, loss, eval_loss) points of a job's curve (a step already stored is replaced)."""
         if not points:
             return
-        with closing(self._connect()) as db:
+        with self._db() as db:
             db.executemany("INSERT OR REPLACE INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?)",
                            [(job_id, *p) for p in points])
 
     # ------------------------------------------------------------------ reads
+    @_guarded
     def get(self, job_id: str) -> JobRow | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
-    def of_owner(self, owner: str, limit: int = 20) -> list[JobRow]:
-        """The owner's jobs, newest first (hidden ones left out)."""
-        return self._rows("SELECT * FROM jobs WHERE owner = ? AND hidden = 0 ORDER BY seq DESC LIMIT ?",
-                          (owner, limit))
+    @_guarded
+    def of_owner(self, owner: str, limit: int = 20, kind: str | None = "train") -> list[JobRow]:
+        """The owner's jobs of one kind (None: every kind), newest first (hidden ones left out)."""
+        if kind is None:
+            return self._rows("SELECT * FROM jobs WHERE owner = ? AND hidden = 0 ORDER BY seq DESC LIMIT ?",
+                              (owner, limit))
+        return self._rows("SELECT * FROM jobs WHERE owner = ? AND hidden = 0 AND kind = ? ORDER BY seq DESC LIMIT ?",
+                          (owner, kind, limit))
 
+    @_guarded
     def with_status(self, *statuses: str) -> list[JobRow]:
         """Jobs in any of `statuses`, in the order they were submitted."""
         return self._rows(f"SELECT * FROM jobs WHERE status IN ({','.join('?' * len(statuses))}) ORDER BY seq",
                           statuses)
 
+    @_guarded
+    def held_by(self, server: str) -> list[JobRow]:
+        """The active rows a server holds."""
+        return self._rows("SELECT * FROM jobs WHERE server = ? AND status IN ('starting', 'running', 'stopping') "
+                          "ORDER BY seq", (server,))
+
+    @_guarded
+    def with_results(self) -> list[JobRow]:
+        """Finished jobs that still have a result file, newest first (what retention looks at)."""
+        return self._rows("SELECT * FROM jobs WHERE result_path != '' AND status IN "
+                          "('completed', 'stopped', 'diverged', 'failed') ORDER BY seq DESC")
+
+    @_guarded
+    def find_view(self, key: str) -> JobRow | None:
+        """The newest view job computing `key` (settings.view_key) that is active or completed, if any."""
+        rows = self._rows("SELECT * FROM jobs WHERE kind = 'view' AND json_extract(settings, '$.view_key') = ? "
+                          "AND status IN ('queued', 'starting', 'running', 'stopping', 'completed') "
+                          "ORDER BY seq DESC LIMIT 1", (key,))
+        return rows[0] if rows else None
+
+    @_guarded
     def recent(self, limit: int = 200) -> list[JobRow]:
         """Every job, active ones first, then the newest finished (a class overview)."""
         return self._rows("SELECT * FROM jobs ORDER BY (status IN ('queued', 'starting', 'running', 'stopping')) "
                           "DESC, seq DESC LIMIT ?", (limit,))
 
+    @_guarded
     def points(self, job_ids: list[str]) -> dict[str, list[tuple[int, float | None, float | None]]]:
         """The stored curve points of these jobs: {job id: [(step, loss, eval_loss), ...]} in step order."""
         out: dict[str, list] = {j: [] for j in job_ids}
         if not job_ids:
             return out
-        with closing(self._connect()) as db:
+        with self._db() as db:
             for r in db.execute(f"SELECT job_id, step, loss, eval_loss FROM job_points WHERE job_id IN "
                                 f"({','.join('?' * len(job_ids))}) ORDER BY job_id, step", job_ids):
                 out[r["job_id"]].append((r["step"], r["loss"], r["eval_loss"]))
         return out
 
+    @_guarded
     def place_in_queue(self, job_id: str) -> int:
         """1 for the next job to start, 0 when the job is not waiting."""
-        with closing(self._connect()) as db:
+        with self._db() as db:
             row = db.execute("SELECT seq, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] != "queued":
                 return 0
             return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND seq <= ?",
                               (row["seq"],)).fetchone()[0]
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder (flock on the directory itself: no file to create), held by one thread
+    of one process on this machine at a time."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def free_space(folder: Path) -> str:
+    """'12.3 MB free of 1.0 GB' for the disk holding `folder` (or its nearest existing parent)."""
+    folder = Path(folder)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return "its free space could not be read"
+    return f"{format_bytes(usage.free)} free of {format_bytes(usage.total)}"
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _reason(e: BaseException) -> str:
+    text = (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().splitlines()[0]
+    return text[:200].rstrip(".")
 
 
 def _check_caps(db: sqlite3.Connection, owner: str, caps: Caps) -> None:

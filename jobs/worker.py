@@ -60,18 +60,21 @@ def lower_priority(threads: int, nice: int) -> None:
 
 
 def run_job(settings: dict, data_root: str | None, emit: Emit, should_stop: Callable[[], bool], *,
-            redraw_seconds: float = REDRAW_SECONDS, timings: dict | None = None) -> None:
+            redraw_seconds: float = REDRAW_SECONDS, timings: dict | None = None,
+            quick: Callable[[], bool] = lambda: False) -> None:
     """Train one job; never raises (a failure is an "end" message with a sentence).
 
     `timings` (wall-clock times, time.time()) travel in the "started" message with the worker's own
-    ("data", "model"), and the first "steps" message carries "first_step": where the start-up time goes."""
+    ("data", "model"), and the first "steps" message carries "first_step": where the start-up time goes.
+    When `quick()` holds at the end (the server went away: the worker has seconds to keep its weights), the
+    result skips the test-set figures and latent means."""
     try:
-        _run(settings, data_root, emit, should_stop, redraw_seconds, dict(timings or {}))
+        _run(settings, data_root, emit, should_stop, redraw_seconds, dict(timings or {}), quick)
     except Exception as e:  # noqa: BLE001 - the page shows any failure as a sentence
         emit("end", {"status": "failed", "message": _sentence(f"Training failed: {e}")})
 
 
-def _run(settings, data_root, emit, should_stop, redraw_seconds, timings) -> None:
+def _run(settings, data_root, emit, should_stop, redraw_seconds, timings, quick=lambda: False) -> None:
     model_config, train_config = settings_from_dict(settings)
     wall0 = time.time()
     data = prepare_data(train_config, data_root)
@@ -97,7 +100,7 @@ def _run(settings, data_root, emit, should_stop, redraw_seconds, timings) -> Non
     saveable = result.has_good_state  # trained, with finite weights (a diverged run: those of its last good epoch)
     if saveable:
         emit("result", make_result(model, data, train_config, result, reporter, status, message, data_root,
-                                   wall=time.time() - wall0))
+                                   wall=time.time() - wall0, quick=quick()))
     emit("end", {"status": status, "message": message, "elapsed": result.elapsed,
                  "wall": time.time() - wall0})
 
@@ -243,15 +246,15 @@ def pictures_of_result(model, record) -> tuple[np.ndarray | None, str, tuple[np.
 
 # ---------------------------------------------------------------------------- the result
 def make_result(model, data, train_config: TrainConfig, result, reporter: Reporter, status: str, message: str,
-                data_root, wall: float) -> dict:
+                data_root, wall: float, quick: bool = False) -> dict:
     """What the server needs to write a checkpoint without touching torch training: the weights as numpy
     arrays, the record (vae_core.record, as its JSON text: configs, history, quick metrics) and the extras
-    (test latent means)."""
+    (test latent means). `quick`: the weights and record only (no test-set figures)."""
     import dataclasses
 
     cfg = model.config
     try:
-        test = load_dataset(train_config.dataset, "test", data_root, download=False)
+        test = None if quick else load_dataset(train_config.dataset, "test", data_root, download=False)
     except DatasetUnavailable:  # damaged since the run began: keep the weights, without test figures
         test = None
     metrics = {}
@@ -268,6 +271,21 @@ def make_result(model, data, train_config: TrainConfig, result, reporter: Report
         extras = {"test_latent_means": mu.numpy(), "test_labels": labels.numpy()}
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     return {"model_config": cfg.to_dict(), "state": state, "record": record.to_json(), "extras": extras}
+
+
+def write_result_file(path, payload: dict, name: str):
+    """A "result" message (weights as numpy, the record's JSON, extras) as a checkpoint file at `path`
+    (vae_core's atomic writer); the server writes it, or the worker itself when its server went away."""
+    import dataclasses
+
+    from vae_core import save_checkpoint
+    from vae_core.record import parse_record
+
+    model = build_model(ModelConfig.from_dict(payload["model_config"]), seed=None)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()})
+    record = dataclasses.replace(parse_record(payload["record"], "the worker's result"), name=name)
+    extras = {k: torch.from_numpy(np.array(v)) for k, v in payload.get("extras", {}).items()}
+    return save_checkpoint(path, model, record, extras=extras)
 
 
 def _sentence(text: str) -> str:
