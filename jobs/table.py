@@ -201,7 +201,9 @@ def _guarded(method):
             return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError, JobStoreError) as e:
             error = self._store_error(e)
-            if not error.recovered:
+            if error.kind == "io":   # a connection that met the file as it was moved aside or replaced: once more
+                time.sleep(0.05)
+            elif not error.recovered:
                 raise error from None
         try:
             return method(self, *args, **kwargs)
@@ -645,9 +647,9 @@ class JobTable:
 
     @_guarded
     def with_results(self) -> list[JobRow]:
-        """Finished jobs that still have a result file, newest first (what retention looks at)."""
+        """Finished jobs that still have a result file, the most recently finished first (what retention reads)."""
         return self._rows("SELECT * FROM jobs WHERE result_path != '' AND status IN "
-                          "('completed', 'stopped', 'diverged', 'failed') ORDER BY seq DESC")
+                          "('completed', 'stopped', 'diverged', 'failed') ORDER BY COALESCE(finished, created) DESC")
 
     @_guarded
     def find_view(self, key: str) -> JobRow | None:

@@ -2,17 +2,21 @@
 the prior, which test images does the model explain worst, can its likelihood estimate be trusted, how did it
 train, how does it differ from another checkpoint, and (for a CVAE) how far q(z|x,y) sits from p(z|x).
 
-Every number comes from vae_core.diagnostics; the slow ones are computed once per checkpoint file and cached.
+Every number comes from vae_core.diagnostics; the slow ones are computed once per checkpoint file and cached,
+and one too heavy for the server (a big model, many images, many samples) is computed by a worker as a job
+(ui/diagnose_tools.py: collapse_view, per_example_view, likelihood_view), with a progress bar meanwhile.
 """
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 import torch
 
 from ui.cached_data import missing_data_note, test_set
-from ui.diagnose_tools import (aggregate_figures, history_dict, record_facts, collapse_stats, compare_rows, conditional_view_reason,
-                               config_rows, decode_same_z, ellipses_figure, example_gaussians, kl_bars,
-                               kl_over_epochs, likelihood_curve, likelihood_figure, marginal_histograms,
-                               metrics_rows, mtime_of, per_example_done, per_example_table, reconstructions,
+from ui.diagnose_tools import (aggregate_figures, history_dict, record_facts, collapse_view, compare_rows,
+                               conditional_view_reason, config_rows, decode_same_z, ellipses_figure,
+                               example_gaussians, kl_bars, kl_over_epochs, likelihood_figure, likelihood_view,
+                               marginal_histograms, metrics_rows, mtime_of, per_example_view, reconstructions,
                                same_z_reason, view_applies)
 from ui.images import grid, upscale
 from ui.model_catalogue import available_models, load_model, model_picker
@@ -62,12 +66,14 @@ no_data = diagnostics_unavailable_reason(cfg) or (None if data is not None else 
     "This view needs the test set. " + missing_data_note(record.dataset)
     + " The training history and the settings card need no data."))
 source = data.source if data is not None else ""
+data_root = str(Path(source).parent) if source else ""
 
 tabs = st.tabs(TABS, key="diagnose_tab", on_change="rerun")
 
 
 def stats():
-    return collapse_stats(path, mtime_of(path), images, quadrants, source)
+    """The encoded test images (None while a worker computes them: its progress shows instead)."""
+    return collapse_view(path, images, quadrants, source, data_root)
 
 
 # ---------------------------------------------------------------------------- 1. posterior collapse
@@ -77,31 +83,32 @@ with tabs[0]:
         if view_applies(reason, no_data):
             with st.spinner("Encoding the test images…"):
                 s = stats()
-            kl, variance = s["kl_per_dim"], s["variance"]
-            a, b, c = st.columns(3)
-            a.metric("KL(q ‖ p), total", f"{kl.sum():.2f} nats", help="Mean over the test images, summed over "
-                     "the latent dimensions (the KL of the negative ELBO).")
-            b.metric("Active units", f"{s['active']} of {cfg.latent_dim}",
-                     help=f"Dimensions whose posterior mean varies over the data (variance > {ACTIVE_THRESHOLD}), "
-                          "Burda et al. (2016).")
-            c.metric("Largest share of the KL", f"{kl.max() / max(kl.sum(), 1e-12):.0%}",
-                     help="The fraction of the KL carried by the busiest dimension.")
-            st.plotly_chart(kl_bars(kl, variance), key="diagnose_kl_bars", config={"displaylogo": False})
-            inactive = [f"z{d + 1}" for d in np.flatnonzero(variance <= ACTIVE_THRESHOLD)]
-            if inactive:
-                verb = "is" if len(inactive) == 1 else "are"
-                st.warning(f"{len(inactive)} of {cfg.latent_dim} dimensions {verb} inactive ({', '.join(inactive[:12])}"
-                           f"{', …' if len(inactive) > 12 else ''}): their posterior mean hardly moves across the "
-                           "data, so they carry no information about the image to the decoder; their KL is near zero. "
-                           "This is posterior collapse in those dimensions (grey bars).", icon=":material/warning:")
-            else:
-                st.success(f"All {cfg.latent_dim} dimensions are active: each one's posterior mean varies across "
-                           "the data.", icon=":material/check_circle:")
-            if cfg.variant == "hybrid":
-                st.caption(f"The hybrid's objective weights this KL by α = {cfg.alpha:g}: the stored metric `kl` is "
-                           "α times the total above.")
-            st.caption(f"On the first {images:,} test images; KL against "
-                       + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
+            if s is not None:
+                kl, variance = s["kl_per_dim"], s["variance"]
+                a, b, c = st.columns(3)
+                a.metric("KL(q ‖ p), total", f"{kl.sum():.2f} nats", help="Mean over the test images, summed over "
+                         "the latent dimensions (the KL of the negative ELBO).")
+                b.metric("Active units", f"{s['active']} of {cfg.latent_dim}",
+                         help=f"Dimensions whose posterior mean varies over the data (variance > {ACTIVE_THRESHOLD}), "
+                              "Burda et al. (2016).")
+                c.metric("Largest share of the KL", f"{kl.max() / max(kl.sum(), 1e-12):.0%}",
+                         help="The fraction of the KL carried by the busiest dimension.")
+                st.plotly_chart(kl_bars(kl, variance), key="diagnose_kl_bars", config={"displaylogo": False})
+                inactive = [f"z{d + 1}" for d in np.flatnonzero(variance <= ACTIVE_THRESHOLD)]
+                if inactive:
+                    verb = "is" if len(inactive) == 1 else "are"
+                    st.warning(f"{len(inactive)} of {cfg.latent_dim} dimensions {verb} inactive ({', '.join(inactive[:12])}"
+                               f"{', …' if len(inactive) > 12 else ''}): their posterior mean hardly moves across the "
+                               "data, so they carry no information about the image to the decoder; their KL is near zero. "
+                               "This is posterior collapse in those dimensions (grey bars).", icon=":material/warning:")
+                else:
+                    st.success(f"All {cfg.latent_dim} dimensions are active: each one's posterior mean varies across "
+                               "the data.", icon=":material/check_circle:")
+                if cfg.variant == "hybrid":
+                    st.caption(f"The hybrid's objective weights this KL by α = {cfg.alpha:g}: the stored metric `kl` is "
+                               "α times the total above.")
+                st.caption(f"On the first {images:,} test images; KL against "
+                           + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
         history_fig = kl_over_epochs(record)
         st.markdown("**KL per dimension over the training epochs**")
         if history_fig is not None:
@@ -114,8 +121,7 @@ with tabs[0]:
 with tabs[1]:
     if tabs[1].open:
         if view_applies(None if cfg.has_latent else "A baseline model has no latent code, so there is no "
-                        "posterior to compare with a prior.", no_data):
-            s = stats()
+                        "posterior to compare with a prior.", no_data) and (s := stats()) is not None:
             mu, logvar, labels = s["mu"], s["logvar"], s["labels"]
             keep, label = np.ones(len(mu), bool), None
             prior_name = "N(0, I)"
@@ -160,16 +166,8 @@ with tabs[1]:
 # ---------------------------------------------------------------------------- 3. per-example losses
 with tabs[2]:
     if tabs[2].open:
-        if view_applies(None, no_data):
-            if per_example_done(path, images, samples, quadrants, source):
-                table = per_example_table(path, images, samples, quadrants, source)
-            else:
-                bar = st.progress(0.0, text=f"Computing the per-example losses ({images:,} images, S = {samples}); "
-                                            "once per model, then cached…")
-                table = per_example_table(path, images, samples, quadrants, source,
-                                          progress=lambda f: bar.progress(f, text=f"Per-example losses: {f:.0%} of "
-                                                                                   f"{images:,} images (once per model)…"))
-                bar.empty()
+        if view_applies(None, no_data) and \
+                (table := per_example_view(path, images, samples, quadrants, source, data_root)) is not None:
             table = table.sort_values("−ELBO", ascending=False, kind="stable").reset_index(drop=True)
             if not cfg.has_latent:
                 st.caption("A deterministic baseline: its reconstruction term is its exact negative log-likelihood "
@@ -203,9 +201,8 @@ with tabs[2]:
                     c1.image(upscale(data.images[i], 6), output_format="PNG", caption="the selected test image")
                     c2.image(upscale(rec, 6), output_format="PNG",
                              caption="its reconstruction" if cfg.condition != "quadrants" else "its completion")
-                    if cfg.has_latent and cfg.latent_dim == 2:
+                    if cfg.has_latent and cfg.latent_dim == 2 and (s := stats()) is not None:
                         import plotly.graph_objects as go
-                        s = stats()
                         fig = go.Figure(go.Scattergl(x=s["mu"][:, 0], y=s["mu"][:, 1], mode="markers",
                                                      marker=dict(size=3, color="#BAB0AC"), name="test means",
                                                      hoverinfo="skip"))
@@ -228,9 +225,8 @@ with tabs[2]:
 with tabs[3]:
     if tabs[3].open:
         if view_applies(None if cfg.has_latent else "A deterministic baseline's likelihood is exact: there is no "
-                        "sampling to trust or distrust.", no_data):
-            with st.spinner("Importance sampling with up to 1,000 samples per image (once per model)…"):
-                curve = likelihood_curve(path, mtime_of(path), quadrants, source)
+                        "sampling to trust or distrust.", no_data) and \
+                (curve := likelihood_view(path, quadrants, source, data_root)) is not None:
             st.plotly_chart(likelihood_figure(curve), key="diagnose_is_curve", config={"displaylogo": False})
             mean_ess = curve["ess"].mean(1)
             last = float(mean_ess[-1] / curve["samples"][-1])
@@ -340,8 +336,7 @@ with tabs[6]:
                         c2.selectbox("Vertical", range(cfg.latent_dim), index=top[1], format_func=names.__getitem__,
                                      key="diagnose_cond_y"))
             others = None
-            if cfg.condition == "label" and i < images:
-                s = stats()
+            if cfg.condition == "label" and i < images and (s := stats()) is not None:
                 others = s["mu"][s["labels"] == int(data.labels[i])]
             left, right = st.columns([3, 1], gap="large")
             left.plotly_chart(ellipses_figure(g, dims, others), key="diagnose_ellipses", config={"displaylogo": False})

@@ -15,7 +15,8 @@ from ui.cached_data import data_problem, dataset_folder
 from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
-from ui.training_job import format_seconds, jobs, owner_token, parse_hidden
+from ui.training_job import (format_seconds, job_store_sentences, jobs, owner_token, parse_hidden,
+                             show_table_notice)
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
 from ui.routing import route_through_app
@@ -55,16 +56,19 @@ st.caption("Pick a model and its settings, press Start, and watch the losses fal
            "visit another page, and a refresh or this page's link in a new tab finds it again.")
 
 try:
-    service = jobs()
+    with job_store_sentences():   # the job table's faults (busy, read-only, disk) are its sentence, not a traceback
+        service = jobs()
 except LimitsError as e:  # a bad .streamlit/latent_lab.toml or LATENT_LAB_* value: the teacher's sentence
     st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
     st.stop()
 owner = owner_token()
-mine = service.jobs_of(owner)                      # also tells the scheduler this page is watching them
-ids = [j.id for j in mine]
-if st.session_state.get(VIEW) not in ids:          # a refresh or a new tab: the newest run of this browser
-    st.session_state[VIEW] = ids[0] if ids else None
-job = service.progress(st.session_state[VIEW]) if st.session_state[VIEW] else None
+with job_store_sentences():
+    mine = service.jobs_of(owner)                  # also tells the scheduler this page is watching them
+    ids = [j.id for j in mine]
+    if st.session_state.get(VIEW) not in ids:      # a refresh or a new tab: the newest run of this browser
+        st.session_state[VIEW] = ids[0] if ids else None
+    job = service.progress(st.session_state[VIEW]) if st.session_state[VIEW] else None
+show_table_notice(service)                         # the table was deleted or damaged and started anew
 busy = job is not None and job.active
 others = [j.id for j in mine if j.active and (job is None or j.id != job.id)]  # active, but not shown
 
@@ -165,17 +169,22 @@ else:
 
 if start:
     try:
-        st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent)
+        with job_store_sentences():
+            st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent)
     except JobRefused as e:
         st.error(str(e), icon=":material/block:")
     else:
         st.rerun()
 def stop_and_wait(job_id: str, seconds: float = 2.0) -> None:
     """Ask a run to stop and give it a moment: a stop lands within a batch."""
-    service.stop(job_id)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and service.progress(job_id).active:
-        time.sleep(0.05)
+    with job_store_sentences():
+        service.stop(job_id)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            snap = service.progress(job_id)
+            if snap is None or not snap.active:
+                break
+            time.sleep(0.05)
 
 
 if stop and job is not None:
@@ -292,7 +301,8 @@ def draw(snap) -> None:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(job_id: str) -> None:
     """Redraws the running job; when it ends, reruns the whole page once so the polling stops."""
-    snap = service.progress(job_id)
+    with job_store_sentences():
+        snap = service.progress(job_id)
     if snap is None:
         return
     draw(snap)
@@ -304,7 +314,8 @@ def live(job_id: str) -> None:
 def live_until_first_step(job_id: str) -> None:
     """A run just started: poll fast until its first step shows (a worker reaches it in a fraction of a
     second), then rerun the page once, so that `live` polls at its calmer pace from there on."""
-    snap = service.progress(job_id)
+    with job_store_sentences():
+        snap = service.progress(job_id)
     if snap is None:
         return
     draw(snap)
@@ -316,12 +327,14 @@ def live_until_first_step(job_id: str) -> None:
 def keep_watching(job_ids: list[str]) -> None:
     """While a finished run is shown, tell the scheduler this page still watches the owner's active runs,
     and redraw the page (its list of runs) once they have all ended."""
-    if not any(j.active for j in service.jobs_of(owner) if j.id in job_ids):
+    with job_store_sentences():
+        mine_now = service.jobs_of(owner)
+    if not any(j.active for j in mine_now if j.id in job_ids):
         st.rerun()
 
 
 def outcome(snap) -> None:
-    """The ending in one sentence."""
+    """The ending in one sentence (and what happened to its weights since, when they were removed)."""
     if snap.status == "completed":
         st.success(f"Training finished: {len(snap.epoch_records)} epoch{'s' * (len(snap.epoch_records) != 1)} "
                    f"in {format_seconds(snap.wall)}.", icon=":material/check_circle:")
@@ -329,6 +342,8 @@ def outcome(snap) -> None:
         st.info(snap.message, icon=":material/stop_circle:")
     else:
         st.error(snap.message, icon=":material/error:")
+    if snap.note and not snap.can_save:
+        st.caption(snap.note)
 
 
 def save_form(snap) -> None:
@@ -356,7 +371,8 @@ def save_form(snap) -> None:
         submitted = button_col.form_submit_button("Save", type="primary", icon=":material/save:", width="stretch")
     if submitted:
         try:
-            path = service.save(snap.id, save_dir(), name.strip(), overwrite=overwrite)
+            with job_store_sentences():
+                path = service.save(snap.id, save_dir(), name.strip(), overwrite=overwrite)
         except ValueError as e:
             st.error(f"Not saved: {e}.", icon=":material/block:")
         else:

@@ -1,8 +1,13 @@
 """The Diagnose page's computations (cached per checkpoint file: path and mtime) and figures.
 
-The numbers come from vae_core.diagnostics; this module only caches them, cuts the slow ones into chunks so
-the page can show a progress bar the first time, and draws them. The checkpoint is read through its typed
-record (vae_core.record.CheckpointRecord).
+The numbers come from vae_core.diagnostics (through jobs/views.py, which the worker shares); this module caches
+them, cuts the slow ones into chunks so the page can show a progress bar the first time, and draws them. The
+checkpoint is read through its typed record (vae_core.record.CheckpointRecord).
+
+A view whose estimated cost (jobs.views.estimate_cpu_seconds: images x samples x weights, calibrated on this
+project's machine) is above the limits' view_budget_cpu_seconds is not computed in the server: it becomes a
+job of kind 'view' (counted in the person's share), the page shows its place in line or a progress bar, and
+its result file (runs/.jobs/<id>.npz) is the cache every session reads. Below the budget it is computed here.
 """
 from __future__ import annotations
 
@@ -16,19 +21,20 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from jobs import views
+from jobs.api import JobRefused
+from jobs.limits import LimitsError, read_limits
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
 from vae_core import CheckpointRecord, make_batch
-from vae_core.diagnostics import (ACTIVE_THRESHOLD, active_units, aggregate_density, conditional_gaussians,
-                                  importance_curve, per_example_terms, posterior_moments, sample_sizes)
-from vae_core.data import batches
-from vae_core.training import loss_terms_per_example
+from vae_core.diagnostics import ACTIVE_THRESHOLD, aggregate_density, conditional_gaussians
 
-CHUNK = 250          # images per cached piece of the per-example table (a progress bar step)
-CURVE_IMAGES = 50    # images of the NLL-against-S curve (the mean); the first few are drawn one by one
+CHUNK = views.PER_EXAMPLE_CHUNK   # images per cached piece of the per-example table (a progress bar step)
+CURVE_IMAGES = views.CURVE_IMAGES  # images of the NLL-against-S curve (the mean); the first few drawn one by one
 CURVE_SHOWN = 5
-CURVE_MAX_S = 1000
+CURVE_MAX_S = views.CURVE_MAX_S
+VIEW_POLL_SECONDS = 1.0
 
 
 # ----------------------------------------------------------------------------- the checkpoint record
@@ -67,40 +73,16 @@ def mtime_of(path: str) -> int:
 @st.cache_data(show_spinner=False, max_entries=16)
 def collapse_stats(path: str, mtime_ns: int, images: int, quadrants: int | None, data_source: str) -> dict:
     """KL per dimension, posterior moments, one sample of q and of p(z|x) per image, labels (no sampling-heavy
-    work: about a second for 1,000 images)."""
+    work: about a second for 1,000 images of a small model), computed here (see collapse_view for the gate)."""
     model, record = load_model(path)
-    data = test_set(record.dataset).subset(0, images)
-    cfg = model.config
-    out = {"labels": data.labels.numpy(), "kl_per_dim": None}
-    terms = loss_terms_per_example(model, data, quadrants=quadrants)
-    if "kl_per_dim" in terms:
-        out["kl_per_dim"] = terms["kl_per_dim"].double().mean(0).numpy()
-    if not cfg.has_latent:
-        return out
-    mu, logvar = posterior_moments(model, data, quadrants)
-    count, variance = active_units(mu)
-    gen = torch.Generator().manual_seed(0)
-    out.update(mu=mu.numpy(), logvar=logvar.numpy(), active=count, variance=variance.numpy(),
-               sample=(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)).numpy())
-    with torch.no_grad():  # the prior each image was encoded against, and one draw from it
-        mus_p, lvs_p = [], []
-        for y, x, _ in batches(cfg, data, 1000, model.device, quadrants):
-            m, lv = model.prior(model.features(x, y.shape[0]), y.shape[0])
-            mus_p.append(m.cpu())
-            lvs_p.append(lv.cpu())
-        mu_p, lv_p = torch.cat(mus_p), torch.cat(lvs_p)
-    out.update(prior_mu=mu_p.numpy(), prior_logvar=lv_p.numpy(),
-               prior_sample=(mu_p + torch.exp(0.5 * lv_p) * torch.randn(mu_p.shape, generator=gen)).numpy())
-    return out
+    return views.compute("collapse_stats", model, test_set(record.dataset), {"images": images, "quadrants": quadrants})
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _per_example_chunk(path: str, mtime_ns: int, start: int, stop: int, samples: int, quadrants: int | None,
                        data_source: str) -> dict[str, np.ndarray]:
     model, record = load_model(path)
-    data = test_set(record.dataset).subset(start, stop)
-    terms = per_example_terms(model, data, samples, quadrants, seed=start)
-    return {k: v.numpy() for k, v in terms.items() if k != "kl_per_dim"}
+    return views.per_example_chunk(model, test_set(record.dataset), start, stop, samples, quadrants)
 
 
 _DONE: set[tuple] = set()  # keys whose chunks are all cached in this process: no progress bar needed
@@ -120,9 +102,12 @@ def per_example_table(path: str, images: int, samples: int, quadrants: int | Non
         if report:
             report(min(1.0, (start + CHUNK) / images))
     _DONE.add(key)
+    return _table(path, images, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
+def _table(path: str, images: int, cols: dict) -> pd.DataFrame:
     _, record = load_model(path)
     labels = test_set(record.dataset).labels[:images].numpy()
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return pd.DataFrame({"image": np.arange(images), "label": labels, "recon": cols["recon"], "KL": cols["kl"],
                          "−ELBO": cols["neg_elbo"], "NLL (IS)": cols["nll_is"], "gap": cols["gap"]})
 
@@ -135,9 +120,128 @@ def per_example_done(path: str, images: int, samples: int, quadrants: int | None
 def likelihood_curve(path: str, mtime_ns: int, quadrants: int | None, data_source: str) -> dict:
     """The IS NLL and ESS against S (1 to 1,000) for the first CURVE_IMAGES test images."""
     model, record = load_model(path)
-    data = test_set(record.dataset).subset(0, CURVE_IMAGES)
-    y, x = make_batch(model.config, data.images.to(model.device), data.labels.to(model.device), quadrants=quadrants)
-    return importance_curve(model, y, x, sample_sizes(CURVE_MAX_S))
+    return views.compute("likelihood_curve", model, test_set(record.dataset), {"quadrants": quadrants})
+
+
+# ----------------------------------------------------------------------------- heavy views: here or as a job
+def view_budget() -> float:
+    """The limits' view_budget_cpu_seconds (the default when the limits cannot be read: the Train page says why)."""
+    try:
+        return read_limits().view_budget_cpu_seconds
+    except LimitsError:
+        from jobs.limits import Limits
+        return Limits.view_budget_cpu_seconds
+
+
+def runs_here(view: str, path: str, params: dict) -> bool:
+    """Whether this view is cheap enough to compute in the server (its estimate within the budget)."""
+    model, _ = load_model(path)
+    return views.estimate_cpu_seconds(view, params, model.num_parameters()) <= view_budget()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _view_file(result_path: str, mtime_ns: int) -> dict:
+    return views.read_result(result_path)
+
+
+def view_result(view: str, path: str, params: dict, data_root: str, what: str) -> dict | None:
+    """The numbers of a heavy view from its job: a finished job's result (cached by file), or None while it is
+    computed (its place in line or a progress bar drawn here, in a fragment that reruns the page when it is
+    done). The first call submits the job, in this browser's name and share; a job that failed says why, with
+    a button to try again."""
+    from ui.training_job import job_store_sentences, jobs, owner_token
+
+    with job_store_sentences():
+        service = jobs()
+        snap = service.view_job(view, path, params)
+        if snap is not None and snap.status == "completed" and snap.result_path:
+            try:
+                return _view_file(snap.result_path, Path(snap.result_path).stat().st_mtime_ns)
+            except (OSError, ValueError):   # removed by the retention a moment ago: compute it again
+                snap = None
+        ended = st.session_state.get(f"_view_ended_{views.view_key(view, path, mtime_of(path), params)}")
+        if snap is None and ended:
+            st.error(ended, icon=":material/error:")
+            if st.button("Compute it again", key=f"diagnose_again_{view}", icon=":material/refresh:"):
+                st.session_state.pop(f"_view_ended_{views.view_key(view, path, mtime_of(path), params)}", None)
+                st.rerun()
+            return None
+        if snap is None:
+            try:
+                job_id = service.submit_view(owner_token(), view, path, params, data_root)
+            except JobRefused as e:
+                st.warning(f"This view is computed as a job, and it cannot start now: {e}", icon=":material/block:")
+                return None
+            snap = service.progress(job_id)
+    _view_progress(snap.id, what, views.view_key(view, path, mtime_of(path), params))
+    return None
+
+
+@st.fragment(run_every=VIEW_POLL_SECONDS)
+def _view_progress(job_id: str, what: str, key: str) -> None:
+    from ui.training_job import job_store_sentences, jobs
+    with job_store_sentences():
+        service = jobs()
+        snap = service.progress(job_id)
+    if snap is None or snap.finished:
+        if snap is not None and snap.status != "completed":
+            st.session_state[f"_view_ended_{key}"] = snap.message
+        st.rerun()
+        return
+    if snap.status == "queued":
+        st.info(f"{what} is too much work for the server, so a worker computes it, as it trains a run: it waits in "
+                f"line, place {snap.place_in_queue} of {snap.queue_length} ({service.limits.max_runs} jobs at once "
+                "here). It starts on its own.", icon=":material/hourglass_top:")
+    else:
+        st.progress(snap.fraction, text=f"{what}: computed by a worker, {snap.fraction:.0%} done (once per model, "
+                                        "then kept for every visitor)…")
+
+
+def collapse_view(path: str, images: int, quadrants: int | None, data_source: str, data_root: str) -> dict | None:
+    """collapse_stats here when cheap, else from a view job (None while it is computed)."""
+    params = {"images": images, "quadrants": quadrants}
+    if runs_here("collapse_stats", path, params):
+        return collapse_stats(path, mtime_of(path), images, quadrants, data_source)
+    return view_result("collapse_stats", path, params, data_root, "Encoding the test images")
+
+
+def _collapse_ready(path: str, mtime_ns: int, images: int, quadrants: int | None, data_source: str) -> dict:
+    """collapse_stats as collapse_view has it ready (here, or the view job's result)."""
+    params = {"images": images, "quadrants": quadrants}
+    if runs_here("collapse_stats", path, params):
+        return collapse_stats(path, mtime_ns, images, quadrants, data_source)
+    from ui.training_job import jobs
+    snap = jobs().view_job("collapse_stats", path, params)
+    return _view_file(snap.result_path, Path(snap.result_path).stat().st_mtime_ns)
+
+
+def per_example_view(path: str, images: int, samples: int, quadrants: int | None, data_source: str,
+                     data_root: str) -> pd.DataFrame | None:
+    """The per-example table: here (with a progress bar the first time) when cheap, else from a view job."""
+    params = {"images": images, "samples": samples, "quadrants": quadrants}
+    if runs_here("per_example", path, params):
+        if per_example_done(path, images, samples, quadrants, data_source):
+            return per_example_table(path, images, samples, quadrants, data_source)
+        bar = st.progress(0.0, text=f"Computing the per-example losses ({images:,} images, S = {samples}); "
+                                    "once per model, then cached…")
+        table = per_example_table(path, images, samples, quadrants, data_source,
+                                  progress=lambda f: bar.progress(f, text=f"Per-example losses: {f:.0%} of "
+                                                                          f"{images:,} images (once per model)…"))
+        bar.empty()
+        return table
+    cols = view_result("per_example", path, params, data_root,
+                       f"The per-example losses ({images:,} images, S = {samples})")
+    return None if cols is None else _table(path, images, cols)
+
+
+def likelihood_view(path: str, quadrants: int | None, data_source: str, data_root: str) -> dict | None:
+    """The NLL-against-S curve: here when cheap, else from a view job."""
+    params = {"quadrants": quadrants}
+    if runs_here("likelihood_curve", path, params):
+        with st.spinner("Importance sampling with up to 1,000 samples per image (once per model)…"):
+            return likelihood_curve(path, mtime_of(path), quadrants, data_source)
+    return view_result("likelihood_curve", path, params, data_root,
+                       f"Importance sampling with up to {CURVE_MAX_S:,} samples for {CURVE_IMAGES} images")
 
 
 @torch.no_grad()
@@ -245,7 +349,7 @@ def aggregate_figures(path: str, mtime_ns: int, images: int, quadrants: int | No
                       label: int | None) -> tuple[go.Figure, go.Figure, int] | None:
     """The two maps of a 2-D latent (test means; one sample per image) against the prior, and the number of
     holes, for all images or those of one label; cached (the densities take a few seconds)."""
-    s = collapse_stats(path, mtime_ns, images, quadrants, data_source)
+    s = _collapse_ready(path, mtime_ns, images, quadrants, data_source)
     keep = np.ones(len(s["mu"]), bool) if label is None else s["labels"] == label
     if keep.sum() < 2:
         return None

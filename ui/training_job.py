@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from contextlib import contextmanager
 
 import streamlit as st
 
-from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
+from jobs.api import JobService, JobStoreError, check_name, job_service  # noqa: F401  (re-exported for pages)
 from ui.model_catalogue import save_dir
 
 OWNER_PARAM = "owner"
@@ -33,6 +34,24 @@ def owner_token() -> str:
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
+
+
+@contextmanager
+def job_store_sentences():
+    """Around a page's use of the job table: a fault of the table (busy, read-only, a disk error) is shown as the
+    table's one sentence, and the rest of the page (or fragment) is not drawn; never a traceback."""
+    try:
+        yield
+    except JobStoreError as e:
+        st.error(str(e), icon=":material/database:")
+        st.stop()
+
+
+def show_table_notice(service: JobService) -> None:
+    """A recent repair of the job table (deleted or damaged, then started anew), said once per page run."""
+    note = service.notice()
+    if note:
+        st.warning(note, icon=":material/database:")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
