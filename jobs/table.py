@@ -9,7 +9,7 @@ a sentence). Every call opens its own short transaction. A check and the write i
 insert, a free slot and the claim) happen in one `BEGIN IMMEDIATE` transaction (`transaction()`), so no
 burst of threads or servers can beat a cap. The place in the queue is computed, never stored.
 
-Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS applied in one transaction:
+Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS, all due steps applied in one transaction:
     1  the jobs table
     2  leases (lease_expires), the worker's pid and host, when a stop was asked, the owner's display name,
        the kind of job (train | view), the newest losses for a class overview, whether the result was saved;
@@ -197,18 +197,15 @@ def _guarded(method):
     is repaired once and the call made again."""
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except (sqlite3.Error, OSError, JobStoreError) as e:
-            error = self._store_error(e)
-            if error.kind == "io":   # a connection that met the file as it was moved aside or replaced: once more
-                time.sleep(0.05)
-            elif not error.recovered:
-                raise error from None
-        try:
-            return method(self, *args, **kwargs)
-        except (sqlite3.Error, OSError, JobStoreError) as e:
-            raise self._store_error(e, repair=False) from None
+        for attempt in range(3):
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError, JobStoreError) as e:
+                error = self._store_error(e, repair=attempt == 0)
+                if attempt == 2 or not (error.recovered or error.kind == "io"):
+                    raise error from None
+                if error.kind == "io":   # a connection that met the file as it was moved aside: again, a moment later
+                    time.sleep(0.05 * (attempt + 1))
     return call
 
 
@@ -412,7 +409,7 @@ class JobTable:
             db.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     def migrate(self) -> None:
-        """Bring the file to VERSION, one step per transaction (a second server doing the same waits)."""
+        """Bring the file to VERSION, all steps in one transaction (a second server doing the same waits)."""
         self._guarded_migrate()
 
     @_guarded
@@ -420,27 +417,27 @@ class JobTable:
         self._migrate()
 
     def _migrate(self, reset_if_missing: bool = False) -> None:
+        """Every step from the file's version to VERSION in one transaction: a reader on another thread or
+        server sees the table as it was or as it is after the last step, never between two steps."""
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
-        while True:
-            with closing(self._connect()) as db:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    version = db.execute("PRAGMA user_version").fetchone()[0]
-                    if reset_if_missing and not _has_table(db, "jobs"):
-                        version = 0   # the jobs table was dropped under a current version number: build it again
-                    if version == 0 and _has_table(db, "jobs") and not _has_column(db, "jobs", "owner_name"):
-                        version = 1   # a file made before versions were numbered holds version 1's table
-                    if version >= VERSION:
-                        db.execute("COMMIT")
-                        return
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if reset_if_missing and not _has_table(db, "jobs"):
+                    version = 0   # the jobs table was dropped under a current version number: build it again
+                if version == 0 and _has_table(db, "jobs") and not _has_column(db, "jobs", "owner_name"):
+                    version = 1   # a file made before versions were numbered holds version 1's table
+                while version < VERSION:
                     for statement in _statements(MIGRATIONS[version]):
                         db.execute(statement)
-                    db.execute(f"PRAGMA user_version={version + 1}")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
+                    version += 1
+                    db.execute(f"PRAGMA user_version={version}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _rows(self, sql: str, args: tuple = ()) -> list[JobRow]:
         with self._db() as db:

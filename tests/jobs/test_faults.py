@@ -249,6 +249,10 @@ def remove_table(folder: Path) -> None:
 
 
 def damage_table(folder: Path) -> None:
+    """Garbage over the header, once the write-ahead log is copied back (SQLite reads page 1 from the log while
+    the log holds it, and would not see the damage before its next checkpoint)."""
+    with sqlite3.connect(folder / "jobs.sqlite") as db:
+        until(lambda: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0, 30, "an emptied log")
     with open(folder / "jobs.sqlite", "r+b") as f:
         f.write(b"this is not an SQLite header at all" * 3)
 
@@ -270,7 +274,14 @@ def test_a_table_deleted_or_damaged_mid_run_is_started_anew_and_the_run_carries_
     saved = service.save(done.id, folder, "kept_model")
     job = service.submit(TINY, tiny(epochs=3, batch=32), "ann")
     service.wait(job, 90, until=lambda s: s.global_step > 0)
+    # between two of the scheduler's ticks (no connection of its own open): a file deleted while SQLite opens
+    # it can be recreated by that very opening, with its old contents (from the WAL)
+    gate, parked, real_tick = threading.Event(), threading.Event(), service._tick
+    service._tick = lambda heartbeat: (parked.set(), gate.wait(), real_tick(heartbeat))
+    assert parked.wait(30)
     fault(folder)
+    del service._tick
+    gate.set()
     snap = service.wait(job, 120)              # the scheduler met the fault, repaired it and put the run back
     assert snap.status == "completed", snap.message
     assert [s.id for s in service.jobs_of("ann")] == [job]   # the runs listed before are gone with the old file
