@@ -683,7 +683,7 @@ class JobService:
         with self._lock:
             reason = self._stop_reasons.pop(job_id, "")
             stop = self._stopping.pop(job_id, None)
-            row = self._held.pop(job_id, None)
+            row = self._held.get(job_id)
             result_error = self._result_errors.pop(job_id, "")
             self._pid_written.discard(job_id)
         what = "view" if row is not None and row.kind == "view" else "run"
@@ -704,11 +704,11 @@ class JobService:
         p = live.progress
         with self._lock:  # before the table says "finished": whoever sees that sees no worker left
             self._handles.pop(job_id, None)
-        self.table.update_held(job_id, self.server_id, status=status, message=message, finished=now, heartbeat=now,
-                               step=p.get("global_step", 0), total_steps=p.get("total_steps", 0),
-                               epoch=p.get("epoch", 0),
-                               progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+        self._write_held(job_id, status=status, message=message, finished=now, heartbeat=now,
+                         step=p.get("global_step", 0), total_steps=p.get("total_steps", 0), epoch=p.get("epoch", 0),
+                         progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
         with self._lock:
+            self._held.pop(job_id, None)
             self._finished_live.append(job_id)  # a class's worth of finished runs stays in memory; older ones
             while len(self._finished_live) > KEEP_FINISHED_IN_MEMORY:  # are drawn from their result files
                 self._live.pop(self._finished_live.pop(0), None)
@@ -739,7 +739,17 @@ class JobService:
                                                                              if isinstance(e, OSError) and not view
                                                                              else "."))
             return
-        self.table.update_held(job_id, self.server_id, result_path=str(path))
+        self._write_held(job_id, result_path=str(path))
+
+    def _write_held(self, job_id: str, **fields) -> bool:
+        """Write a row this server holds; a row that vanished with the table (deleted or damaged, and started
+        anew between two heartbeats) is put back first. False when another server holds it now."""
+        if self.table.update_held(job_id, self.server_id, **fields):
+            return True
+        if job_id in self._held and self.table.get(job_id) is None:
+            self.table.restore([self._restorable(job_id)], self.limits.lease_seconds)
+            return self.table.update_held(job_id, self.server_id, **fields)
+        return False
 
     # ------------------------------------------------------------------ retention
     def _clean_results(self, now: float) -> None:
