@@ -728,7 +728,9 @@ class JobService:
             else:
                 path = write_result_file(self.results / f"{job_id}.safetensors", payload, f"job-{job_id}")
         except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder, weights that will not load back
-            what = "numbers" if view else "weights"
+            arrays = payload["view"] if view else {**payload.get("state", {}), **payload.get("extras", {})}
+            size = format_bytes(sum(np.asarray(v).nbytes for v in arrays.values() if isinstance(v, (np.ndarray, list))))
+            what = f"numbers ({size})" if view else f"weights ({size})"
             ended = "The view was computed" if view else "The run ended"
             if isinstance(e, OSError):
                 why = f"{(e.strerror or str(e)).lower()}; {free_space(self.results)} on that disk"

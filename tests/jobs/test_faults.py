@@ -234,8 +234,9 @@ def test_a_result_that_cannot_be_written_fails_the_run_with_the_folder_and_its_f
     service = make_service(full_results_folder)
     snap = service.wait(service.submit(TINY, tiny(), "ann"), 90)
     assert snap.status == "failed", snap.message
-    assert snap.message.startswith(f"The run ended, but its weights could not be written to "
-                                   f"{full_results_folder / '.jobs'} (no space left on device; "), snap.message
+    assert re.match(rf"The run ended, but its weights \([\d.]+ kB\) could not be written to "
+                    rf"{re.escape(str(full_results_folder / '.jobs'))} \(no space left on device; ", snap.message), \
+        snap.message
     assert re.search(r"[\d.]+ (bytes|kB|MB|GB|TB) free of [\d.]+ (bytes|kB|MB|GB|TB) on that disk\), so there is "
                      r"nothing to save\. Free some space there and train again\.$", snap.message), snap.message
     assert not snap.can_save and not snap.result_path
