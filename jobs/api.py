@@ -5,11 +5,16 @@
     snap = service.progress(job_id)               # a JobSnapshot: status, place in line, curves, pictures
     service.stop(job_id)                          # a queued job leaves the line; a running one stops in a batch
     path = service.save(job_id, folder, name)     # the job's weights as a named checkpoint
-    service.jobs_of(owner)                        # the owner's jobs, newest first
+    service.jobs_of(owner)                        # the owner's training runs, newest first
+    job_id = service.submit_view(owner, view, path, params, data_root)   # a heavy Diagnose view as a job
+    snap = service.view_job(view, path, params)   # the job computing (or that computed) that view, if any
+    service.notice()                              # a sentence when the table was deleted or damaged and started anew
 
 The server only schedules and collects: training runs in a worker process (jobs/local.py) or a Ray actor
-(jobs/ray_backend.py). The job table (jobs/table.py) outlives a tab and the server; the curves and pictures
-live in this process's memory (and a finished job's curves in its result file).
+(jobs/ray_backend.py). The job table (jobs/table.py) outlives a tab and the server, and every server on the
+folder shares it (leases; see JobService); the curves and pictures live in this process's memory (and a
+finished job's curves in its result file). A fault of the table's file is a JobStoreError whose text is the
+sentence a page shows.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 from vae_core import ModelConfig, TrainConfig
 
 from .limits import Limits, read_limits, weights_problem
-from .table import (ACTIVE, FINISHED, RUNNING, Caps, JobRow, JobStoreError, JobTable, Refused,  # noqa: F401
+from .table import (ACTIVE, FINISHED, Caps, JobRow, JobStoreError, JobTable, Refused,  # noqa: F401
                     format_bytes, free_space)
 from .worker import REDRAW_SECONDS, pictures_of_result, settings_from_dict, settings_to_dict, write_result_file
 
@@ -251,9 +256,9 @@ class JobService:
 
     def submit_view(self, owner: str, view: str, path: str | Path, params: dict,
                     data_root: str | Path | None = None) -> str:
-        """Queue a heavy Diagnose view (jobs/views.py) as a job of kind 'view', counted in the person's share; a
-        person's earlier view that is still computing is stopped (one view at a time). JobRefused when a cap
-        is full."""
+        """Queue a heavy Diagnose view (jobs/views.py) as a job of kind 'view', counted in the person's share; the
+        person's earlier job for the same view of the same file (other images or samples chosen since) is stopped
+        if it is still computing. JobRefused when a cap is full."""
         from .views import VIEWS, view_key
         if not owner:
             raise JobRefused("A job needs an owner token.")
@@ -265,8 +270,8 @@ class JobService:
         if running is not None and running.owner == owner and running.active:
             return running.id
         for row in self.table.of_owner(owner, 50, kind="view"):
-            if row.active:
-                self.stop(row.id, "Stopped: another view was asked for")
+            if row.active and row.settings.get("view") == view and row.settings.get("path") == str(path):
+                self.stop(row.id, "Stopped: the same view was asked for with other settings")
         settings = {"view": view, "path": str(path), "mtime_ns": mtime, "params": params, "view_key": key,
                     "data_root": None if data_root is None else str(data_root)}
         try:

@@ -63,17 +63,30 @@ def _worker_main(inbox, outbox, stop_event) -> None:
     _apply_env(task.get("env"))
     lower_priority(task["threads"], task["nice"])
 
+    def gone(grace: float = 0.0) -> bool:
+        """Whether the server is gone, asked afresh (not only the watchdog's flag). The parent-death SIGTERM
+        comes when the server's thread that started this worker ends, which can be a moment before the server
+        process has closed the pipe the sentinel watches: `grace` waits that moment out."""
+        if not orphaned.is_set() and server is not None:
+            if grace:
+                server.join(grace)
+            if not server.is_alive():
+                orphaned.set()
+        return orphaned.is_set()
+
     def should_stop():
-        if orphaned.is_set():
+        if gone():
             return "Stopped: the server that started this run went away."
         if stop_event.is_set():
             return task.get("stop_reason_default") or True
         if term.is_set():
+            if gone(grace=0.5):
+                return "Stopped: the server that started this run went away."
             return "Stopped: the server shut down during this run."
         return False
 
     def emit(kind, payload):
-        if not orphaned.is_set():
+        if not gone():
             outbox.put((kind, payload))
         elif kind == "result" and task.get("result_path"):  # nobody reads the queue: keep the weights on disk
             try:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -199,7 +198,3 @@ def read_result(path: str | os.PathLike) -> dict:
         out = {k: f[k] for k in f.files if k != "__plain__"}
         out.update(json.loads(bytes(f["__plain__"]).decode()))
     return out
-
-
-def fraction_text(fraction: float) -> str:
-    return f"{math.floor(100 * fraction)} %"
