@@ -17,6 +17,7 @@ import streamlit as st
 
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
+from ui import live_encoder as le
 from vae_core.data import class_names as class_names_of
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
@@ -236,6 +237,12 @@ def send_to_sliders(mu) -> None:
 @st.fragment(key="decoder_drawing")
 def drawing() -> None:
     st.subheader("Draw a digit")
+    label = class_picker("draw_label", "It is a") if cfg.condition == "label" else None
+    why_not = le.unavailable() if in_browser else "“Decode in the browser” is off"
+    if why_not is None:  # the encoder follows the pen, in the browser (ui/live_encoder.py)
+        le.live_encoder(path, model, record, label=label, on_send=send_to_sliders)
+        return
+    st.caption(f"The map updates when a stroke ends, because {why_not}.")
     left, mid, right = st.columns([1.1, 1, 1.4])
     with left:
         if st_canvas is not None:
@@ -256,10 +263,7 @@ def drawing() -> None:
     if digit is None:
         mid.info("Draw a digit to see how the model reads it.")
         return
-    label = None
     with mid:
-        if cfg.condition == "label":
-            label = class_picker("draw_label", "It is a")
         mu, std, recon = dt.encode_digit(model, digit, label)
         st.image(grid([digit, (recon * 255).astype(np.uint8)], ncols=2, pad=2), output_format="PNG",
                  caption="As the model sees it (28 x 28) | its reconstruction", width="stretch")

@@ -36,6 +36,8 @@ FIXTURE_MODELS = {
                                     hidden_dims=(32,)),
     "baseline_quadrants": ModelConfig(variant="baseline", condition="quadrants", quadrants=0, hidden_dims=(32,)),
     "vae_3d": ModelConfig(variant="vae", condition="none", latent_dim=3, hidden_dims=(32,)),
+    # the shipped 2-D VAEs encode with convolutions (ModelConfig.encoder == "conv"): the live encoder runs them
+    "vae_conv_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,), encoder="conv"),
     # a Fashion-MNIST VAE whose file name sorts first, as the shipped checkpoints/ do: the pages must still
     # open on the MNIST 2-D VAE
     "fashion_vae_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,)),
