@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui import animations as ani
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
 from ui import live_encoder as le
@@ -167,6 +168,9 @@ st.subheader("Explore")
 explorer()
 
 
+INTERP_ENDS_KEY = "interp_ends"   # the interpolation's ends and class, for the animation section below
+
+
 @st.fragment(key="decoder_interpolation")
 def interpolation() -> None:
     st.subheader("Interpolation")
@@ -213,6 +217,7 @@ def interpolation() -> None:
         st.caption("From z = (" + ", ".join(f"{v:.2f}" for v in z0[:6]) + ") to z = ("
                    + ", ".join(f"{v:.2f}" for v in z1[:6]) + "). Set the ends from the sliders above.")
     steps = st.slider("Steps", 3, 20, 10, key="interp_steps")
+    st.session_state[INTERP_ENDS_KEY] = [list(map(float, z0)), list(map(float, z1)), label]  # the walk's ends
     frames = dt.interpolation_frames(model, z0, z1, steps, label)
     strip = upscale(grid(frames, ncols=steps, pad=2), 3)
     st.image(strip, output_format="PNG")
@@ -294,3 +299,17 @@ def drawing() -> None:
 
 
 drawing()
+
+
+@st.fragment(key="decoder_animations")
+def animations() -> None:
+    ends = st.session_state.get(INTERP_ENDS_KEY)
+    label = None
+    if ends and len(ends[0]) == len(ends[1]) == cfg.latent_dim:
+        ends, label = ends[:2], ends[2]
+    else:
+        ends = None
+    ani.animation_section(model, record, path, ends=ends, label=label)
+
+
+animations()
