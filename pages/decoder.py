@@ -19,6 +19,7 @@ from ui import animations as ani
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
 from ui import live_encoder as le
+from ui import presenter as pv
 from vae_core.data import class_names as class_names_of
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
@@ -46,6 +47,7 @@ path = record.path
 dataset_name = record.dataset
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
 in_browser = lp.browser_toggle()
+presenting = pv.presenter_toggle()   # ?present=1 or the sidebar switch: a projector's view with keys
 dt.ensure_z(path, model)
 
 
@@ -67,6 +69,9 @@ def centre() -> None:
 @st.fragment(key="decoder_explorer")
 def explorer() -> None:
     label = class_picker("decoder_label", "Decode as class")
+    if presenting:
+        pv.bar()
+        pv.keys(model=model, path=path, label=label)
     why_not = lp.unavailable(model) if in_browser else None
     if in_browser and why_not is None:
         browser_explorer(label)
