@@ -3,8 +3,8 @@ progress bar, download it. The frames and the encoding are vae_core/animation.py
 can be animated (the interpolation, a loop across the manifold, the run's snapshots, the beta sweep this
 model belongs to) and draws the controls.
 
-A beta sweep is read from the model folders: the checkpoints with the same data set and model config as
-this one, trained with different KL weights beta (TrainConfig.beta), in order of beta.
+A beta sweep is read from the model folders: the checkpoints with the same data set, model config and
+training settings as this one but for the KL weight beta (TrainConfig.beta), in order of beta.
 """
 from __future__ import annotations
 
@@ -24,16 +24,21 @@ MIME = {"gif": "image/gif", "mp4": "video/mp4"}
 
 
 def sweep_of(path: str) -> list[ModelEntry]:
-    """The beta sweep holding the checkpoint at `path`, in order of beta (at least two models with one model
-    config and data set and different betas; one per beta, the first listed), or [] when there is none."""
+    """The beta sweep holding the checkpoint at `path`, in order of beta: at least two models of one data set
+    and model config trained with the same settings but beta (one per beta: this one, else the first listed),
+    or [] when there is none."""
     entries = [e for e in available_models() if e.error is None and e.record.train_config is not None]
     me = next((e for e in entries if e.path == str(path)), None)
     if me is None:
         return []
-    by_beta: dict[float, ModelEntry] = {}
+    def recipe(e: ModelEntry) -> tuple:
+        settings = {k: v for k, v in e.record.train_config.to_dict().items() if k != "beta"}
+        return e.dataset, e.config, repr(sorted(settings.items()))
+
+    by_beta: dict[float, ModelEntry] = {beta_of(me): me}
     for e in entries:
-        if e.dataset == me.dataset and e.config == me.config:
-            by_beta.setdefault(float(e.record.train_config.beta), e)
+        if recipe(e) == recipe(me):
+            by_beta.setdefault(beta_of(e), e)
     return [by_beta[b] for b in sorted(by_beta)] if len(by_beta) > 1 else []
 
 

@@ -63,8 +63,11 @@ def _sync_address() -> None:
 
 
 def leave() -> None:
+    """The way out (a callback): the whole page reruns, so the view's style, drawn outside the fragment that
+    holds this button, goes too."""
     st.session_state[TOGGLE_KEY] = False
     _sync_address()
+    st.rerun()
 
 
 def presenter_toggle() -> bool:

@@ -79,8 +79,13 @@ def test_a_sweep_is_found_in_order_of_beta(sweep_dir, monkeypatch):
     assert frames.shape[0] == 3 and stem == "beta-sweep" and max(frames.shape[1:3]) <= an.MAX_SIDE
 
 
-def test_a_model_alone_has_no_sweep(model_dir):
+def test_a_model_alone_or_trained_otherwise_has_no_sweep(model_dir, sweep_dir, monkeypatch):
     assert ani.sweep_of(str(model_dir / "vae_2d.safetensors")) == []
+    import os
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", os.pathsep.join([str(sweep_dir), str(model_dir)]))
+    # vae_2d has the sweep's model config and beta 1, but 2 epochs and another evaluation set: not one of them
+    assert ani.sweep_of(str(model_dir / "vae_2d.safetensors")) == []
+    assert len(ani.sweep_of(str(sweep_dir / "sweep_beta_4.safetensors"))) == 3
 
 
 # ----------------------------------------------------------------------------- on the Decoder page
