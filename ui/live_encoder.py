@@ -278,7 +278,8 @@ def live_encoder(path: str, model, record, *, label: int | None, on_send: Callab
         if mkey not in sent["encoders"]:
             data["encoder"] = _cached_encoder(path, mkey)
             sent["encoders"].add(mkey)
-        if lp.decoder_problem(model) is None:
+        data["decoder"] = lp.decoder_problem(model) is None   # else no reconstruction (and nothing to ask for)
+        if data["decoder"]:
             data.update({k: v for k, v in lp._model_data(path).items() if k == "weights"})
     if cfg.latent_dim == 2:
         data["map"] = f"{mkey}:map"

@@ -153,7 +153,7 @@ def test_the_server_encoding_matches_the_page_helper(model_dir):
 def test_the_decoder_page_mounts_the_live_encoder_and_sends_weights_once(app, model_dir):
     at = open_page(app, model_dir, "vae_conv_2d")
     first = live_data(at)
-    assert first["mode"] == "live" and first["latent_dim"] == 2 and first["note"] is None
+    assert first["mode"] == "live" and first["latent_dim"] == 2 and first["note"] is None and first["decoder"]
     assert first["encoder"]["kind"] == "conv" and first["map_data"]["points"]
     assert "weights" not in first, "the decoder's weights went to the explorer's pad in the same run"
     assert lp.model_key(str(model_dir / "vae_conv_2d.safetensors")) == first["model"]

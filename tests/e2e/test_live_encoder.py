@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import exceptions_on, wait_idle
+from harness import exceptions_on, open_page, wait_idle
 from test_browser_decoder import PAD, assert_agree, choose_model, models, open_decoder, settled_box  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -202,3 +202,38 @@ def test_send_to_the_sliders_moves_the_explorer_and_says_so(page, server, models
     z = assert_agree(page, models["vae_2d"])
     assert z == pytest.approx(want, abs=1.5e-3)
     assert page.get_attribute(ROOT_SEL, "data-drawn") == "1", "the drawing stays after the send"
+
+
+# ----------------------------------------------------------------------------- a finger on a phone
+
+def test_a_touch_drag_on_a_phone_draws_and_encodes(browser, server, models):
+    """Students may hold tablets and phones: a finger's drag (touch events, which chromium turns into pointer
+    events) draws and moves q(z|x) before the finger lifts."""
+    context = browser.new_context(viewport={"width": 430, "height": 900}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        open_page(page, server.url, "decoder")      # the phone's sidebar is folded away: open the page itself
+        live_ready(page)
+        box = settled_box(page, page.locator(CANVAS))
+        cdp = context.new_cdp_session(page)
+        x0, y0 = box["x"] + 0.4 * box["width"], box["y"] + 0.2 * box["height"]
+
+        def touch(kind, x, y):
+            points = [] if kind == "touchEnd" else [{"x": x, "y": y, "id": 1}]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", x0, y0)
+        seen = set()
+        for k in range(1, 7):
+            n = updates(page)
+            touch("touchMove", x0 + 6 * k, y0 + 0.1 * box["height"] * k)
+            wait_updates_above(page, n)
+            e = ellipse(page)
+            seen.add((round(e["cx"], 1), round(e["cy"], 1)))
+        touch("touchEnd", 0, 0)
+        assert page.get_attribute(ROOT_SEL, "data-drawn") == "1"
+        assert len(seen) >= 3, "q(z|x) moved while the finger was down"
+        assert not exceptions_on(page)
+    finally:
+        context.close()

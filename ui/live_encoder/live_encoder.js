@@ -306,7 +306,7 @@ class LiveEncoder {
       if (!this.enc) { api.setTriggerValue("missing", { kind: "encoder", key: data.model }); return; }
       const dec = DECODERS.get(data.model);
       this.dec = dec && dec.layers ? dec : null;
-      if (!this.dec) { this.waitForDecoder(data.model, api); }
+      if (!this.dec && data.decoder) this.waitForDecoder(data.model, api);
     }
     if (data.map) {
       const m = MAPS.get(data.map);
