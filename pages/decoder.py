@@ -2,8 +2,9 @@
 
 One slider (and an exact number) per latent dimension, a class picker for label-conditioned models,
 the decoded digit shown large; for a 2-D latent, the decoded manifold grid with the current z marked
-(click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; and a
-canvas to draw a digit and see where the encoder puts it.
+(click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; a
+canvas to draw a digit and see where the encoder puts it, live under the pen (ui/live_encoder.py); animations
+for slides (ui/animations.py); and a presenter view with keys (ui/presenter.py, or ?present=1).
 
 Each section is a fragment: moving a slider reruns only the explorer, not the whole page. The explorer
 decodes in the browser (ui/latent_pad.py: the digit follows the mouse, a release commits z here); with

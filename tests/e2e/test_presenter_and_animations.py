@@ -35,6 +35,7 @@ def sweep_server(e2e_env, tmp_path_factory):
     fixtures = Path(e2e_env["LATENT_LAB_MODEL_DIRS"].split(os.pathsep)[0])
     shutil.copyfile(fixtures / "vae_2d.safetensors", folder / "vae_2d.safetensors")
     paths = train_sweep(Path(e2e_env["VAE_DATA_DIR"]), folder)
+    save_a_run(Path(e2e_env["VAE_DATA_DIR"]), folder / "zz_run.safetensors")   # sorts last: not the default
     env = {**e2e_env, "LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(folder), str(tmp_path_factory.mktemp("runs"))])}
     srv = StreamlitServer(env, log=tmp_path_factory.mktemp("sweep_log") / "streamlit.log").start()
     try:
@@ -43,6 +44,31 @@ def sweep_server(e2e_env, tmp_path_factory):
         yield srv
     finally:
         srv.stop()
+
+
+RUN_EPOCHS = 4
+
+
+def save_a_run(data_root: Path, path: Path) -> None:
+    """A run made as the Train page makes one (jobs/worker.run_job), saved with its snapshots."""
+    import torch
+
+    from jobs.worker import run_job, settings_to_dict
+    from vae_core import ModelConfig, TrainConfig, build_model, save_checkpoint
+    from vae_core.record import parse_record
+    cfg = ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(16,))
+    tcfg = TrainConfig(epochs=RUN_EPOCHS, batch_size=100, train_limit=300, eval_limit=200, device="cpu")
+    sent = []
+    run_job(settings_to_dict(cfg, tcfg), str(data_root), lambda k, p: sent.append((k, p)), lambda: False,
+            redraw_seconds=1e9)
+    result = next(p for k, p in sent if k == "result")
+    model = build_model(cfg)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in result["state"].items()})
+    record = parse_record(result["record"])
+    record = type(record)(**{**{f: getattr(record, f) for f in ("model_config", "train_config", "dataset",
+                                                               "snapshots", "history", "metrics")},
+                            "name": "a saved run"})
+    save_checkpoint(path, model, record, extras={k: torch.as_tensor(v) for k, v in result["extras"].items()})
 
 
 def pad_ready(page) -> None:
@@ -160,4 +186,18 @@ def test_animations_download_and_open(page, sweep_server, tmp_path):
     sweep = make_and_download(page, "β sweep", "mp4", tmp_path)
     assert sweep.shape[0] == 3 and max(sweep.shape[1:3]) <= 640 + 15
     assert (tmp_path / "beta-sweep.mp4").stat().st_size <= 5_000_000
+    assert not exceptions_on(page)
+
+
+def test_a_saved_run_animates_its_training(page, sweep_server, tmp_path):
+    open_page(page, sweep_server.url, "decoder")
+    pad_ready(page)
+    select_option(page, page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox'] input[aria-label='Model']").first,
+                  "a saved run")
+    wait_picker(page, "a saved run")
+    pad_ready(page)
+    frames = make_and_download(page, "Training run", "gif", tmp_path)
+    assert frames.shape[0] == RUN_EPOCHS + 1          # after the first step, then each epoch
+    assert max(frames.shape[1:3]) <= 640
+    assert not np.array_equal(frames[0], frames[-1]), "the samples and the map changed during the run"
     assert not exceptions_on(page)
