@@ -112,12 +112,15 @@ def selected_indices(event, class_members: list[np.ndarray] | None = None) -> li
     points = (selection or {}).get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
     out = []
     for p in points or []:
+        if class_members is not None and isinstance(p.get("curve_number"), int) \
+                and p["curve_number"] >= len(class_members):
+            continue   # not a dot: a layer drawn over the classes' traces (the classifier's heatmap cells)
         custom = p.get("customdata")
         if isinstance(custom, (list, tuple)):
             custom = custom[0] if custom else None
-        if custom is not None:
+        if isinstance(custom, (int, float)) or (isinstance(custom, str) and custom.isdigit()):
             out.append(int(custom))
-        elif class_members is not None and "curve_number" in p and "point_index" in p:
+        elif class_members is not None and "curve_number" in p and isinstance(p.get("point_index"), int):
             members = class_members[int(p["curve_number"])]
             if 0 <= int(p["point_index"]) < len(members):
                 out.append(int(members[int(p["point_index"])]))
@@ -149,5 +152,7 @@ def show_selection(fig, rows) -> None:
         return
     wanted = np.asarray(sorted(set(int(r) for r in rows)))
     for trace in fig.data:
+        if trace.type not in ("scatter", "scattergl"):
+            continue   # a layer (the classifier's heatmap) holds no test-set rows
         custom = np.asarray(trace.customdata if trace.customdata is not None else [], dtype=np.int64).reshape(-1)
         trace.selectedpoints = np.flatnonzero(np.isin(custom, wanted)).tolist()

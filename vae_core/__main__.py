@@ -301,7 +301,10 @@ def _metrics_work(cfg, n_test: int, samples: int, limit: int = 0) -> int:
 
 
 def _metrics(model, test, samples: int, limit: int = 0, progress=None) -> dict:
-    return checkpoint_metrics(model, test.subset(0, limit) if limit else test, samples, progress=progress)
+    """checkpoint_metrics on the first `limit` test images (0: all), with their count as 'test_images' (as a
+    Train-page run records it), so a reader never sets figures from different test sets side by side unawares."""
+    images = test.subset(0, limit) if limit else test
+    return {**checkpoint_metrics(model, images, samples, progress=progress), "test_images": len(images)}
 
 
 def cmd_eval(args) -> int:
