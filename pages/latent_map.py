@@ -105,7 +105,7 @@ if cfg.latent_dim == 2:
 
 def remember_selection() -> None:
     """A new box, lasso or click on the chart: keep it (the chart itself forgets it when the view changes)."""
-    keep_selection(path, selected_indices(st.session_state.get(CHART_KEY), members))
+    keep_selection(path, selected_indices(st.session_state.get(CHART_KEY), members, first_dots))
 
 
 kept = [i for i in kept_selection(path) if 0 <= i < len(labels)]
@@ -142,6 +142,7 @@ def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
                      class_names=class_names if cfg.condition == "label" else None)
 
 
+first_dots = next((i for i, t in enumerate(fig.data) if t.type == "scattergl"), 0)  # a layer's trace may come first
 map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
     event = st.plotly_chart(fig, key=CHART_KEY, on_select=remember_selection,
@@ -150,7 +151,7 @@ with map_col:
     where = "stored in the checkpoint" if table.source == "stored" else "encoded from the test set"
     st.caption(f"{len(labels):,} test images; latent means {where}." + (f" {layer_note}" if layer_note else ""))
 
-fresh = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
+fresh = [i for i in selected_indices(event, members, first_dots) if 0 <= i < len(labels)]
 if fresh and fresh != kept:  # a selection the callback did not see (set through session state, as AppTest does)
     keep_selection(path, fresh)
 chosen = fresh or kept

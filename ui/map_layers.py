@@ -6,7 +6,8 @@ Each layer is ONE picture placed under the axes (Plotly's layout image): Plotly 
 milliseconds where thousands of layout images, one per thumbnail, take seconds. The classifier layer adds an
 invisible heatmap over the same cells so hovering between the dots shows the classifier's top three classes;
 Plotly hands the hover (and a click) to a dot whenever one is near, so clicking and lasso keep selecting test
-images (Plotly never selects heatmap cells; ui/latent_map_tools.selected_indices ignores them).
+images (Plotly never selects heatmap cells; ui/latent_map_tools.selected_indices ignores them). The heatmap is
+the figure's first trace: see add_classifier_layer for why.
 
 The pure functions (no `st.` call) take arrays and return arrays or pictures; the cached ones are keyed by the
 model file and its modification time, so a second look at the same model costs nothing.
@@ -159,7 +160,13 @@ def classifier_layer(record, x_range, y_range, label: int | None, class_names: l
 
 def add_classifier_layer(fig: go.Figure, layer: ClassifierLayer, opacity: float = CLASSIFIER_OPACITY) -> None:
     """Put the layer under the dots: its picture as a layout image, and an invisible heatmap over the same cells
-    whose hover shows the top three classes (added after the dots' traces, so their curve numbers come first)."""
+    whose hover shows the top three classes.
+
+    The heatmap goes FIRST among the traces: Plotly's closest-point hover asks the traces in order, each within
+    the distance of the best point so far, and a heatmap always answers at the largest hover distance. Placed
+    after the dots it took every hover and click from them (checked in chromium: a click on a dot selected
+    nothing); placed first, any dot within reach wins, and only the space between the dots hovers the layer.
+    The dots' curve numbers then start at 1 (ui/latent_map_tools.selected_indices takes the offset)."""
     n = len(layer.xs)
     dx = (layer.xs[-1] - layer.xs[0]) / max(1, n - 1)
     dy = (layer.ys[0] - layer.ys[-1]) / max(1, n - 1)
@@ -170,6 +177,7 @@ def add_classifier_layer(fig: go.Figure, layer: ClassifierLayer, opacity: float 
         x=layer.xs, y=layer.ys, z=layer.entropy, text=layer.hover, name="classifier", showscale=False,
         colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]], showlegend=False,
         hovertemplate="the classifier reads<br>%{text}<br>at z = (%{x:.2f}, %{y:.2f})<extra></extra>"))
+    fig.data = (fig.data[-1], *fig.data[:-1])
 
 
 # ----------------------------------------------------------------------------- the test images as thumbnails

@@ -133,8 +133,8 @@ def test_the_classifier_layer_shows_its_top_three_under_the_dots(app):
     assert sum(int(p.split(": ")[1][:-1]) for p in top3) <= 101
     images = fig["layout"]["images"]
     assert len(images) == 1 and images[0]["source"].startswith("data:image/png") and images[0]["layer"] == "below"
-    # the dots come first, the layer after: a click's curve number tells them apart
-    assert all(t["type"] == "scattergl" for t in fig["data"][:-1])
+    # the layer's heatmap first, then the dots: Plotly's hover and clicks then go to a dot whenever one is near
+    assert fig["data"][0]["type"] == "heatmap" and all(t["type"] == "scattergl" for t in fig["data"][1:])
     assert "what the digit classifier reads" in texts_of(app)
 
 
@@ -155,10 +155,13 @@ def test_no_classifier_layer_for_fashion_mnist(app):
 def test_a_click_on_a_classifier_cell_selects_nothing_and_breaks_nothing(app):
     from ui.latent_map_tools import selected_indices
     members = [np.array([0, 2]), np.array([1, 3])]
-    cell = {"curve_number": 2, "point_index": [4, 5], "x": 0.1, "y": 0.2, "z": 1.2}
-    assert selected_indices({"selection": {"points": [cell]}}, members) == []
-    dot = {"curve_number": 1, "point_index": 1, "customdata": 3}
-    assert selected_indices({"selection": {"points": [cell, dot]}}, members) == [3]
+    cell = {"curve_number": 0, "point_index": [4, 5], "x": 0.1, "y": 0.2, "z": 1.2}   # the layer comes first
+    assert selected_indices({"selection": {"points": [cell]}}, members, first_curve=1) == []
+    dot = {"curve_number": 2, "point_index": 1, "customdata": 3}
+    assert selected_indices({"selection": {"points": [cell, dot]}}, members, first_curve=1) == [3]
+    bare = {"curve_number": 2, "point_index": 0}                   # no customdata: the class's first member
+    assert selected_indices({"selection": {"points": [bare]}}, members, first_curve=1) == [1]
+    assert selected_indices({"selection": {"points": [bare]}}, members) == []     # curve 2: no such class
 
 
 # ----------------------------------------------------------------------------- thumbnails
