@@ -150,6 +150,19 @@ def test_no_classifier_layer_for_fashion_mnist(app):
     open_page(app, "pages/latent_map.py", "fashion_vae_2d")
     assert not [t for t in app.sidebar.toggle if t.key == "latent_classifier_map"]
     assert [t for t in app.sidebar.toggle if t.key == "latent_thumbnails"]
+    assert "the shipped classifier reads handwritten digits, and this model draws fashion-mnist" in texts_of(app)
+
+
+def test_a_damaged_classifier_file_is_a_sentence(app, tmp_path, monkeypatch):
+    import ui.map_layers as layers
+    broken = tmp_path / "mnist-digits.safetensors"
+    broken.write_bytes(b"not a classifier" * 8)
+    monkeypatch.setattr(layers, "CLASSIFIER_PATH", broken)
+    open_page(app, "pages/latent_map.py", "vae_2d")
+    app.sidebar.toggle(key="latent_classifier_map").set_value(True).run()
+    assert not errors_of(app)
+    assert "No classifier layer: the digit classifier could not be read" in texts_of(app)
+    assert not [t for t in chart(app, MAP)["data"] if t["type"] == "heatmap"]
 
 
 def test_a_click_on_a_classifier_cell_selects_nothing_and_breaks_nothing(app):
@@ -237,6 +250,23 @@ def test_thumbnails_picture_shows_at_most_what_was_asked():
     labels = rng.integers(0, 10, size=2000)
     png, shown, size = thumbnails(mu, labels, images, 300, (-2.0, 2.0), (-2.0, 2.0), canvas=600)
     assert 0 < shown <= 300 and 12 <= size <= 56
-    picture = Image.open(io.BytesIO(png))
-    assert picture.size == (600, 600) and picture.mode == "RGBA"
-    assert np.asarray(picture)[..., 3].max() > 0
+    picture = Image.open(io.BytesIO(png)).convert("RGBA")
+    assert picture.size == (600, 600)
+    alpha = np.asarray(picture)[..., 3]
+    assert alpha.max() == 255 and alpha.min() == 0                     # opaque ink on a transparent canvas
+
+
+def test_sprite_png_keeps_each_class_colour_and_its_ink():
+    import io
+
+    from PIL import Image
+
+    from ui.map_layers import sprite_png
+    from ui.plots import CLASS_COLORS
+    cls = np.array([[3, 3], [7, 0]], dtype=np.uint8)
+    ink = np.array([[255, 100], [255, 0]], dtype=np.uint8)
+    rgba = np.asarray(Image.open(io.BytesIO(sprite_png(cls, ink))).convert("RGBA")).astype(int)
+    for (r, c), k in (((0, 0), 3), ((1, 0), 7)):
+        want = [int(int(CLASS_COLORS[k][i:i + 2], 16) * 0.7) for i in (1, 3, 5)]
+        assert list(rgba[r, c, :3]) == want and rgba[r, c, 3] == 255
+    assert abs(rgba[0, 1, 3] - 100) <= 255 / 15 and rgba[1, 1, 3] == 0      # 16 levels of ink

@@ -13,9 +13,12 @@ import torch
 
 import vae_core as V
 from vae_core.classifier import accuracy, load_classifier
+from vae_core.record import beta_sweeps
 
 ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
-SHIPPED = sorted(ROOT.glob("*.safetensors"))
+SWEEP = ROOT / "beta-sweep"     # issue 23: six 2-D VAEs that differ only in β
+SHIPPED = sorted(ROOT.glob("*.safetensors")) + sorted(SWEEP.glob("*.safetensors"))
+SWEEP_BETAS = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 CLASSIFIER = ROOT / "classifier" / "mnist-digits.safetensors"
 RTOL = 0.01  # 1 %: the seeds are fixed, so only summation order differs
 
@@ -30,7 +33,27 @@ def _test_subset(name: str) -> V.ImageDataset:
 def test_checkpoints_are_shipped_and_small():
     assert SHIPPED, "checkpoints/ ships no model"
     total = sum(p.stat().st_size for p in ROOT.rglob("*.safetensors"))
-    assert total <= 30e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 30 MB)"
+    assert total <= 40e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 40 MB)"
+    sweep = sum(p.stat().st_size for p in SWEEP.glob("*.safetensors"))
+    assert sweep <= 6e6, f"the β sweep takes {sweep / 1e6:.1f} MB (limit 6 MB)"
+
+
+def test_the_beta_sweep_is_found_from_its_records():
+    """The app finds a sweep from what the records say (vae_core.record.beta_sweeps), never from file names: the
+    shipped one is a single group of six, each with its figures on all 10,000 test images and its map."""
+    records = [V.read_record(p) for p in SHIPPED]
+    sweeps = beta_sweeps(records)
+    assert len(sweeps) == 1, [[r.path for r in g] for g in sweeps]
+    sweep = sweeps[0]
+    assert [r.beta for r in sweep] == SWEEP_BETAS
+    assert all(Path(r.path).parent == SWEEP for r in sweep)
+    assert all(r.test_images == 10_000 and r.rate_distortion() is not None for r in sweep)
+    rates = [r.rate_distortion()[0] for r in sweep]
+    distortions = [r.rate_distortion()[1] for r in sweep]
+    # more weight on the KL term, less rate and more distortion (Alemi et al. 2018), along the whole sweep
+    assert rates == sorted(rates, reverse=True) and distortions == sorted(distortions)
+    for r in sweep:
+        assert V.load_checkpoint(r.path)[1].latent_means()[0].shape == (10_000, 2)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

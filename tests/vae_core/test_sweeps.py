@@ -79,3 +79,14 @@ def test_latent_grid_readings_orientation_and_label():
     with pytest.raises(ValueError, match="2-D latent"):
         latent_grid_readings(build_model(ModelConfig(variant="vae", latent_dim=3, hidden_dims=(8,)), seed=0), clf,
                              (-1, 1), (-1, 1), n=2)
+
+
+def test_the_results_report_tables_every_sweep():
+    from reports.results import _sweep_section
+    models = {"a": (None, record(2.0, "/x/a.safetensors")), "b": (None, record(0.5, "/x/b.safetensors")),
+              "alone": (None, record(1.0, "/x/c.safetensors", seed=3))}
+    text = "\n".join(_sweep_section(models))
+    assert text.count("## β sweep") == 1
+    rows = [line for line in text.splitlines() if line.startswith("| 0.5 |") or line.startswith("| 2 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["`b`", "`a`"]          # sorted by β, found from the records
+    assert "| 2.00 | 100.50 |" in rows[0] and "test images: 1,000" in text
