@@ -66,3 +66,13 @@ done
 run mnist-quadrants-cvae train --variant cvae --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
     --init-from checkpoints/mnist-quadrants-cvae.safetensors $cont --patience 6 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 \
     --name "MNIST cvae (quadrants 1-3)" --out checkpoints/mnist-quadrants-cvae.safetensors
+# the β sweep (issue 23): six 2-D MNIST VAEs that differ only in β, the weight of the KL term (same seed, data, size
+# and schedule). The Latent map and the Decoder move between them with a β slider and place them on a
+# rate-distortion chart (rate = KL, distortion = reconstruction, nats on all 10,000 test images). Hidden 128-128:
+# a 256-256 file is 1.2 MB, and six would pass the sweep's 6 MB budget; each of these trains in about two CPU-minutes.
+# `bash checkpoints/train_all.sh beta-sweep` trains the six; the app finds a sweep from the records (same model and
+# training settings but β), not from these file names.
+for b in 0.25 0.5 1 2 4 8; do
+  run beta-sweep train --variant vae --latent-dim 2 --hidden-dims 128 128 --beta $b --seed 0 --epochs 30 --patience 4 \
+      $common --name "MNIST VAE (2-D, β = $b)" --out checkpoints/beta-sweep/mnist-vae-2d-beta-$b.safetensors
+done

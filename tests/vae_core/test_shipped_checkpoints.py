@@ -87,7 +87,8 @@ def test_checkpoint_metrics_reproduce_on_1000_test_images(path):
     for key, k in per_k.items():
         want = stored[key] if key else stored
         got = V.evaluate(model, test, want["samples"], quadrants=k)
-        for name in ("neg_elbo", "nll_is", "nll_mc", "diversity"):
+        # recon and kl too: the rate-distortion chart of the β sweep plots them (issue 23)
+        for name in ("neg_elbo", "recon", "kl", "nll_is", "nll_mc", "diversity"):
             if name in want:
                 assert got[name] == pytest.approx(want[name], rel=RTOL, abs=1e-3), (key, name)
 
