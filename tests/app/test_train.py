@@ -81,7 +81,8 @@ def test_train_page_renders_with_defaults(train):
 
 
 @pytest.mark.parametrize("hidden, words", [("abc", "hidden layers must be whole numbers"),
-                                           ("0", "hidden_dims must be one or more layer sizes")])
+                                           ("0", "hidden_dims (hidden layer sizes) must be one or more layer sizes"),
+                                           ("9" * 5000, "hidden layers must be whole numbers")])
 def test_invalid_settings_are_refused_with_a_sentence(train, hidden, words):
     train.text_input(key="train_hidden").set_value(hidden).run()
     assert not errors_of(train)
