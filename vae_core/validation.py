@@ -224,8 +224,9 @@ def _sentence(problem: dict, schema, given: Mapping[str, Any], name: Callable[[s
     if kind == "missing" or kind == "missing_argument":
         return f"{subject} is missing."
     rule = setting.rule_text() if setting else _rule(kind, ctx, problem.get("msg", ""))
-    whole_value = setting is not None and len(loc) > depth and loc[0] in given
-    value = given[loc[0]] if whole_value else problem.get("input")
+    # the setting as given (a whole tuple rather than its bad item; an environment variable's text)
+    as_given = setting is not None and depth == 1 and loc[0] in given
+    value = given[loc[0]] if as_given else problem.get("input")
     if kind == "value_error" and not setting:  # a validator's own words
         return one_sentence(f"{subject}: {str(inner) if inner is not None else problem.get('msg', '')}")
     return f"{subject} must {rule}; got {quote(value)}."
