@@ -13,10 +13,10 @@ variable), the range and the bad value (quoted to at most about 100 characters),
     LATENT_LAB_MAX_RUN_SECONDS     seconds of one run, 0 for no limit  0 to 604,800 (7 days)  3600
     LATENT_LAB_ABANDON_SECONDS     seconds without a poll before a     0.1 to 86,400 (1 day)  600 (10 minutes)
                                    run stops, keeping its weights
-    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores - 1) // max runs, at least 1
+    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores - 1) // max runs, >= 1
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker       0 to 19                10 (0: as the server)
     LATENT_LAB_RUNNER              where runs train                    local or ray           local
-    LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          1
+    LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          true (1)
                                    with torch and MNIST loaded
 
 A limit is one field of `Limits` below, with its range and words; tests/jobs/test_table_and_limits.py checks
