@@ -84,7 +84,9 @@ def choice(options: Sequence[str] | Callable[[], Sequence[str]], words: str, *, 
         if value not in names():
             raise ValueError("not one of the choices")  # error_sentence says the rule instead
         return value
-    listing = lambda: " or ".join(", ".join(names()).rsplit(", ", 1))  # noqa: E731  'a, b or c'
+    def listing() -> str:  # 'a, b or c', for tables
+        return " or ".join(", ".join(names()).rsplit(", ", 1))
+
     meta = [Strict(), AfterValidator(check), Setting(words, rule or (lambda: f"be one of {', '.join(names())}"),
                                                      listing)]
     if fold_case:
@@ -102,7 +104,7 @@ def sizes(longest: int, low: int, high: int, words: str, *, rule: str = "") -> A
     item = Annotated[int, Strict(), Field(ge=low, le=high)]
     return Annotated[tuple[item, ...], Strict(), Field(min_length=1, max_length=longest),
                      Setting(words, rule or f"be one to {longest} whole numbers, each from {low:,} to {high:,}",
-                             f"1 to {longest} of {low:,} to {high:,}")]
+                             f"1 to {longest} sizes of {low:,} to {high:,}")]
 
 
 def text(max_length: int, words: str, *, rule: str = "") -> Any:
@@ -112,7 +114,7 @@ def text(max_length: int, words: str, *, rule: str = "") -> Any:
 
 
 # ----------------------------------------------------------------------------- classes of settings
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def settings(cls=None, /, **options):
@@ -213,23 +215,32 @@ _REPR.maxlevel = 3
 def _sentence(problem: dict, schema, given: Mapping[str, Any], name: Callable[[str], str]) -> str:
     loc, kind, ctx = tuple(problem.get("loc", ())), problem["type"], problem.get("ctx") or {}
     inner = ctx.get("error")
+    words = str(inner) if inner is not None else problem.get("msg", "")
     if kind == "value_error" and (not loc or isinstance(inner, SettingError)):
-        return one_sentence(str(inner) if inner is not None else problem.get("msg", ""))  # already a sentence
-    depth, setting = _field(schema, loc)
-    key = ".".join(str(p) for p in loc[:depth] if p is not None) if setting else ".".join(str(p) for p in loc)
-    subject = name(key or "the value") + (f" ({setting.words})" if setting and setting.words else "")
+        return one_sentence(words)  # already a sentence: a check across settings, or a nested config's
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         owner = getattr(schema, "__name__", "")
         return f"{owner + ' has' if owner else 'there is'} no setting named {quote(loc[-1])}."
-    if kind == "missing" or kind == "missing_argument":
+    a_key = loc[-1:] == ("[key]",)  # pydantic's place for a mapping's bad key; the key is then the value quoted
+    if a_key:
+        loc = loc[:-2]
+    depth, setting = (0, None) if a_key else _field(schema, loc)
+    subject = ("a key of " if a_key else "") + name(_path(loc[:depth] if setting else loc) or "the value")
+    if setting and setting.words:
+        subject += f" ({setting.words})"
+    if kind in ("missing", "missing_argument"):
         return f"{subject} is missing."
-    rule = setting.rule_text() if setting else _rule(kind, ctx, problem.get("msg", ""))
-    # the setting as given (a whole tuple rather than its bad item; an environment variable's text)
-    as_given = setting is not None and depth == 1 and loc[0] in given
-    value = given[loc[0]] if as_given else problem.get("input")
     if kind == "value_error" and not setting:  # a validator's own words
-        return one_sentence(f"{subject}: {str(inner) if inner is not None else problem.get('msg', '')}")
-    return f"{subject} must {rule}; got {quote(value)}."
+        return one_sentence(f"{subject}: {words}")
+    rule = setting.rule_text() if setting else _rule(kind, ctx, problem.get("msg", ""))
+    # the setting as given: a whole tuple rather than its bad item, an environment variable's text
+    as_given = setting is not None and depth == 1 and loc[0] in given
+    return f"{subject} must {rule}; got {quote(given[loc[0]] if as_given else problem.get('input'))}."
+
+
+def _path(loc: tuple) -> str:
+    """'history.loss', 'metrics.q1.nll': where a value is, each part cut to 40 characters (a key can be hostile)."""
+    return ".".join(str(p) if len(str(p)) <= 40 else str(p)[:39] + "…" for p in loc)
 
 
 def _merge_union(problems: list[dict]) -> dict:

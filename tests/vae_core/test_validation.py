@@ -142,9 +142,16 @@ def test_the_record_says_its_problems_in_the_same_form():
                  "characters; got 'nnnn"),
         "metrics": ({"nll": "x"}, "m.safetensors has an invalid model record: metrics.nll must be a number or a "
                     "mapping; got 'x'."),
+        "history": ({"loss": [1.0] * 300_000}, "m.safetensors has an invalid model record: history.loss must have at "
+                    "most 200,000 items; got [1.0, 1.0,"),
     }
     for key, (value, words) in cases.items():
         with pytest.raises(CheckpointError) as caught:
             parse_record(json.dumps({**good, key: value}), "m.safetensors")
         message = str(caught.value)
         assert message.startswith(words) and len(message) < 300, message[:400]
+    with pytest.raises(CheckpointError) as caught:  # a hostile key: quoted as the bad value
+        parse_record(json.dumps({**good, "metrics": {"k" * 1_000_000: 1.0}}), "m.safetensors")
+    message = str(caught.value)
+    assert message.startswith("m.safetensors has an invalid model record: a key of metrics must be text of at most "
+                              "64 characters; got 'kkk") and len(message) < 300, message[:400]
