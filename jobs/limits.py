@@ -32,6 +32,7 @@ from typing import Mapping
 from pydantic import Field
 
 from vae_core import ModelConfig
+from vae_core.cpu import cpu_cores
 from vae_core.validation import SettingError, build, choice, flag, number, quote, setting_of, settings, whole
 
 PREFIX = "LATENT_LAB_"
@@ -45,13 +46,6 @@ FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on"
 
 class LimitsError(SettingError):
     """A bad limits file or value; its text is one sentence for the Train page."""
-
-
-def cpu_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 CORES = cpu_cores()   # the machine's, when the server starts: the ranges of max_runs and worker_threads

@@ -2,8 +2,9 @@
 
 Recorded before the training loop was split into named steps (vae_core/training.py), so that any change of
 behaviour in a refactor (an extra random draw, a different order of EMA update / evaluation / keep_best, a
-reworded message) fails here. The figures were taken on the CPU with one torch thread (tests/vae_core/conftest.py);
-the tolerance only absorbs float rounding that differs between CPUs, far below what a changed step would move."""
+reworded message) fails here. The figures were taken on the CPU with one torch thread (threads=1: a different count
+can change the last bits of a sum); the tolerance only absorbs float rounding that differs between CPUs, far below
+what a changed step would move."""
 import pytest
 import torch
 
@@ -40,7 +41,7 @@ def split(tiny_data):
 def test_a_completed_run_with_ema_keep_best_dropout_and_warmup_is_pinned(tiny_data):
     model = build_model(ModelConfig(hidden_dims=(32,), image_size=8, dropout=0.1), seed=1)
     result = fit(model, split(tiny_data), TrainConfig(epochs=3, batch_size=64, seed=1, keep_best=True,
-                                                      ema_decay=0.9, kl_warmup_epochs=2, lr_decay=0.9))
+                                                      ema_decay=0.9, kl_warmup_epochs=2, lr_decay=0.9), threads=1)
     assert result.status == "completed" and result.epochs_completed == 3 and result.best_epoch == 2
     assert result.message == ("trained 3 epochs; kept the weights of epoch 3, the best on the evaluation set "
                               "(weights averaged with decay 0.9)")
@@ -54,7 +55,7 @@ def test_a_completed_run_with_ema_keep_best_dropout_and_warmup_is_pinned(tiny_da
 def test_a_stopped_run_that_keeps_its_best_epoch_is_pinned(tiny_data):
     model = build_model(ModelConfig(variant="cvae", condition="label", hidden_dims=(32,), image_size=8), seed=2)
     result = fit(model, split(tiny_data), TrainConfig(epochs=5, batch_size=64, seed=2, keep_best=True),
-                 [StopAfter(9)])
+                 [StopAfter(9)], threads=1)
     assert result.status == "stopped" and result.epochs_completed == 2 and result.best_epoch == 1
     assert result.message == ("stopped by request in epoch 3, after 9 steps; kept the weights of epoch 2, "
                               "the best on the evaluation set")
