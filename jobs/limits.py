@@ -13,7 +13,7 @@ variable), the range and the bad value (quoted to at most about 100 characters),
     LATENT_LAB_MAX_RUN_SECONDS     seconds of one run, 0 for no limit  0 to 604,800 (7 days)  3600
     LATENT_LAB_ABANDON_SECONDS     seconds without a poll before a     0.1 to 86,400 (1 day)  600 (10 minutes)
                                    run stops, keeping its weights
-    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores - 1) // max runs, >= 1
+    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores-1)//max runs, >= 1
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker       0 to 19                10 (0: as the server)
     LATENT_LAB_RUNNER              where runs train                    local or ray           local
     LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          true (1)
@@ -27,13 +27,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Mapping
 
 from pydantic import Field
 
 from vae_core import ModelConfig
 from vae_core.cpu import cpu_cores
-from vae_core.validation import SettingError, build, choice, flag, number, quote, setting_of, settings, whole
+from vae_core.validation import Flag, Number, OneOf, SettingError, Whole, build, quote, settings
 
 PREFIX = "LATENT_LAB_"
 CONFIG_VAR = PREFIX + "CONFIG"
@@ -57,19 +57,19 @@ class Limits:
     """The limits of this server: one line per limit, its range and words (the file's key is the field's name;
     its variable, PREFIX + the name in capitals)."""
 
-    max_runs: whole(1, 4 * CORES, "runs training at once", high_words="4 × CPU cores") = Field(
+    max_runs: Annotated[int, Whole(1, 4 * CORES, "runs training at once", high_words="4 × CPU cores")] = Field(
         default_factory=lambda: max(1, CORES - 1))
-    max_queued: whole(0, 1000, "runs waiting for a free slot") = 20
-    max_weights: whole(1, 200_000_000, "weights per model") = 20_000_000
-    max_run_seconds: number(0, 7 * DAY, "seconds of one run, 0 for no limit", span="0 to 604,800 (7 days)",
-                            rule="be a number of seconds from 0 to 604,800 (7 days)") = 3600.0
-    abandon_seconds: number(0.1, DAY, "seconds without a poll before a run stops", span="0.1 to 86,400 (1 day)",
-                            rule="be a number of seconds from 0.1 to 86,400 (1 day)") = 600.0
-    worker_threads: whole(1, CORES, "torch threads per worker", high_words="CPU cores") = Field(
+    max_queued: Annotated[int, Whole(0, 1000, "runs waiting for a free slot")] = 20
+    max_weights: Annotated[int, Whole(1, 200_000_000, "weights per model")] = 20_000_000
+    max_run_seconds: Annotated[float, Number(0, 7 * DAY, "seconds of one run, 0 for no limit",
+                                             span="0 to 604,800 (7 days)")] = 3600.0
+    abandon_seconds: Annotated[float, Number(0.1, DAY, "seconds without a poll before a run stops",
+                                             span="0.1 to 86,400 (1 day)")] = 600.0
+    worker_threads: Annotated[int, Whole(1, CORES, "torch threads per worker", high_words="CPU cores")] = Field(
         default_factory=lambda given: max(1, (CORES - 1) // given["max_runs"]))
-    worker_nice: whole(0, 19, "CPU priority drop of a worker") = 10
-    runner: choice(RUNNERS, "where runs train", rule="be 'local' or 'ray'", fold_case=True) = "local"
-    warm_worker: flag("fork workers from a fork server") = True
+    worker_nice: Annotated[int, Whole(0, 19, "CPU priority drop of a worker")] = 10
+    runner: Annotated[str, OneOf(RUNNERS, "where runs train", rule="be 'local' or 'ray'", fold_case=True)] = "local"
+    warm_worker: Annotated[bool, Flag("fork workers from a fork server")] = True
 
     def describe(self) -> str:
         """One line for the Train page."""

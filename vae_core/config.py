@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from .validation import SettingError, choice, flag, number, quote, settings, sizes, text, whole
+from .validation import Flag, Number, OneOf, SettingError, Sizes, Text, Whole, quote, settings
 
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
@@ -100,21 +100,21 @@ class ModelConfig(_DictMixin):
                generation net stays an MLP either way (the browser decodes it)
     """
 
-    variant: choice(variant_names, "the kind of model") = "vae"
-    condition: choice(CONDITIONS, "what the model is given") = "none"
-    latent_dim: whole(1, MAX_LATENT_DIM, "latent dimensions") = 2
-    hidden_dims: sizes(MAX_HIDDEN_LAYERS, 1, MAX_LAYER_WIDTH, "hidden layer sizes",
-                       rule=f"be one or more layer sizes (at most {MAX_HIDDEN_LAYERS}), each a whole number from 1 "
-                            f"to {MAX_LAYER_WIDTH:,}") = DEFAULT_HIDDEN_DIMS
-    prior: choice(PRIORS, "the prior p(z|x)", rule="be 'learned' or 'standard'") = "learned"
-    alpha: number(0, 1, "the hybrid's weight of the CVAE loss") = 0.5
-    quadrants: whole(0, 3, "visible quadrants", rule="be 1, 2 or 3, or 0 for a random count per image") = 0
-    image_size: Annotated[whole(2, MAX_IMAGE_SIZE, "image side in pixels",
-                                rule=f"be an even number of pixels from 2 to {MAX_IMAGE_SIZE}"),
-                          AfterValidator(_even)] = 28
-    num_classes: whole(2, MAX_CLASSES, "number of classes") = 10
-    dropout: number(0, MAX_DROPOUT, "dropout probability") = 0.0
-    encoder: choice(ENCODERS, "the recognition net") = "mlp"
+    variant: Annotated[str, OneOf(variant_names, "the kind of model")] = "vae"
+    condition: Annotated[str, OneOf(CONDITIONS, "what the model is given")] = "none"
+    latent_dim: Annotated[int, Whole(1, MAX_LATENT_DIM, "latent dimensions")] = 2
+    hidden_dims: Annotated[tuple[int, ...], Sizes(
+        MAX_HIDDEN_LAYERS, 1, MAX_LAYER_WIDTH, "hidden layer sizes", rule=f"be one or more layer sizes (at most "
+        f"{MAX_HIDDEN_LAYERS}), each a whole number from 1 to {MAX_LAYER_WIDTH:,}")] = DEFAULT_HIDDEN_DIMS
+    prior: Annotated[str, OneOf(PRIORS, "the prior p(z|x)", rule="be 'learned' or 'standard'")] = "learned"
+    alpha: Annotated[float, Number(0, 1, "the hybrid's weight of the CVAE loss")] = 0.5
+    quadrants: Annotated[int, Whole(0, 3, "visible quadrants", rule="be 1, 2 or 3, or 0 for a random count per "
+                                                                     "image")] = 0
+    image_size: Annotated[int, Whole(2, MAX_IMAGE_SIZE, "image side in pixels", rule="be an even number of "
+                                     f"pixels from 2 to {MAX_IMAGE_SIZE}"), AfterValidator(_even)] = 28
+    num_classes: Annotated[int, Whole(2, MAX_CLASSES, "number of classes")] = 10
+    dropout: Annotated[float, Number(0, MAX_DROPOUT, "dropout probability")] = 0.0
+    encoder: Annotated[str, OneOf(ENCODERS, "the recognition net")] = "mlp"
 
     def __post_init__(self) -> None:
         """The checks that read two settings: whether the variant is conditional decides the condition."""
@@ -178,25 +178,26 @@ class TrainConfig(_DictMixin):
                      amortisation gap); the model's likelihood p(y|x) stays as it was
     """
 
-    dataset: choice(DATASETS, "data set") = "mnist"
-    epochs: whole(1, MAX_EPOCHS, "passes over the training images") = 10
-    batch_size: whole(1, MAX_BATCH, "images per step") = 128
-    lr: number(0, 1e9, "learning rate", open_low=True, rule="be a positive number (at most 1e9)") = 1e-3
-    beta: number(0, 1e6, "KL weight", rule="be zero or positive (at most 1e6)") = 1.0
-    kl_warmup_epochs: whole(0, MAX_EPOCHS, "epochs over which the KL weight rises") = 0
-    seed: whole(0, MAX_SEED, "random seed", rule="be a whole number from 0 to 2**63 - 1") = 0
-    val_fraction: number(0, 1, "share held out for validation", open_high=True) = 0.0
-    train_limit: whole(0, 10**9, "training images used, 0 for all") = 0
-    eval_limit: whole(0, 10**9, "evaluation images, 0 for all") = 0
-    keep_best: flag("keep the best epoch's weights") = False
-    lr_decay: number(0, 1, "per-epoch learning-rate factor", open_low=True) = 1.0
-    patience: whole(0, MAX_EPOCHS, "epochs without improvement before stopping, 0 for off") = 0
-    device: Annotated[text(32, "where to train", rule="be 'auto', 'cpu' or 'cuda' (or 'cuda:N')"),
+    dataset: Annotated[str, OneOf(DATASETS, "data set")] = "mnist"
+    epochs: Annotated[int, Whole(1, MAX_EPOCHS, "passes over the training images")] = 10
+    batch_size: Annotated[int, Whole(1, MAX_BATCH, "images per step")] = 128
+    lr: Annotated[float, Number(0, 1e9, "learning rate", open_low=True,
+                                rule="be a positive number (at most 1e9)")] = 1e-3
+    beta: Annotated[float, Number(0, 1e6, "KL weight", rule="be zero or positive (at most 1e6)")] = 1.0
+    kl_warmup_epochs: Annotated[int, Whole(0, MAX_EPOCHS, "epochs over which the KL weight rises")] = 0
+    seed: Annotated[int, Whole(0, MAX_SEED, "random seed", rule="be a whole number from 0 to 2**63 - 1")] = 0
+    val_fraction: Annotated[float, Number(0, 1, "share held out for validation", open_high=True)] = 0.0
+    train_limit: Annotated[int, Whole(0, 10**9, "training images used, 0 for all")] = 0
+    eval_limit: Annotated[int, Whole(0, 10**9, "evaluation images, 0 for all")] = 0
+    keep_best: Annotated[bool, Flag("keep the best epoch's weights")] = False
+    lr_decay: Annotated[float, Number(0, 1, "per-epoch learning-rate factor", open_low=True)] = 1.0
+    patience: Annotated[int, Whole(0, MAX_EPOCHS, "epochs without improvement before stopping, 0 for off")] = 0
+    device: Annotated[str, Text(32, "where to train", rule="be 'auto', 'cpu' or 'cuda' (or 'cuda:N')"),
                       AfterValidator(_device)] = "auto"
-    weight_decay: number(0, MAX_WEIGHT_DECAY, "decoupled weight decay") = 0.0
-    ema_decay: number(0, 1, "weight averaging", open_high=True,
-                      rule="lie in [0, 1): 0 turns it off, 0.999 averages over about the last 1,000 steps") = 0.0
-    freeze_decoder: flag("train only the encoder") = False
+    weight_decay: Annotated[float, Number(0, MAX_WEIGHT_DECAY, "decoupled weight decay")] = 0.0
+    ema_decay: Annotated[float, Number(0, 1, "weight averaging", open_high=True, rule="lie in [0, 1): 0 turns it "
+                                       "off, 0.999 averages over about the last 1,000 steps")] = 0.0
+    freeze_decoder: Annotated[bool, Flag("train only the encoder")] = False
 
     def kl_weight(self, epoch: int, fraction_of_epoch: float = 0.0) -> float:
         """The KL weight at a point of training (epoch counts from 0)."""

@@ -8,7 +8,6 @@ A callback is any object with some of these methods:
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field

@@ -10,14 +10,15 @@ every refusal is said the same way, by `error_sentence`:
 
 one sentence: the setting (its key, then in people's words), what it must be (the whole allowed range), and the
 value given, quoted to at most MAX_QUOTE characters (a 50 MB string is shown as its first hundred characters
-and its length). A setting is declared in one line with its range and words:
+and its length). A setting is declared in one line with its type, range and words:
 
-    latent_dim: whole(1, MAX_LATENT_DIM, "latent dimensions") = 2
+    latent_dim: Annotated[int, Whole(1, MAX_LATENT_DIM, "latent dimensions")] = 2
 
-(`whole`, `number`, `choice`, `flag`, `sizes` build the pydantic type), on a class made by `@settings`: a frozen
-pydantic dataclass whose construction raises `SettingError` (a ValueError) with that sentence. The types are
-strict: a bool is not a number, True is not 1, the text '3' is not 3, NaN and infinity are refused, and a
-sequence of sizes must be a tuple (from_dict turns JSON lists into tuples).
+(`Whole`, `Number`, `OneOf`, `Flag`, `Sizes`, `Text` are pydantic metadata: each gives the constraints and
+the words of the sentence), on a class made by `@settings`: a frozen pydantic dataclass whose construction
+raises `SettingError` (a ValueError) with that sentence. The types are strict: a bool is not a number, True is
+not 1, the text '3' is not 3, NaN and infinity are refused, and sizes must be a tuple (from_dict turns JSON
+lists into tuples).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ import functools
 import math
 import reprlib
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import annotated_types as at
 import pydantic
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainValidator, TypeAdapter, ValidationError
+from pydantic.types import AllowInfNan, Strict
 
 MAX_QUOTE = 100   # characters of a bad value that a sentence repeats
 
@@ -38,79 +41,159 @@ class SettingError(ValueError):
     """A bad setting; the text is one sentence (see error_sentence)."""
 
 
-@dataclass(frozen=True)
-class Setting:
-    """What a sentence says about a setting: its name in people's words, what it must be (a verb phrase, e.g.
-    'be a whole number from 1 to 64'; a function when it depends on a registry), and its range in a few words
-    for tables ('1 to 64')."""
+class Setting(at.GroupedMetadata):
+    """Metadata of a setting: pydantic's constraints (what iterating gives) and what a sentence says about it:
+    `words` (its name in people's words), `rule_text()` (what it must be, a verb phrase: 'be a whole number from
+    1 to 64') and `span_text()` (its range in a few words, for tables: '1 to 64')."""
 
-    words: str = ""
-    rule: str | Callable[[], str] = ""
-    span: str | Callable[[], str] = ""
+    words: str
+    rule: str
 
     def rule_text(self) -> str:
-        return self.rule() if callable(self.rule) else self.rule
+        return self.rule
 
     def span_text(self) -> str:
-        return self.span() if callable(self.span) else self.span
+        return ""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
 
 
-# ----------------------------------------------------------------------------- the types of settings
-def whole(low: int, high: int, words: str, *, rule: str = "", high_words: str = "") -> Any:
+@dataclass(frozen=True)
+class Whole(Setting):
     """A whole number from low to high (True is not a whole number here). high_words: the upper bound as people
     read it in a table when it is worked out (e.g. '4 × CPU cores')."""
-    span = f"{low:,} to {high_words or f'{high:,}'}"
-    return Annotated[int, Strict(), Field(ge=low, le=high),
-                     Setting(words, rule or f"be a whole number from {low:,} to {high:,}", span)]
+
+    low: int
+    high: int
+    words: str
+    rule: str = ""
+    high_words: str = ""
+
+    def rule_text(self) -> str:
+        return self.rule or f"be a whole number from {self.low:,} to {self.high:,}"
+
+    def span_text(self) -> str:
+        return f"{self.low:,} to {self.high_words or f'{self.high:,}'}"
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from (Strict(), at.Ge(self.low), at.Le(self.high))
 
 
-def number(low: float, high: float, words: str, *, open_low: bool = False, open_high: bool = False,
-           rule: str = "", span: str = "") -> Any:
+@dataclass(frozen=True)
+class Number(Setting):
     """A finite number in [low, high] (open_low / open_high: the bound itself is not allowed); whole numbers are
     taken as floats, booleans and text are refused."""
-    bounds = {("gt" if open_low else "ge"): low, ("lt" if open_high else "le"): high}
-    interval = f"{'(' if open_low else '['}{_number(low)}, {_number(high)}{')' if open_high else ']'}"
-    return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds),
-                     Setting(words, rule or f"lie in {interval}", span or interval)]
+
+    low: float
+    high: float
+    words: str
+    open_low: bool = False
+    open_high: bool = False
+    rule: str = ""
+    span: str = ""
+
+    def interval(self) -> str:
+        return (f"{'(' if self.open_low else '['}{_number(self.low)}, {_number(self.high)}"
+                f"{')' if self.open_high else ']'}")
+
+    def rule_text(self) -> str:
+        return self.rule or (f"be a number from {self.span}" if self.span else f"lie in {self.interval()}")
+
+    def span_text(self) -> str:
+        return self.span or self.interval()
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from (Strict(), AllowInfNan(False), at.Gt(self.low) if self.open_low else at.Ge(self.low),
+                    at.Lt(self.high) if self.open_high else at.Le(self.high))
 
 
-def choice(options: Sequence[str] | Callable[[], Sequence[str]], words: str, *, rule: str = "",
-           fold_case: bool = False) -> Any:
+@dataclass(frozen=True)
+class OneOf(Setting):
     """One of some words; `options` may be a function (a registry read when a value is checked, so that an
     entry added later is accepted). fold_case: surrounding spaces and capitals are dropped first."""
-    names = options if callable(options) else (lambda: tuple(options))
 
-    def check(value: str) -> str:
-        if value not in names():
+    options: Sequence[str] | Callable[[], Sequence[str]]
+    words: str
+    rule: str = ""
+    fold_case: bool = False
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.options() if callable(self.options) else self.options)
+
+    def rule_text(self) -> str:
+        return self.rule or f"be one of {', '.join(self.names())}"
+
+    def span_text(self) -> str:  # 'a, b or c'
+        return " or ".join(", ".join(self.names()).rsplit(", ", 1))
+
+    def _check(self, value: str) -> str:
+        if value not in self.names():
             raise ValueError("not one of the choices")  # error_sentence says the rule instead
         return value
-    def listing() -> str:  # 'a, b or c', for tables
-        return " or ".join(", ".join(names()).rsplit(", ", 1))
 
-    meta = [Strict(), AfterValidator(check), Setting(words, rule or (lambda: f"be one of {', '.join(names())}"),
-                                                     listing)]
-    if fold_case:
-        meta.insert(0, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v))
-    return Annotated[(str, *meta)]
+    def __iter__(self) -> Iterator[Any]:
+        if self.fold_case:
+            yield BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
+        yield from (Strict(), AfterValidator(self._check))
 
 
-def flag(words: str) -> Any:
+@dataclass(frozen=True)
+class Flag(Setting):
     """True or false (1, 0 and 'yes' are not booleans here)."""
-    return Annotated[bool, Strict(), Setting(words, "be true or false", "true or false")]
+
+    words: str
+    rule: str = "be true or false"
+
+    def span_text(self) -> str:
+        return "true or false"
+
+    def __iter__(self) -> Iterator[Any]:
+        yield Strict()
 
 
-def sizes(longest: int, low: int, high: int, words: str, *, rule: str = "") -> Any:
-    """A tuple of one to `longest` whole numbers, each from low to high."""
-    item = Annotated[int, Strict(), Field(ge=low, le=high)]
-    return Annotated[tuple[item, ...], Strict(), Field(min_length=1, max_length=longest),
-                     Setting(words, rule or f"be one to {longest} whole numbers, each from {low:,} to {high:,}",
-                             f"1 to {longest} sizes of {low:,} to {high:,}")]
+@dataclass(frozen=True)
+class Sizes(Setting):
+    """A tuple of one to `longest` whole numbers, each from low to high (a list, or True for 1, is refused)."""
+
+    longest: int
+    low: int
+    high: int
+    words: str
+    rule: str = ""
+
+    def rule_text(self) -> str:
+        return self.rule or f"be one to {self.longest} whole numbers, each from {self.low:,} to {self.high:,}"
+
+    def span_text(self) -> str:
+        return f"1 to {self.longest} sizes of {self.low:,} to {self.high:,}"
+
+    def _check(self, value: Any) -> tuple[int, ...]:
+        if not (isinstance(value, tuple) and 1 <= len(value) <= self.longest and all(
+                type(v) is int and self.low <= v <= self.high for v in value)):
+            raise ValueError("not sizes")  # error_sentence says the rule instead
+        return value
+
+    def __iter__(self) -> Iterator[Any]:
+        yield PlainValidator(self._check)
 
 
-def text(max_length: int, words: str, *, rule: str = "") -> Any:
-    return Annotated[str, Strict(), Field(max_length=max_length),
-                     Setting(words, rule or f"be text of at most {max_length:,} characters",
-                             f"up to {max_length:,} characters")]
+@dataclass(frozen=True)
+class Text(Setting):
+    """Text of at most max_length characters."""
+
+    max_length: int
+    words: str
+    rule: str = ""
+
+    def rule_text(self) -> str:
+        return self.rule or f"be text of at most {self.max_length:,} characters"
+
+    def span_text(self) -> str:
+        return f"up to {self.max_length:,} characters"
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from (Strict(), at.MaxLen(self.max_length))
 
 
 # ----------------------------------------------------------------------------- classes of settings
@@ -153,7 +236,7 @@ def _adapter(cls) -> TypeAdapter:
 
 
 def setting_of(cls, key: str) -> Setting | None:
-    """The Setting (words, rule, span) declared for a field of a pydantic dataclass or model."""
+    """The Setting (words, rule_text, span_text) declared for a field of a pydantic dataclass or model."""
     info = getattr(cls, "__pydantic_fields__", {}).get(key)
     return None if info is None else next((m for m in info.metadata if isinstance(m, Setting)), None)
 

@@ -176,7 +176,7 @@ def test_a_missing_file_at_the_default_path_means_the_defaults(tmp_path):
                                  f"{4 * CORES}; got 0."),
     ("[limits]\nmax_runs = 2.5\n", "max_runs (runs training at once) must be a whole number from 1 to"),
     ("[limits]\nabandon_seconds = true\n", "[limits] abandon_seconds (seconds without a poll before a run stops) "
-                                           "must be a number of seconds from 0.1 to 86,400 (1 day); got True."),
+                                           "must be a number from 0.1 to 86,400 (1 day); got True."),
     ("[limits]\nrunner = 'slurm'\n", "[limits] runner (where runs train) must be 'local' or 'ray'; got 'slurm'."),
     ("[limits]\nwarm_worker = 1\n", "[limits] warm_worker (fork workers from a fork server) must be true or false; "
                                     "got 1."),
