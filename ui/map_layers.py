@@ -147,20 +147,20 @@ def make_classifier_layer(model, classifier, x_range, y_range, label: int | None
 
 
 @st.cache_data(show_spinner="Reading every point of the map with the digit classifier…", max_entries=32)
-def _classifier_layer(path: str, mtime_ns: int, x_range: tuple, y_range: tuple, label: int | None, n: int,
-                      class_names: tuple) -> ClassifierLayer:
+def _classifier_layer(path: str, mtime_ns: int, clf_path: str, clf_mtime_ns: int, x_range: tuple, y_range: tuple,
+                      label: int | None, n: int, class_names: tuple) -> ClassifierLayer:
     model, _ = load_model(path)
-    clf_path = str(CLASSIFIER_PATH)
-    classifier = _classifier(clf_path, Path(clf_path).stat().st_mtime_ns)
+    classifier = _classifier(clf_path, clf_mtime_ns)
     return make_classifier_layer(model, classifier, x_range, y_range, label, n, list(class_names))
 
 
 def classifier_layer(record, x_range, y_range, label: int | None, class_names: list[str],
                      n: int = CLASSIFIER_CELLS) -> ClassifierLayer:
-    """The classifier layer of a model over a box of its latent space (cached per model file, box and label).
-    Raises CheckpointError when the classifier file cannot be read."""
-    path = str(record.path)
-    return _classifier_layer(path, Path(path).stat().st_mtime_ns, tuple(map(float, x_range)),
+    """The classifier layer of a model over a box of its latent space (cached per model file, classifier file, box
+    and label). Raises CheckpointError when the classifier file cannot be read, OSError when it went away."""
+    path, clf_path = str(record.path), str(CLASSIFIER_PATH)
+    return _classifier_layer(path, Path(path).stat().st_mtime_ns, clf_path, Path(clf_path).stat().st_mtime_ns,
+                             tuple(map(float, x_range)),
                              tuple(map(float, y_range)), None if label is None else int(label), n,
                              tuple(map(str, class_names)))
 
