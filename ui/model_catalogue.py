@@ -52,7 +52,8 @@ class ModelEntry:
         latent size are in the caption under the picker)."""
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
-        return self.title or self.name
+        name = self.title or self.name
+        return f"{name} · imported" if self.record.source is not None else name
 
 
 def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
@@ -249,7 +250,8 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 
 def _model_caption(entry: ModelEntry) -> str:
     """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
-    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`"
+    origin = entry.record.origin()
+    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
 
 
 def _short(path: Path) -> Path:
