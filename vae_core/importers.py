@@ -47,7 +47,7 @@ from .data import DatasetUnavailable, ImageDataset, load_dataset, make_batch
 from .evaluation import checkpoint_metrics, encode_dataset
 from .external import OnnxModel, ProtocolError, protocol_config
 from .models import LatentModel, build_model
-from .record import CheckpointRecord, ModelSource, compact_history
+from .record import CheckpointError, CheckpointRecord, ModelSource, compact_history
 
 KINDS = ("fc-vae", "timbmg", "keras-h5")
 MAX_FILE_BYTES = 2 * 1024**3          # a weights file read whole (the largest shipped model is 8 MB)
@@ -400,7 +400,7 @@ def onnx_model(model: Any, *, float16: bool = False, where: str = "the model") -
     try:
         config = protocol_config(model)
         exported = OnnxModel.from_protocol(model, config, where=where)
-    except ProtocolError as e:
+    except (ProtocolError, CheckpointError) as e:  # off the protocol, or graphs Latent Lab does not run
         raise ForeignModelError(str(e)) from None
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(16, config.latent_dim, generator=gen)

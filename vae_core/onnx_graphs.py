@@ -186,7 +186,6 @@ def _with_batch(model, inputs: tuple[Port, ...], batch: int):
 def _check_shapes(model, inputs: tuple[Port, ...], outputs: tuple[Port, ...], where: str) -> int:
     """The largest power-of-two batch whose every tensor has a known shape and fits RUN_BYTES (and the
     multiply-add budget); CheckpointError when even one row does not."""
-    import onnx
     light = _without_weight_data(model)
     best = 0
     batch = 1
@@ -202,15 +201,15 @@ def _check_shapes(model, inputs: tuple[Port, ...], outputs: tuple[Port, ...], wh
                 raise _fail(where, f"gives {port.name} the shape {list(got) if got else 'unknown'} for a batch of "
                                    f"{batch}; it must be [{batch}, {port.size}].")
         total = sum(math.prod(s) * size for s, size in shapes.values())
-        macs = _multiply_adds(inferred.graph, shapes)
-        if macs > batch * MAX_MACS_PER_ROW:
-            raise _fail(where, f"needs about {macs / batch:,.0f} multiply-adds per row; at most "
-                               f"{MAX_MACS_PER_ROW:,} are run.")
         if total > RUN_BYTES:
             if batch == 1:
                 raise _fail(where, f"needs {total:,} bytes of tensors for one row; at most {RUN_BYTES:,} are "
                                    "allowed.")
             break
+        macs = _multiply_adds(inferred.graph, shapes)
+        if macs > batch * MAX_MACS_PER_ROW:
+            raise _fail(where, f"needs about {macs / batch:,.0f} multiply-adds per row; at most "
+                               f"{MAX_MACS_PER_ROW:,} are run.")
         best, batch = batch, batch * 2
     return best
 
