@@ -308,3 +308,12 @@ def test_graphs_of_the_wrong_sizes_for_the_record_are_one_sentence(tmp_path):
     wider = CONFIG.replace(latent_dim=3)
     with pytest.raises(CheckpointError, match=r"declares images as|mu the shape|must be \[batch, 3\]|\[1, 3\]"):
         load_checkpoint(write_onnx_checkpoint(tmp_path / "w.safetensors", encoder, decoder, wider))
+
+
+def test_training_cannot_continue_from_onnx_graphs(tmp_path, fake_data_dir, capsys):
+    made = explore(trained(TinyConvVAE()), out=tmp_path / "c.safetensors", eval_samples=0, data_dir=fake_data_dir)
+    capsys.readouterr()
+    code = main(["train", "--hidden-dims", "32", "--epochs", "1", "--init-from", str(made.path), "--data-dir",
+                 str(fake_data_dir), "--out", str(tmp_path / "t.safetensors"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds ONNX graphs of a model trained elsewhere" in err and len(err.strip().splitlines()) == 1
