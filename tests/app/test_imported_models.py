@@ -43,12 +43,12 @@ def imported_dir(tmp_path_factory, data_root):
                              ("keras_vae", "keras-h5", keras)):
         model, source, description = map_file(kind, path)
         save_imported(model, source, folder / f"{stem}.safetensors", name=IMPORTED[stem], description=description,
-                      test=test, eval_samples=4, test_limit=100)
+                      test=test, eval_samples=2, test_limit=1000)
     for stem, protocol in (("conv_vae", TinyConvVAE()), ("label_vae", TinyLabelVAE())):
         model = onnx_model(trained(protocol), where=f"{stem}.safetensors")
         save_imported(model, source_of("onnx", None, type(protocol).__name__), folder / f"{stem}.safetensors",
                       name=IMPORTED[stem], history=HISTORY if stem == "conv_vae" else None, test=test,
-                      eval_samples=4, test_limit=100)
+                      eval_samples=2, test_limit=1000)
     encoder, _ = export_graphs(TinyConvVAE().eval())
     write_onnx_checkpoint(folder / "hostile.safetensors", encoder,
                           decoder_graph([helper.make_node("EvilOp", ["z"], ["logits"])]))
@@ -172,3 +172,21 @@ def test_a_hostile_graph_is_one_sentence_in_the_page(at, imported_dir):
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "This checkpoint cannot be used: the decoder graph of hostile.safetensors uses the " \
                                 "operator EvilOp" in errors[0]
+
+
+def test_latent_labs_own_model_is_recommended_before_an_imported_one_of_its_kind(imported_dir, model_dir, tmp_path,
+                                                                                  monkeypatch):
+    """An imported 2-D MNIST VAE whose file sorts first (as checkpoints/mnist-conv-vae-2d does) does not take the
+    place of the project's own 2-D VAE, which every page opens on."""
+    import shutil
+
+    from ui.model_catalogue import available_models, clear_model_cache
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(imported_dir / "conv_vae.safetensors", folder / "a-imported-vae-2d.safetensors")
+    shutil.copy(model_dir / "vae_2d.safetensors", folder / "vae_2d.safetensors")
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    clear_model_cache()
+    entries = available_models()
+    assert [e.file_name for e in entries] == ["vae_2d.safetensors", "a-imported-vae-2d.safetensors"]
+    assert [e.label for e in entries] == ["vae_2d", "conv VAE (ONNX) · imported"]
