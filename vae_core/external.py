@@ -19,7 +19,8 @@ file gives an `OnnxModel`: the public API of `LatentModel` (config, encode, deco
 device, eval, num_parameters, and the prior / recognition / generation_logits steps the estimators use),
 computed by ONNX Runtime on the server, after vae_core/onnx_graphs.py has proved each graph cheap to run.
 
-The graphs' interface (what `decoder_onnx` and `decoder_spec` hand the browser):
+The graphs' interface (what `decoder_onnx` and `decoder_spec`, together `OnnxModel.onnx_decoder`, hand the
+browser pad, ui/latent_pad.py):
 
     encoder  inputs  images float32 [N, H*W] in [0, 1]; label_onehot float32 [N, num_classes] (label models)
              outputs mu, logvar float32 [N, latent_dim]
@@ -235,6 +236,11 @@ class OnnxModel(LatentModel):
         (logits,) = self.decoder_graph.run(feeds)
         return torch.from_numpy(logits).reshape(*lead, -1)
 
+    @property
+    def onnx_decoder(self) -> tuple[bytes, dict]:
+        """(decoder graph bytes, its spec): what the browser pad runs in ONNX Runtime Web (ui/latent_pad.py)."""
+        return decoder_onnx(self), decoder_spec(self)
+
     def num_parameters(self) -> int:
         """The weights of both graphs (their initializers)."""
         return self.encoder_graph.plan.weights + self.decoder_graph.plan.weights
@@ -257,17 +263,21 @@ def decoder_onnx(model) -> bytes | None:
 
 
 def decoder_spec(model) -> dict | None:
-    """The interface of `decoder_onnx(model)`, or None:
-    {'inputs': [{'name': 'z', 'shape': [None, D], 'dtype': 'float32'}, ({'name': 'label_onehot', 'shape':
-    [None, C], ...} for a label model)], 'outputs': [{'name': 'logits', 'shape': [None, P], 'dtype': 'float32'}],
-    'activation': 'sigmoid', 'image_size': H, 'latent_dim': D, 'num_classes': C or None, 'max_rows': R}: feed
-    float32 rows, apply the sigmoid to the logits, read them row-major as H x W; R is the largest batch one run
-    was checked for."""
+    """The interface of `decoder_onnx(model)` in the browser pad's terms (ui/latent_pad.py, OnnxSpec), or None:
+
+        {'inputs': [{'name': 'z', 'shape': [None, D], 'role': 'z'},
+                    {'name': 'label_onehot', 'shape': [None, C], 'role': 'label'}],     (the second: label models)
+         'output': 'logits', 'output_is_logits': True, 'latent_dim': D, 'label_classes': C (0: none),
+         'image_size': H, 'dtype': 'float32', 'max_rows': R}
+
+    Feed float32 rows (a free batch axis), apply the sigmoid to the logits and read each row as H x W, row-major.
+    R is the largest batch the server checked the graph for (the browser may run any)."""
     if not isinstance(model, OnnxModel):
         return None
     plan = model.decoder_graph.plan
     cfg = model.config
-    spec = lambda ports_: [{"name": p.name, "shape": [None, p.size], "dtype": "float32"} for p in ports_]  # noqa: E731
-    return {"inputs": spec(plan.inputs), "outputs": spec(plan.outputs), "activation": "sigmoid",
-            "image_size": cfg.image_size, "latent_dim": cfg.latent_dim,
-            "num_classes": cfg.num_classes if cfg.condition == "label" else None, "max_rows": plan.max_rows}
+    roles = {Z: "z", LABELS: "label"}
+    return {"inputs": [{"name": p.name, "shape": [None, p.size], "role": roles[p.name]} for p in plan.inputs],
+            "output": LOGITS, "output_is_logits": True, "latent_dim": cfg.latent_dim,
+            "label_classes": cfg.num_classes if cfg.condition == "label" else 0, "image_size": cfg.image_size,
+            "dtype": "float32", "max_rows": plan.max_rows}

@@ -15,7 +15,7 @@ from reference_vaes import (FcVAE, SeedKerasVAE, TimbmgVAE, TinyConvVAE, TinyLab
                             keras_loss, timbmg_loss, train_a_few_steps, trained, write_keras_h5, write_onnx_checkpoint)
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
-from vae_core import load_dataset
+from vae_core import load_checkpoint, load_dataset
 from vae_core.external import export_graphs
 from vae_core.importers import map_file, onnx_model, save_imported, source_of
 
@@ -113,16 +113,18 @@ def test_the_decoders_server_sliders_decode_an_imported_model(at, imported_dir, 
     assert at.image[0].value[0] != before and at.image[0].captions[0].startswith("z = (1.50")
 
 
-@pytest.mark.parametrize("stem, in_browser", [("pytorch_vae", True), ("conv_vae", False)])
-def test_browser_decoding_runs_mapped_models_and_falls_back_for_graphs(at, imported_dir, stem, in_browser):
-    """A model mapped onto LatentModel runs in the browser's own MLP decoder unchanged; an ONNX model decodes on
-    the server here (the in-browser ONNX path is the pad's), with one sentence saying why."""
+@pytest.mark.parametrize("stem, engine", [("pytorch_vae", "mlp"), ("keras_vae", "mlp"), ("conv_vae", "onnx"),
+                                           ("label_vae", "onnx")])
+def test_the_browser_pad_takes_every_imported_model(at, imported_dir, stem, engine):
+    """A model mapped onto LatentModel runs in the browser's own MLP decoder unchanged; one carried as ONNX graphs
+    hands the pad its decoder graph and spec (OnnxModel.onnx_decoder), which ONNX Runtime Web runs."""
+    import json
     at = open_page(at, "pages/decoder.py", stem, imported_dir, **{lp.TOGGLE_KEY: True})
+    model, _ = load_checkpoint(imported_dir / f"{stem}.safetensors")
+    assert lp.engine(model) == engine and lp.unavailable(model) is None
     pads = [e for e in at.get("bidi_component") if e.proto.component_name == lp.NAME]
-    if in_browser:
-        assert len(pads) == 1
-    else:
-        assert "The sliders decode on the server here, because this model has no decoder network" in texts_of(at)
+    assert len(pads) == 1 and "decode on the server here" not in texts_of(at)
+    assert json.loads(pads[0].proto.json)["latent_dim"] == model.config.latent_dim
 
 
 @pytest.mark.parametrize("stem", list(IMPORTED))

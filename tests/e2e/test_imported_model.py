@@ -1,6 +1,7 @@
 """A model trained by other code, by hand in chromium (issue 20): pick the imported model in the sidebar, click
-points of its Latent map, drag the Decoder's server-side sliders and type exact numbers; no exception may show,
-and the controls and the picture must agree after each action.
+points of its Latent map; on the Decoder, the browser pad decodes its ONNX decoder graph as the server does; then
+drag the Decoder's server-side sliders and type exact numbers. No exception may show, and the controls and the
+picture must agree after each action.
 
 Its own server on a folder of two imported models: a small convolutional VAE that follows the protocol of
 vae_core/external.py (carried as ONNX graphs, decoded on the server by ONNX Runtime) and a PyTorch
@@ -8,6 +9,7 @@ examples-style fc VAE mapped onto Latent Lab's model.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,12 +18,13 @@ from harness import VIEWPORT, PICKER, choose_in_picker, exceptions_on, go_to, op
 from reference_vaes import FcVAE, TinyConvVAE, fc_loss, train_a_few_steps, trained
 from test_hand_walk import MAIN, Hand, chart_point, decoder_agrees, latent_map_agrees
 from ui import decoder_tools as dt
-from vae_core import load_dataset
+from vae_core import load_checkpoint, load_dataset
 from vae_core.importers import map_file, onnx_model, save_imported, source_of
 
 pytestmark = pytest.mark.e2e
 
 ONNX_NAME = "conv VAE from elsewhere"
+PAD = ".lp-root"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,7 @@ def imported_server(browser_reason, tmp_path_factory):
         save_imported(model, source, folder / "fc.safetensors", name="fc VAE from elsewhere", test=test, eval_samples=0)
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with streamlit_server({"LATENT_LAB_MODEL_DIRS": str(folder), "VAE_DATA_DIR": str(data_root)}, log=log) as server:
+        server.folder = folder
         yield server
 
 
@@ -76,7 +80,19 @@ def test_pick_the_imported_model_and_use_the_latent_map_and_the_server_sliders_b
     hand = Hand(page, decoder_agrees)
     hand.after("open the Decoder", rerun=False)
     assert page.locator(PICKER).first.input_value() == label      # the choice holds across pages
-    page.get_by_text("The sliders decode on the server here").wait_for()
+    # decoded in the browser first: the pad runs the checkpoint's decoder graph in ONNX Runtime Web, as the server does
+    page.wait_for_function("(sel) => { const r = document.querySelector(sel); return r && +r.dataset.frames > 0 }",
+                           arg=PAD, timeout=90_000)
+    assert page.get_attribute(PAD, "data-engine") == "onnx"
+    zs = np.random.default_rng(0).normal(0, 1.5, (16, 2)).astype(np.float32)
+    got = np.asarray(page.evaluate("([key, zs]) => window.__latentLab.decodeBatch(key, zs, null)",
+                                   [page.get_attribute(PAD, "data-model"), zs.tolist()]))
+    model, _ = load_checkpoint(imported_server.folder / "conv.safetensors")
+    assert np.abs(got - model.decode(torch.from_numpy(zs)).numpy()).max() < 1e-4
+    # then by the server's sliders
+    page.locator("[data-testid='stSidebar'] [data-testid='stCheckbox'] label", has_text="Decode in the browser").click()
+    page.get_by_text("Decoded image").wait_for()
+    hand.after("decode on the server", rerun=False)
     caption = page.locator(f"{MAIN} [data-testid='stImage']").first
     for k in range(2):
         before = caption.inner_text()

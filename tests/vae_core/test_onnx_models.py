@@ -69,10 +69,11 @@ def test_the_browser_gets_the_decoder_graph_and_its_interface(tmp_path):
     ref = trained(TinyLabelVAE())
     model = onnx_model(ref)
     data, spec = decoder_onnx(model), decoder_spec(model)
-    assert spec["inputs"] == [{"name": "z", "shape": [None, 3], "dtype": "float32"},
-                              {"name": "label_onehot", "shape": [None, 10], "dtype": "float32"}]
-    assert spec["outputs"] == [{"name": "logits", "shape": [None, 784], "dtype": "float32"}]
-    assert spec["activation"] == "sigmoid" and spec["image_size"] == 28 and spec["max_rows"] >= 1
+    assert model.onnx_decoder == (data, spec)
+    assert spec["inputs"] == [{"name": "z", "shape": [None, 3], "role": "z"},
+                              {"name": "label_onehot", "shape": [None, 10], "role": "label"}]
+    assert (spec["output"], spec["output_is_logits"], spec["latent_dim"], spec["label_classes"]) == ("logits", True, 3, 10)
+    assert spec["image_size"] == 28 and spec["max_rows"] >= 1
     import onnxruntime as ort
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     z, labels = torch.randn(7, 3), torch.arange(7)
