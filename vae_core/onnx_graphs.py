@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ MAX_ROWS = 4096                          # the largest batch one run is given
 RUN_BYTES = 256 * 1024 * 1024            # every tensor of one run together (an upper bound on its memory)
 MAX_MACS_PER_ROW = 200_000_000           # multiply-adds per image or code (a 1-million-weight conv VAE: ~3 M)
 PROBE_SECONDS = 20.0
+CHECK_SECONDS = 30.0                     # the shape proofs of one graph, at every batch size together
 MIN_OPSET = 7
 
 # Standard operators with shapes that follow from their inputs' shapes (or from constants): what exporters
@@ -187,11 +189,15 @@ def _check_shapes(model, inputs: tuple[Port, ...], outputs: tuple[Port, ...], wh
     """The largest power-of-two batch whose every tensor has a known shape and fits RUN_BYTES (and the
     multiply-add budget); CheckpointError when even one row does not."""
     light = _without_weight_data(model)
+    deadline = time.monotonic() + CHECK_SECONDS
     best = 0
     batch = 1
     while batch <= MAX_ROWS:
         try:
-            inferred = _infer(_with_batch(light, inputs, batch))
+            inferred = _infer(_with_batch(light, inputs, batch), deadline)
+        except TimeoutError:
+            raise _fail(where, f"could not be checked within {CHECK_SECONDS:g} s; Latent Lab runs only graphs "
+                               "it can check.") from None
         except Exception as e:  # noqa: BLE001 - InferenceError and C++ errors
             raise _fail(where, f"fails ONNX shape inference at a batch of {batch}: {_first_line(e)}") from None
         shapes = _known_shapes(inferred, where, batch)
@@ -222,10 +228,11 @@ ReduceSum""".split())
 SMALL = 64  # elements of a value that counts as a shape value
 
 
-def _infer(model, rounds: int = 16):
+def _infer(model, deadline: float, rounds: int = 16):
     """ONNX shape inference (strict, with data propagation), with shape arithmetic folded into constants in
     between: a Shape of a tensor whose shape is known, and the operators of SHAPE_ARITHMETIC on small
-    constant inputs, become Constant nodes, until nothing more folds. The inferred copy of the model."""
+    constant inputs, become Constant nodes, until nothing more folds. The inferred copy of the model;
+    TimeoutError past `deadline` (time.monotonic())."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
@@ -238,7 +245,14 @@ def _infer(model, rounds: int = 16):
         values = {t.name: numpy_helper.to_array(t) for t in graph.initializer if math.prod(t.dims) <= SMALL}
         nodes, folded = [], False
         for node in graph.node:
+            if time.monotonic() > deadline:
+                raise TimeoutError
             value = None
+            if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+                if math.prod(node.attribute[0].t.dims) <= SMALL:
+                    values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                nodes.append(node)
+                continue
             if node.op_type == "Shape" and all(isinstance(d, int) for d in shapes.get(node.input[0], [None])):
                 start = next((a.i for a in node.attribute if a.name == "start"), 0)
                 end = next((a.i for a in node.attribute if a.name == "end"), None)

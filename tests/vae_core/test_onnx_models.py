@@ -318,3 +318,18 @@ def test_training_cannot_continue_from_onnx_graphs(tmp_path, fake_data_dir, caps
                  str(fake_data_dir), "--out", str(tmp_path / "t.safetensors"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "holds ONNX graphs of a model trained elsewhere" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_graph_too_long_to_check_is_refused_at_the_deadline(tmp_path, monkeypatch):
+    """5,000 additions of shape values, each folded by the checker: the check stops at its deadline."""
+    import vae_core.onnx_graphs as graphs
+    monkeypatch.setattr(graphs, "CHECK_SECONDS", 1.0)
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    nodes = [helper.make_node("Add", ["one" if i == 0 else f"c{i - 1}", "one"], [f"c{i}"]) for i in range(5000)]
+    nodes.append(helper.make_node("MatMul", ["z", "W"], ["logits"]))
+    encoder, _ = good_graphs()
+    path = write_onnx_checkpoint(tmp_path / "long.safetensors", encoder, decoder_graph(nodes, [W, one]))
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="could not be checked within 1 s"):
+        load_checkpoint(path)
+    assert time.perf_counter() - started < 15
