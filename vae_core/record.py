@@ -88,6 +88,27 @@ class History:
                            for e in self.epochs]}
 
 
+SOURCE_KINDS = ("fc-vae", "timbmg", "keras-h5", "onnx")
+SOURCE_TITLES = {"fc-vae": "a PyTorch fc1/fc21/fc22/fc3/fc4 VAE", "timbmg": "a timbmg/VAE-CVAE-MNIST model",
+                 "keras-h5": "a Keras HDF5 VAE", "onnx": "PyTorch code, as ONNX graphs"}
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelSource:
+    """Where a model trained by other code came from (vae_core/importers.py): the importer (`kind`: one of
+    SOURCE_KINDS; "onnx" for any model carried as ONNX graphs, see vae_core/external.py), the original file's
+    name (no folder), its SHA-256, and the code that defined it (e.g. 'my_vae.py:build' or a class name)."""
+
+    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+    file: ShortText = ""
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    code: ShortText = ""
+
+    def describe(self) -> str:
+        """'imported from vae.pt (a PyTorch fc1/fc21/fc22/fc3/fc4 VAE)'."""
+        return f"imported from {self.file or 'Python'} ({SOURCE_TITLES[self.kind]})"
+
+
 @dataclass(frozen=True, config=_STRICT)
 class CheckpointRecord:
     """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
@@ -110,6 +131,7 @@ class CheckpointRecord:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
+    source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
     path: str | None = None
@@ -132,6 +154,7 @@ class CheckpointRecord:
         out["model_config"] = self.model_config.to_dict()
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
+        out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
 
     def located(self, path: str | Path, extras: dict[str, Any] | None = None) -> "CheckpointRecord":
@@ -152,6 +175,15 @@ class CheckpointRecord:
         given = {"none": "", "label": " given the digit label", "quadrants": " completing hidden quadrants"}
         latent = f", {cfg.latent_dim}-D latent" if cfg.has_latent else ""
         return f"{variant_info(cfg.variant).title}{given.get(cfg.condition, '')}{latent}"
+
+    @property
+    def is_onnx(self) -> bool:
+        """The model travels as ONNX graphs (vae_core/external.py), not as Latent Lab's own networks."""
+        return self.source is not None and self.source.kind == "onnx"
+
+    def origin(self) -> str | None:
+        """Where an imported model came from, in words (None for a model Latent Lab trained)."""
+        return None if self.source is None else self.source.describe()
 
     @property
     def epochs_trained(self) -> int | None:

@@ -30,10 +30,16 @@ def _test_subset(name: str) -> V.ImageDataset:
         pytest.skip(f"needs the {name} test set ({e})")
 
 
+# the files Latent Lab trained (each rebuilds from its config) and those trained elsewhere and imported
+TRAINED = [p for p in SHIPPED if V.read_record(p).source is None]
+IMPORTED = [p for p in SHIPPED if V.read_record(p).source is not None]
+
+
 def test_checkpoints_are_shipped_and_small():
     assert SHIPPED, "checkpoints/ ships no model"
     total = sum(p.stat().st_size for p in ROOT.rglob("*.safetensors"))
     assert total <= 40e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 40 MB)"
+    assert all(p.stat().st_size <= 4e6 for p in IMPORTED), "an imported example is at most 4 MB"
     sweep = sum(p.stat().st_size for p in SWEEP.glob("*.safetensors"))
     assert sweep <= 6e6, f"the β sweep takes {sweep / 1e6:.1f} MB (limit 6 MB)"
 
@@ -56,7 +62,21 @@ def test_the_beta_sweep_is_found_from_its_records():
         assert V.load_checkpoint(r.path)[1].latent_means()[0].shape == (10_000, 2)
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", IMPORTED, ids=[p.stem for p in IMPORTED])
+def test_an_imported_checkpoint_says_where_it_came_from_and_runs_its_graphs(path):
+    """mnist-conv-vae-2d: trained by examples/train_conv_vae.py (not vae_core.fit), imported as ONNX graphs."""
+    model, record = V.load_checkpoint(path)
+    assert isinstance(model, V.OnnxModel) and record.is_onnx
+    assert record.source.code == "train_conv_vae.py:build" and len(record.source.sha256) == 64
+    assert record.command.startswith("python -m vae_core import --module examples/train_conv_vae.py:build")
+    script = (ROOT / "train_all.sh").read_text()
+    assert "python examples/train_conv_vae.py" in script and f"--out checkpoints/{path.name}" in script
+    assert record.storage_dtype == "float16" and record.float16_max_abs_diff <= 5e-3
+    assert record.metrics and record.metrics_test1000 and record.history.epochs
+    assert 500_000 <= model.num_parameters() <= 1_500_000
+
+
+@pytest.mark.parametrize("path", TRAINED, ids=[p.stem for p in TRAINED])
 def test_checkpoint_rebuilds_from_its_config(path):
     model, record = V.load_checkpoint(path)
     fresh = V.build_model(record.model_config)
