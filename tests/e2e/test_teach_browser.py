@@ -126,7 +126,7 @@ def empty_spot(page) -> list[float] | None:
 
 
 def test_hovering_the_classifier_layer_shows_its_top_three_and_a_click_still_selects(page, server):
-    open_on(page, server, "Latent map", "vae_2d (vae_2d.safetensors)")
+    open_on(page, server, "Latent map", "vae_2d (vae_2d)")
     chart_ready(page, MAP)
     page.get_by_test_id("stSidebar").get_by_text("Classifier's reading underneath").click()
     page.get_by_text(re.compile("what the digit classifier reads")).wait_for(timeout=60_000)
@@ -171,7 +171,7 @@ def test_hovering_the_classifier_layer_shows_its_top_three_and_a_click_still_sel
 
 
 def test_thumbnails_toggled_and_their_density_changed(page, server):
-    open_on(page, server, "Latent map", "vae_2d (vae_2d.safetensors)")
+    open_on(page, server, "Latent map", "vae_2d (vae_2d)")
     chart_ready(page, MAP)
     page.get_by_test_id("stSidebar").get_by_text("Test images as thumbnails").click()
     note = page.get_by_text(re.compile(r"Underneath: [\d,]+ of the test images"))
