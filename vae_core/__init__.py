@@ -1,4 +1,5 @@
-"""Latent Lab's model core: VAE, CVAE, GSNN, hybrid and baseline models on MNIST-like images.
+"""Latent Lab's model core: VAE, CVAE, GSNN, hybrid and baseline models on MNIST-like images
+(`VARIANTS`, the registry; `python -m vae_core variants` lists them).
 
 A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae_core`) or the app.
 
@@ -14,7 +15,8 @@ from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_
                    make_batch, quadrant_input, quadrant_mask)
 from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, evaluation_work, interpolate,
                          log_likelihood, log_likelihood_per_example, manifold_grid, sample_diversity)
-from .models import VARIANTS, LatentModel, Variant, build_model
+from .models import (VARIANTS, LatentModel, Variant, build_model, compared_variants, unconditional_variants,
+                     variant_table)
 from .record import CheckpointRecord, History, record_from_fit
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data
 

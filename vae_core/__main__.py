@@ -1,9 +1,10 @@
-"""Command line: python -m vae_core train | eval | info | diagnose | classifier.
+"""Command line: python -m vae_core train | eval | info | diagnose | variants | classifier.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
     python -m vae_core diagnose checkpoints/cvae.safetensors --limit 1000 --json
+    python -m vae_core variants --markdown        # the README's variant table, from the registry
 
 (docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
@@ -28,7 +29,7 @@ from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_record, 
 from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
 from .evaluation import checkpoint_metrics, encode_dataset, evaluation_work
-from .models import VARIANTS, LatentModel, build_model
+from .models import VARIANTS, LatentModel, build_model, variant_table
 from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
@@ -417,6 +418,17 @@ def _print_diagnosis(r: dict) -> None:
     return 0
 
 
+def cmd_variants(args) -> int:
+    """The registered variants: one line each, or the README's Markdown table."""
+    if args.markdown:
+        print(variant_table(), end="")
+        return 0
+    for name, v in VARIANTS.items():
+        beta = f"; default β {v.default_beta:g}" if v.uses_kl else ""
+        print(f"{name:10s} {v.title}: {v.description}{beta}")
+    return 0
+
+
 def cmd_classifier(args) -> int:
     from .classifier import accuracy, save_classifier, train_classifier
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)
@@ -478,6 +490,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint", help="the checkpoint file")
+    v = sub.add_parser("variants", help="list the model variants (the registry in vae_core/models.py)")
+    v.add_argument("--markdown", action="store_true", help="print the README's variant table (Markdown)")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
     c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors", help="file to write")
     c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
@@ -518,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
-                    "classifier": cmd_classifier}
+                    "variants": cmd_variants, "classifier": cmd_classifier}
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the try
         return code

@@ -1,20 +1,22 @@
 """Every variant x condition on tiny synthetic data: shapes, finite losses, learning, and the
 relations between the objectives (GSNN ignores q; the hybrid at alpha 0 / 1 is GSNN / CVAE)."""
 import math
+import re
 
 import pytest
 import torch
 
-from vae_core import VARIANTS, ModelConfig, TrainConfig, build_model, fit, make_batch
+from vae_core import VARIANTS, ModelConfig, TrainConfig, build_model, fit, make_batch, variant_table
+from vae_core.models import TRAINS_ON
 
 P = 64  # 8 x 8 pixels
 B = 6
 
-# (variant, condition, quadrants, prior)
-COMBOS = [("vae", "none", 0, "learned")]
-for _variant in ("cvae", "gsnn", "hybrid", "baseline"):
-    for _cond, _q in (("label", 0), ("quadrants", 2), ("quadrants", 0)):
-        for _prior in (("learned", "standard") if _variant != "baseline" else ("learned",)):
+# (variant, condition, quadrants, prior): every registered variant, under every condition and prior it accepts
+COMBOS = []
+for _variant, _kind in VARIANTS.items():
+    for _cond, _q in ((("label", 0), ("quadrants", 2), ("quadrants", 0)) if _kind.conditional else (("none", 0),)):
+        for _prior in (("learned", "standard") if _kind.conditional and _kind.uses_prior else ("learned",)):
             COMBOS.append((_variant, _cond, _q, _prior))
 IDS = [f"{v}-{c}{q if c == 'quadrants' else ''}-{p}" for v, c, q, p in COMBOS]
 
@@ -32,7 +34,21 @@ def batch_for(config, data, n=B, quadrants=None):
 
 
 def test_registry_names_every_variant():
-    assert set(VARIANTS) == {"vae", "cvae", "gsnn", "hybrid", "baseline"}
+    """Every registered variant is covered by the tests below (COMBOS reads the registry) and its entry is whole:
+    a name the CLI and file names can carry, a title no other variant has, nets that exist, a per-variant default
+    β the config accepts, a row in the variant table; and exactly one reference model (Diagnose opens on it)."""
+    assert {v for v, *_ in COMBOS} == set(VARIANTS)
+    titles = [v.title for v in VARIANTS.values()]
+    assert len(set(titles)) == len(titles), titles
+    table = variant_table()
+    for name, v in VARIANTS.items():
+        assert re.fullmatch(r"[a-z][a-z0-9-]*", name), name
+        assert v.title and v.description, name
+        assert set(v.nets) <= {"prior", "recognition", "generation", "baseline"} and v.nets, name
+        assert v.trains_on in TRAINS_ON, name
+        assert f"| `{name}` | " in table, name
+    assert sum(v.reference for v in VARIANTS.values()) == 1
+    assert VARIANTS[next(n for n, v in VARIANTS.items() if v.reference)].conditional is False
 
 
 @pytest.mark.parametrize("variant, condition, quadrants, prior", COMBOS, ids=IDS)
