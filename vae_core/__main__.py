@@ -58,7 +58,7 @@ FIELD_HELP = {
     "epochs": "passes over the training images",
     "batch_size": "images per optimiser step",
     "lr": "Adam learning rate",
-    "beta": "weight of the KL term (1 gives the true ELBO)",
+    "beta": "weight of the KL term (1 gives the true ELBO; the test figures always use 1)",
     "kl_warmup_epochs": "raise the KL weight linearly from 0 to beta over this many epochs (0: off)",
     "seed": f"random seed, 0 to {MAX_SEED}",
     "val_fraction": "share of the training split held out for validation and early stopping (0: use the test split)",
@@ -129,7 +129,16 @@ def _text_up_to(limit: int):
 
 
 # Flags whose range the CLI checks itself (torch fails on these with an unreadable error, or not at all)
-FIELD_TYPES = {"seed": _int_in(0, MAX_SEED)}
+FIELD_TYPES = {"seed": _int_in(0, MAX_SEED), "beta": _float_in(0, 1e6)}
+
+
+def _variant_default(field: str) -> str:
+    """What a per-variant default (a field whose default is None) is, read from the registry when asked, e.g.
+    "the variant's: 1, or 4 for beta-vae"."""
+    values = {name: getattr(v, f"default_{field}") for name, v in VARIANTS.items()}
+    common = max(set(values.values()), key=list(values.values()).count)
+    others = [f"{value:g} for {name}" for name, value in values.items() if value != common]
+    return f"the variant's: {common:g}" + (f", or {', '.join(others)}" if others else "")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -146,6 +155,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         elif isinstance(default, bool):  # a plain flag; 'true' / 'false' after it are still accepted
             parser.add_argument(flag, type=_bool, nargs="?", const=True, default=default,
                                 help=f"{text} (off unless given)" if not default else f"{text} (default: on)")
+        elif default is None:  # a per-variant default (TrainConfig.beta): the registry says what it is
+            parser.add_argument(flag, type=FIELD_TYPES[f.name], default=None,
+                                help=f"{text} (default: {_variant_default(f.name)})")
         elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
             listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
             parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
@@ -203,7 +215,7 @@ def check_model_size(config: ModelConfig) -> None:
 
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
-    train_cfg = _config_from(args, TrainConfig)
+    train_cfg = _config_from(args, TrainConfig).for_variant(model_cfg.variant)  # no --beta: the variant's
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)   # before any work, not after the training
     check_model_size(model_cfg)
     if args.threads > 0:
@@ -216,8 +228,9 @@ def cmd_train(args) -> int:
             raise ValueError(f"--init-from {args.init_from} holds a {start.config.describe()} model with "
                              f"{start.config.to_dict()}, not the {model_cfg.to_dict()} asked for")
         model.load_state_dict(start.state_dict())
+    kl_weight = f", β = {train_cfg.beta:g}" if VARIANTS[model_cfg.variant].uses_kl else ""
     print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
-          f"{model.num_parameters():,} parameters)", file=sys.stderr)
+          f"{model.num_parameters():,} parameters{kl_weight})", file=sys.stderr)
     bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
     started = time.time()
     try:

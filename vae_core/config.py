@@ -173,7 +173,9 @@ class ModelConfig(_DictMixin):
 class TrainConfig(_DictMixin):
     """How to train: optimisation, data and evaluation settings.
 
-    beta             weight of the KL term (1 gives the true ELBO)
+    beta             weight of the KL term (1 gives the true ELBO); None (the default): the variant's own
+                     (Variant.default_beta, e.g. 4 for the β-VAE), resolved once by `for_variant`, which
+                     fit and the checkpoint record (vae_core.record) call: a record states the number used
     kl_warmup_epochs the KL weight rises linearly from 0 to beta over this many epochs (0: off)
     val_fraction     share of the training split held out for validation, early stopping and the
                      per-epoch curve (0: evaluate on the test split instead)
@@ -195,7 +197,7 @@ class TrainConfig(_DictMixin):
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    beta: float = 1.0
+    beta: float | None = None
     kl_warmup_epochs: int = 0
     seed: int = 0
     val_fraction: float = 0.0
@@ -218,7 +220,7 @@ class TrainConfig(_DictMixin):
                f"batch_size must be a whole number from 1 to {MAX_BATCH:,}; got {self.batch_size!r}")
         _check(_number(self.lr) and 0 < self.lr <= 1e9,
                f"lr (learning rate) must be a positive number; got {self.lr!r}")
-        _check(_number(self.beta) and 0 <= self.beta <= 1e6,
+        _check(self.beta is None or (_number(self.beta) and 0 <= self.beta <= 1e6),
                f"beta (KL weight) must be zero or positive (at most 1e6); got {self.beta!r}")
         _check(_whole(self.kl_warmup_epochs) and 0 <= self.kl_warmup_epochs <= MAX_EPOCHS,
                f"kl_warmup_epochs must be zero or a positive whole number; got {self.kl_warmup_epochs!r}")
@@ -246,8 +248,14 @@ class TrainConfig(_DictMixin):
         _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
 
+    def for_variant(self, variant: str) -> "TrainConfig":
+        """This config with beta = None resolved to the variant's default_beta (the one place it is resolved);
+        a config with a beta of its own comes back unchanged."""
+        return self if self.beta is not None else self.replace(beta=float(variant_info(variant).default_beta))
+
     def kl_weight(self, epoch: int, fraction_of_epoch: float = 0.0) -> float:
-        """The KL weight at a point of training (epoch counts from 0)."""
+        """The KL weight at a point of training (epoch counts from 0); beta must be resolved (for_variant)."""
+        _check(self.beta is not None, "beta is the variant's default until resolved: call for_variant(variant)")
         if self.kl_warmup_epochs <= 0:
             return float(self.beta)
         progress = (epoch + fraction_of_epoch) / self.kl_warmup_epochs

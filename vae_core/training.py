@@ -231,7 +231,9 @@ def trained_parameters(model, train_config: TrainConfig) -> list:
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = ()) -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks` (see _fit).
-    With freeze_decoder the weights outside the recognition net take no gradient while it runs."""
+    With freeze_decoder the weights outside the recognition net take no gradient while it runs. A beta of None
+    is the variant's default (TrainConfig.for_variant)."""
+    train_config = train_config.for_variant(model.config.variant)
     trained = {id(p) for p in trained_parameters(model, train_config)}
     frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
     for p in frozen:

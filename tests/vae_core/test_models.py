@@ -46,6 +46,8 @@ def test_registry_names_every_variant():
         assert v.title and v.description, name
         assert set(v.nets) <= {"prior", "recognition", "generation", "baseline"} and v.nets, name
         assert v.trains_on in TRAINS_ON, name
+        assert TrainConfig(beta=v.default_beta).for_variant(name).beta == v.default_beta
+        assert TrainConfig().for_variant(name).beta == v.default_beta
         assert f"| `{name}` | " in table, name
     assert sum(v.reference for v in VARIANTS.values()) == 1
     assert VARIANTS[next(n for n, v in VARIANTS.items() if v.reference)].conditional is False
@@ -93,14 +95,16 @@ def test_loss_goes_down_on_a_tiny_problem(variant, condition, quadrants, prior, 
     cfg = tiny_config(variant, condition, quadrants, prior)
     model = build_model(cfg)
     eval_y, eval_x = batch_for(cfg, tiny_data, n=256)
+    train = TrainConfig(epochs=16, batch_size=32, lr=3e-3, seed=0)
+    beta = train.for_variant(variant).beta   # the objective it trains (beta = None: the variant's default)
     with torch.no_grad():
         torch.manual_seed(1)
-        before = float(model.loss(eval_y, eval_x)["loss"])
-    result = fit(model, tiny_data, TrainConfig(epochs=16, batch_size=32, lr=3e-3, seed=0))
+        before = float(model.loss(eval_y, eval_x, beta)["loss"])
+    result = fit(model, tiny_data, train)
     assert result.status == "completed", result.message
     with torch.no_grad():
         torch.manual_seed(1)
-        after = float(model.loss(eval_y, eval_x)["loss"])
+        after = float(model.loss(eval_y, eval_x, beta)["loss"])
     # measured: after / before between 0.42 and 0.64 for every combination
     assert after < 0.75 * before, (before, after)
     first, last = result.history["epochs"][0]["train"]["loss"], result.history["epochs"][-1]["train"]["loss"]
