@@ -98,6 +98,12 @@ with tabs[0]:
             else:
                 st.success(f"All {cfg.latent_dim} dimensions are active: each one's posterior mean varies across "
                            "the data.", icon=":material/check_circle:")
+            trained_beta = record.train_config.beta if record.train_config is not None else None
+            if trained_beta is not None and trained_beta != 1:
+                pull = ("pulls the posterior towards the prior and can leave dimensions inactive"
+                        if trained_beta > 1 else "lets the posterior stray further from the prior")
+                st.caption(f"This model trained with β = {trained_beta:g}: its objective weighted this KL by "
+                           f"{trained_beta:g}, which {pull}. The figures here are those of the true ELBO (β = 1).")
             if VARIANTS[cfg.variant].uses_alpha:
                 st.caption(f"The {VARIANTS[cfg.variant].title}'s objective weights this KL by α = {cfg.alpha:g}: the "
                            "stored metric `kl` is α times the total above.")

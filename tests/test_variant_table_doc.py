@@ -33,3 +33,4 @@ def test_the_table_has_one_row_per_variant_and_the_cli_prints_it(capsys):
     assert main(["variants"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listing] == list(VARIANTS)
+    assert "β-VAE" in listing[list(VARIANTS).index("beta-vae")] and "default β 4" in "\n".join(listing)

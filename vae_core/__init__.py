@@ -1,13 +1,13 @@
-"""Latent Lab's model core: VAE, CVAE, GSNN, hybrid and baseline models on MNIST-like images
+"""Latent Lab's model core: VAE, CVAE, GSNN, hybrid, baseline and β-VAE models on MNIST-like images
 (`VARIANTS`, the registry; `python -m vae_core variants` lists them).
 
 A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae_core`) or the app.
 
     from vae_core import ModelConfig, TrainConfig, build_model, prepare_data, fit, record_from_fit, save_checkpoint
-    cfg, tc = ModelConfig(variant="cvae", condition="label", latent_dim=2), TrainConfig(epochs=5)
+    cfg, tc = ModelConfig(variant="beta-vae", latent_dim=2), TrainConfig(epochs=5)   # beta: the variant's (4)
     model = build_model(cfg)
     result = fit(model, prepare_data(tc), tc)
-    save_checkpoint("runs/cvae.safetensors", model, record_from_fit(cfg, tc, result, name="my cvae"))
+    save_checkpoint("runs/bvae.safetensors", model, record_from_fit(cfg, tc, result, name="my beta-vae"))
 """
 from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint, read_record, save_checkpoint
 from .config import CONDITIONS, DATASETS, PRIORS, ModelConfig, TrainConfig, variant_names

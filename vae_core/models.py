@@ -7,7 +7,7 @@ Three networks, named as in the paper and in Pyro's CVAE example:
     generation_net   p(y | x, z)   (x, z) -> pixel logits (Bernoulli)
 
 plus `baseline_net`, a deterministic x -> y network. The variants (vae, cvae, gsnn, hybrid,
-baseline) are the same module with different objectives; `VARIANTS` says which networks each
+baseline, beta-vae) are the same module with different objectives; `VARIANTS` says which networks each
 one builds, which loss it trains with (vae_core.losses) and its per-variant defaults.
 
 Shapes: y is float [B, P] in [0, 1] (P = image pixels, images of [B, H, W] are flattened);
@@ -94,6 +94,9 @@ VARIANTS: dict[str, Variant] = {
                       loss_text="alpha · L_cvae + (1 − alpha) · L_gsnn"),
     "baseline": Variant("Baseline NN", "deterministic x -> y, no latent", losses.baseline_objective,
                         ("baseline",), uses_kl=False, loss_text="recon of a deterministic x → y network"),
+    "beta-vae": Variant("β-VAE", "unconditional VAE with a heavier KL weight β (Higgins et al., 2017)",
+                        losses.elbo_objective, ("recognition", "generation"), conditional=False, default_beta=4.0,
+                        loss_text="recon + β · KL(q(z|y) ‖ N(0, I)), β > 1 (Higgins et al., 2017)"),
 }
 
 # Where z comes from in training, in the paper's order of the models it compares (Sohn et al., 2015, Table 2:

@@ -105,8 +105,9 @@ def test_loss_goes_down_on_a_tiny_problem(variant, condition, quadrants, prior, 
     with torch.no_grad():
         torch.manual_seed(1)
         after = float(model.loss(eval_y, eval_x, beta)["loss"])
-    # measured: after / before between 0.42 and 0.64 for every combination
-    assert after < 0.75 * before, (before, after)
+    # measured: after / before between 0.42 and 0.64 for every combination with beta = 1; 0.88 for the beta-vae
+    # (beta = 4: the heavier KL leaves the code little room on this tiny problem, so less of the loss can go)
+    assert after < (0.75 if beta == 1 else 0.95) * before, (before, after)
     first, last = result.history["epochs"][0]["train"]["loss"], result.history["epochs"][-1]["train"]["loss"]
     assert last < first
 
