@@ -18,6 +18,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .config import TrainConfig
+from .cpu import AdaptiveThreads
 from .data import ImageDataset, batches, load_dataset, make_batch
 from .models import VARIANTS
 
@@ -229,13 +230,26 @@ def trained_parameters(model, train_config: TrainConfig) -> list:
 
 
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
-        callbacks: Iterable[Any] = ()) -> FitResult:
+        callbacks: Iterable[Any] = (), *, threads: int | str | None = "auto") -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks` (see _fit).
     With freeze_decoder the weights outside the recognition net take no gradient while it runs. A beta of None
-    is the variant's default (TrainConfig.for_variant)."""
+    is the variant's default (TrainConfig.for_variant).
+
+    threads (CPU only): "auto" follows the cores other processes leave free, checked every few seconds
+    (vae_core.cpu.AdaptiveThreads: a lone run uses every core, one beside other work steps down to one thread);
+    a number fixes torch's thread count for the run; None leaves it as it is. torch's count is put back after."""
     train_config = train_config.for_variant(model.config.variant)
     trained = {id(p) for p in trained_parameters(model, train_config)}
     frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    callbacks = list(callbacks)
+    threads_before = torch.get_num_threads()
+    on_cpu = resolve_device(train_config.device).type == "cpu"
+    if on_cpu and threads == "auto" and not any(isinstance(cb, AdaptiveThreads) for cb in callbacks):
+        callbacks.append(AdaptiveThreads())
+    elif on_cpu and isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+        torch.set_num_threads(threads)
+    elif threads not in (None, "auto"):
+        raise ValueError(f"threads must be 'auto', a positive whole number or None; got {threads!r}")
     for p in frozen:
         p.requires_grad_(False)
     try:
@@ -243,6 +257,8 @@ def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     finally:
         for p in frozen:
             p.requires_grad_(True)
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
 
 
 def _fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
