@@ -30,9 +30,8 @@ FIRST_STEP_SECONDS = 0.2      # until a started run shows its first step, the pa
 LIVE_MAP_SIZE = (600, 420)    # pixels of the live latent map picture
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
-VARIANT_KEY = "train_variant"
-BETA_KEY = "train_beta"       # the β field: each variant starts it at its own default (VARIANTS[v].default_beta)
-BETA_MAX = 20.0
+BETA_MAX = 20.0               # the β field's top; each variant has its own field (key train_beta_<variant>), which
+                              # starts at the variant's default_beta and keeps what the person types for that variant
 # The classroom default: a 2-D VAE (256-256) on all 60,000 MNIST images for 4 epochs, batch 128, lr 1e-3; the
 # clusters form in front of the class. Measured on this project's 2-core machine with `nice -n 19` and one torch
 # thread at load 0.7: test loss (2,000 images) 163.5, 157.4, 153.9, 151.6 nats after epochs 1-4, 21.8 s wall
@@ -72,13 +71,6 @@ busy = job is not None and job.active
 others = [j.id for j in mine if j.active and (job is None or j.id != job.id)]  # active, but not shown
 
 # ---------------------------------------------------------------------------- settings
-def variant_defaults() -> None:
-    """A newly picked variant brings its own defaults: the β field starts at its default_beta (4 for a β-VAE)."""
-    kind = VARIANTS.get(st.session_state.get(VARIANT_KEY))
-    if kind is not None:
-        st.session_state[BETA_KEY] = min(float(kind.default_beta), BETA_MAX)
-
-
 # While a run trains, and after it, the settings fold away so the charts sit near the top.
 if job is None:
     settings_box = st.container(border=True)
@@ -91,7 +83,7 @@ with settings_box:
     with model_col:
         st.markdown("**Model**")
         variant = st.selectbox("Variant", list(VARIANTS), format_func=lambda v: VARIANTS[v].title,
-                               key=VARIANT_KEY, disabled=busy, on_change=variant_defaults, **KEEP,
+                               key="train_variant", disabled=busy, **KEEP,
                                help="; ".join(f"{v.title}: {v.description}" for v in VARIANTS.values()))
         kind = VARIANTS[variant]
         st.caption(kind.description)
@@ -124,9 +116,9 @@ with settings_box:
         st.markdown("**Objective and optimisation**")
         beta = kind.default_beta
         if kind.uses_kl:
-            st.session_state.setdefault(BETA_KEY, min(float(kind.default_beta), BETA_MAX))  # a first visit
-            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=BETA_MAX, step=0.1,
-                                   key=BETA_KEY, disabled=busy, **KEEP,
+            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=BETA_MAX,
+                                   value=min(float(kind.default_beta), BETA_MAX), step=0.1,
+                                   key=f"train_beta_{variant}", disabled=busy, **KEEP,
                                    help=f"β = 1 is the true ELBO; a {kind.title} starts at {kind.default_beta:g}. "
                                         "The test loss is always scored with β = 1.")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=DEFAULT_EPOCHS, step=1, key="train_epochs",

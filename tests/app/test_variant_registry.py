@@ -74,7 +74,7 @@ def test_a_registered_variant_reaches_the_cli_train_home_compare_and_diagnose(to
     assert not errors_of(app)
     assert "a VAE whose KL counts half" in " ".join(c.value for c in app.caption)
     assert "train_condition" not in [s.key for s in app.selectbox]  # unconditional, as its registry entry says
-    assert app.number_input(key="train_beta").value == 0.5
+    assert app.number_input(key="train_beta_toy").value == 0.5
 
     # Compare: named among the unconditional models it does not compare
     app.switch_page("pages/compare.py").run()
@@ -127,20 +127,25 @@ def runs(tmp_path, model_dir, monkeypatch):
     shutdown_all()
 
 
+def beta_fields(at) -> dict[str, float]:
+    """The β fields the page shows, by key: one at a time, that of the picked variant."""
+    return {n.key: n.value for n in at.number_input if n.key.startswith("train_beta")}
+
+
 def test_picking_the_beta_vae_starts_the_beta_field_at_4_and_trains_with_it(app, runs):
     app.switch_page("pages/train.py").run()
-    beta = app.number_input(key="train_beta")
-    assert beta.value == 1.0                                       # the default variant, the VAE
+    assert beta_fields(app) == {"train_beta_vae": 1.0}                 # the default variant, the VAE
     app.selectbox(key="train_variant").set_value("beta-vae").run()
     assert not errors_of(app)
-    assert app.number_input(key="train_beta").value == 4.0
-    app.number_input(key="train_beta").set_value(2.5).run()        # a hand-set β stays while the variant does
-    app.text_input(key="train_hidden").set_value("16").run()
-    assert app.number_input(key="train_beta").value == 2.5
-    app.selectbox(key="train_variant").set_value("vae").run()      # another variant: its own default
-    assert app.number_input(key="train_beta").value == 1.0
+    assert beta_fields(app) == {"train_beta_beta-vae": 4.0}
+    app.selectbox(key="train_variant").set_value("vae").run()
+    app.number_input(key="train_beta_vae").set_value(0.5).run()        # a hand-set β of the VAE ...
+    app.selectbox(key="train_variant").set_value("beta-vae").run()     # ... leaves the β-VAE's at 4
+    assert beta_fields(app) == {"train_beta_beta-vae": 4.0}
+    app.selectbox(key="train_variant").set_value("vae").run()          # ... and is kept for the VAE
+    assert beta_fields(app) == {"train_beta_vae": 0.5}
     app.selectbox(key="train_variant").set_value("beta-vae").run()
-    assert app.number_input(key="train_beta").value == 4.0
+    assert beta_fields(app) == {"train_beta_beta-vae": 4.0}
     assert "Will train a **beta-vae | 2-D latent** model" in texts_of(app)
 
     snap = run_a_tiny_job(app)

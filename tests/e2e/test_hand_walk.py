@@ -349,7 +349,7 @@ def test_walk_train(page, server):
     hand.after("variant VAE")
     select_option(page, page.locator(f"{MAIN} .st-key-train_dataset input"), "mnist")
     hand.after("data set mnist")
-    for key, value in (("train_latent", 2), ("train_beta", 0.5), ("train_seed", 7), ("train_epochs", 200)):
+    for key, value in (("train_latent", 2), ("train_beta_vae", 0.5), ("train_seed", 7), ("train_epochs", 200)):
         hand.type_number(page.locator(f"{MAIN} .st-key-{key} input"), value, f"type {value} into {key}")
     hidden = page.locator(f"{MAIN} .st-key-train_hidden input")
     hidden.fill("16")
