@@ -52,15 +52,17 @@ class ModelEntry:
         latent size are in the caption under the picker)."""
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
-        return self.title or self.name
+        name = self.title or self.name
+        return f"{name} · imported" if self.record.source is not None else name
 
 
-def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
+def recommended_rank(entry: ModelEntry) -> tuple[int, int, int]:
     """Sort key of the recommended order: MNIST before other data sets (Home speaks of handwritten
     digits), and within a data set the 2-D VAE first (it has the map and the manifold a class starts
-    with), then other unconditional models, label models, quadrant models; unreadable files last."""
+    with), then other unconditional models, label models, quadrant models; of each kind, Latent Lab's own
+    models before those trained elsewhere and imported; unreadable files last."""
     if entry.error or entry.config is None:
-        return (2, 0)
+        return (2, 0, 0)
     cfg = entry.config
     if cfg.condition == "none":
         kind = 0 if cfg.has_latent and cfg.latent_dim == 2 else 1
@@ -68,7 +70,7 @@ def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
         kind = {"label": 2, "quadrants": 3}.get(cfg.condition, 4)
     if not cfg.has_latent:
         kind = 5
-    return (0 if entry.dataset == "mnist" else 1, kind)
+    return (0 if entry.dataset == "mnist" else 1, kind, int(entry.record.source is not None))
 
 
 def model_dirs() -> list[Path]:
@@ -249,7 +251,8 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 
 def _model_caption(entry: ModelEntry) -> str:
     """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
-    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`"
+    origin = entry.record.origin()
+    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
 
 
 def _short(path: Path) -> Path:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
 from ui.model_catalogue import save_dir
+from vae_core.validation import SettingError, quote
 
 OWNER_PARAM = "owner"
 OWNER_KEY = "_train_owner"
@@ -38,8 +39,9 @@ def jobs() -> JobService:
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 512' -> (512, 512); a sentence in a ValueError otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"hidden layers must be whole numbers separated by commas, like 512, 512; got {text!r}")
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SettingError("hidden layers must be whole numbers separated by commas, like 512, 512; "
+                           f"got {quote(text)}.")
     return tuple(int(p) for p in parts)
 
 

@@ -8,6 +8,8 @@ A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae
     model = build_model(cfg)
     result = fit(model, prepare_data(tc), tc)
     save_checkpoint("runs/bvae.safetensors", model, record_from_fit(cfg, tc, result, name="my beta-vae"))
+
+A VAE trained by other code: `explore(model)` (vae_core/importers.py; the protocol is in vae_core/external.py).
 """
 from .cpu import prefer_sleeping_threads
 
@@ -19,6 +21,8 @@ from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_
                    make_batch, quadrant_input, quadrant_mask)
 from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, evaluation_work, interpolate,
                          log_likelihood, log_likelihood_per_example, manifold_grid, sample_diversity)
+from .external import OnnxModel, decoder_onnx, decoder_spec
+from .importers import explore
 from .models import (VARIANTS, LatentModel, Variant, build_model, compared_variants, unconditional_variants,
                      variant_table)
 from .record import CheckpointRecord, History, record_from_fit
