@@ -18,7 +18,7 @@ from ui.images import grid, upscale
 from ui.model_catalogue import available_models, load_model, model_picker
 from ui.plots import loss_curves
 from ui.routing import route_through_app
-from vae_core import VARIANTS, CheckpointError
+from vae_core import VARIANTS, CheckpointError, plain_variant
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, default_quadrants, diagnostics_unavailable_reason,
                                   kl_unavailable_reason)
 
@@ -34,8 +34,9 @@ st.caption("Visual debugging for a model that misbehaves: KL per latent dimensio
            "aggregate posterior against the prior, the worst test images, whether the likelihood estimate is "
            "trustworthy, and the checkpoint's own training history and settings.")
 
-# opens on the family's reference model (the plain VAE) with a 2-D latent when there is one
-picked = model_picker(prefer=(lambda c: VARIANTS[c.variant].reference and c.latent_dim == 2, lambda c: c.has_latent))
+# opens on the plain VAE with a 2-D latent when there is one (the registry's plain unconditional variant)
+picked = model_picker(prefer=(lambda c: c.variant == plain_variant(False) and c.latent_dim == 2,
+                              lambda c: c.has_latent))
 if picked is None:
     st.stop()
 model, record = picked

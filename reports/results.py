@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from vae_core import (CLASS_NAMES, VARIANTS, CheckpointError, DatasetUnavailable, compared_variants,
-                      list_checkpoints, load_checkpoint, load_dataset, make_batch, manifold_grid)
+                      list_checkpoints, load_checkpoint, load_dataset, make_batch, manifold_grid, plain_variant)
 from vae_core.data import hidden_pixels
 from vae_core.atomic import check_writable_file, write_atomic, write_text_atomic
 
@@ -77,11 +77,6 @@ def _load_all(folder: Path):
     return models
 
 
-def _reference() -> str:
-    """The family's reference model (the plain VAE), as the registry marks it: the 2-D VAE sections show one."""
-    return next(name for name, v in VARIANTS.items() if v.reference)
-
-
 def _label_variants() -> list[str]:
     """The stochastic conditional variants, in registry order: the label section's rows and sample picture."""
     return [name for name, v in VARIANTS.items() if v.conditional and v.has_latent]
@@ -138,7 +133,7 @@ def _vae_section(models) -> list[str]:
     lines = ["## 2-D VAEs", "",
               "| model | data set | test -ELBO | test NLL (IS) | S | target | met? |", "|---|---|---|---|---|---|---|"]
     for ds in ("mnist", "fashion-mnist"):
-        name, m, record = _find(models, _reference(), "none", ds)
+        name, m, record = _find(models, plain_variant(False), "none", ds)
         if m is None:
             lines.append(f"| (no 2-D vae for {ds}) | | | | | | |")
             continue
@@ -243,7 +238,7 @@ def _save_png(image, path: Path) -> None:
 def _pictures(models, where: Path) -> list[tuple[str, str]]:
     pics = []
     torch.manual_seed(0)
-    name, m, record = _find(models, _reference(), "none", "mnist")
+    name, m, record = _find(models, plain_variant(False), "none", "mnist")
     if m is not None:
         grid, _ = manifold_grid(m, 20)
         _save_png(image_grid(grid, pad=0, scale=1), where / "mnist_manifold.png")

@@ -23,8 +23,8 @@ from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_los
                          log_likelihood, log_likelihood_per_example, manifold_grid, sample_diversity)
 from .external import OnnxModel, decoder_onnx, decoder_spec
 from .importers import explore
-from .models import (VARIANTS, LatentModel, Variant, build_model, compared_variants, unconditional_variants,
-                     variant_table)
+from .models import (VARIANTS, LatentModel, Variant, build_model, compared_variants, plain_variant,
+                     unconditional_variants, variant_table)
 from .record import CheckpointRecord, History, record_from_fit
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data
 

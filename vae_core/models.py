@@ -46,7 +46,8 @@ class Variant:
     uses_kl: bool = True             # its loss has a KL term, so beta and KL warm-up apply
     uses_alpha: bool = False         # mixes two objectives by ModelConfig.alpha (the hybrid)
     default_beta: float = 1.0        # the KL weight a run uses unless told otherwise (TrainConfig.beta = None)
-    reference: bool = False          # the family's reference model (the plain VAE): Diagnose opens on one first
+    plain: bool = False              # the plain ELBO model of its kind (VAE, CVAE): an imported VAE or CVAE becomes
+                                     # one (plain_variant), and Diagnose opens on an unconditional one first
     loss_text: str = ""              # the loss per example, for the variant table (README); "" shows the description
 
     @property
@@ -82,10 +83,11 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "vae": Variant("VAE", "unconditional, z ~ q(z|y), KL to N(0, I)", losses.elbo_objective,
-                   ("recognition", "generation"), conditional=False, reference=True,
+                   ("recognition", "generation"), conditional=False, plain=True,
                    loss_text="recon + β · KL(q(z|y) ‖ N(0, I))"),
     "cvae": Variant("CVAE", "conditional, z ~ q(z|x,y), KL to p(z|x)", losses.elbo_objective,
-                    ("prior", "recognition", "generation"), loss_text="recon + β · KL(q(z|x,y) ‖ p(z|x))"),
+                    ("prior", "recognition", "generation"), plain=True,
+                    loss_text="recon + β · KL(q(z|x,y) ‖ p(z|x))"),
     "gsnn": Variant("GSNN", "trained with z ~ p(z|x), as used at test time (no KL)", losses.gsnn_objective,
                     ("prior", "generation"), uses_kl=False,
                     loss_text="recon only (the recognition net is the prior net)"),
@@ -110,6 +112,12 @@ def compared_variants(with_latent: bool | None = None) -> list[str]:
     side. with_latent=True: only the stochastic ones (they have samples); False: only the deterministic ones."""
     names = [n for n, v in VARIANTS.items() if v.conditional and (with_latent is None or v.has_latent == with_latent)]
     return sorted(names, key=lambda n: TRAINS_ON.index(VARIANTS[n].trains_on))
+
+
+def plain_variant(conditional: bool) -> str:
+    """The plain ELBO variant (flag `plain`) that takes a condition or not: the VAE, or the CVAE. A model trained
+    elsewhere (vae_core/importers.py, vae_core/external.py) becomes one, and Diagnose opens on the VAE."""
+    return next(name for name, v in VARIANTS.items() if v.plain and v.conditional == conditional)
 
 
 def unconditional_variants() -> list[str]:

@@ -18,7 +18,7 @@ TINY_TRAIN = ["--hidden-dims", "16", "--epochs", "1", "--batch-size", "64", "--e
 def test_the_registry_entry():
     kind = VARIANTS["beta-vae"]
     assert kind.title == "β-VAE" and kind.default_beta == 4.0
-    assert not kind.conditional and kind.uses_kl and kind.has_latent and not kind.reference
+    assert not kind.conditional and kind.uses_kl and kind.has_latent and not kind.plain
     assert kind.objective is VARIANTS["vae"].objective and kind.nets == VARIANTS["vae"].nets  # only β differs
 
 

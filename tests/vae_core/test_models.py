@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vae_core import VARIANTS, ModelConfig, TrainConfig, build_model, fit, make_batch, variant_table
-from vae_core.models import TRAINS_ON
+from vae_core.models import TRAINS_ON, plain_variant
 
 P = 64  # 8 x 8 pixels
 B = 6
@@ -36,7 +36,8 @@ def batch_for(config, data, n=B, quadrants=None):
 def test_registry_names_every_variant():
     """Every registered variant is covered by the tests below (COMBOS reads the registry) and its entry is whole:
     a name the CLI and file names can carry, a title no other variant has, nets that exist, a per-variant default
-    β the config accepts, a row in the variant table; and exactly one reference model (Diagnose opens on it)."""
+    β the config accepts, a row in the variant table; and exactly one plain ELBO model with a condition and one without (imported
+    models become them, Diagnose opens on the VAE)."""
     assert {v for v, *_ in COMBOS} == set(VARIANTS)
     titles = [v.title for v in VARIANTS.values()]
     assert len(set(titles)) == len(titles), titles
@@ -49,8 +50,11 @@ def test_registry_names_every_variant():
         assert TrainConfig(beta=v.default_beta).for_variant(name).beta == v.default_beta
         assert TrainConfig().for_variant(name).beta == v.default_beta
         assert f"| `{name}` | " in table, name
-    assert sum(v.reference for v in VARIANTS.values()) == 1
-    assert VARIANTS[next(n for n, v in VARIANTS.items() if v.reference)].conditional is False
+    for conditional in (False, True):
+        plain = [n for n, v in VARIANTS.items() if v.plain and v.conditional == conditional]
+        assert len(plain) == 1 and plain_variant(conditional) == plain[0], plain
+        kind = VARIANTS[plain[0]]
+        assert kind.trains_on == "q" and kind.uses_kl and kind.default_beta == 1 and not kind.uses_alpha
 
 
 @pytest.mark.parametrize("variant, condition, quadrants, prior", COMBOS, ids=IDS)
