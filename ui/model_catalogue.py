@@ -117,14 +117,16 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
 
 def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Two models with the same display name (everyone's default is vae_2d) would look identical in the
-    picker: their titles get the file name added (and its folder, when the file names clash too)."""
+    picker: their titles get the file's name added, without '.safetensors' so it fits the sidebar's box (and its
+    folder, when the file names clash too)."""
     names = Counter(e.name for e in entries if e.error is None)
     files = Counter(e.file_name for e in entries if e.error is None and names[e.name] > 1)
 
     def title(e: ModelEntry) -> str:
         if names[e.name] < 2:
             return e.name
-        where = f"{Path(e.path).parent.name}/{e.file_name}" if files[e.file_name] > 1 else e.file_name
+        stem = Path(e.path).stem
+        where = f"{Path(e.path).parent.name}/{stem}" if files[e.file_name] > 1 else stem
         return f"{e.name} ({where})"
     return [replace(e, title=title(e)) for e in entries]
 
