@@ -14,13 +14,14 @@ from pathlib import Path
 
 import torch
 
-from vae_core import (CLASS_NAMES, CheckpointError, DatasetUnavailable, list_checkpoints, load_checkpoint,
-                      load_dataset, make_batch, manifold_grid)
+from vae_core import (CLASS_NAMES, VARIANTS, CheckpointError, DatasetUnavailable, compared_variants,
+                      list_checkpoints, load_checkpoint, load_dataset, make_batch, manifold_grid, plain_variant)
 from vae_core.data import hidden_pixels
 from vae_core.record import beta_sweeps
 from vae_core.atomic import check_writable_file, write_atomic, write_text_atomic
 
 SWEEP_FOLDER = "beta-sweep"    # checkpoints/beta-sweep/: the shipped β sweep (issue 23)
+# Reference figures of two specific models of the paper's family, keyed by the variant they were measured for
 PYRO = {"baseline": (100.4, 61.9, 25.4), "cvae": (71.8, 51.0, 24.2)}
 CVAE_SPARE = (1.0, 0.0, 0.0)   # issue 14: the quadrant CVAE beats Pyro's CVAE by at least 1 nat at 1 quadrant
 VAE_TARGET = (135.0, 132.0)    # issue 14: 2-D MNIST VAE test -ELBO and importance-sampled NLL (S = 1,000)
@@ -78,6 +79,11 @@ def _load_all(folder: Path):
     return models
 
 
+def _label_variants() -> list[str]:
+    """The stochastic conditional variants, in registry order: the label section's rows and sample picture."""
+    return [name for name, v in VARIANTS.items() if v.conditional and v.has_latent]
+
+
 def _find(models, variant, condition, dataset="mnist"):
     """(file stem, model, record) of the first shipped model of a kind that Latent Lab trained, or Nones (a model
     trained elsewhere and imported, such as mnist-conv-vae-2d, is not one of the project's results)."""
@@ -132,7 +138,7 @@ def _vae_section(models) -> list[str]:
     lines = ["## 2-D VAEs", "",
               "| model | data set | test -ELBO | test NLL (IS) | S | target | met? |", "|---|---|---|---|---|---|---|"]
     for ds in ("mnist", "fashion-mnist"):
-        name, m, record = _find(models, "vae", "none", ds)
+        name, m, record = _find(models, plain_variant(False), "none", ds)
         if m is None:
             lines.append(f"| (no 2-D vae for {ds}) | | | | | | |")
             continue
@@ -189,14 +195,14 @@ def _quadrant_section(models) -> list[str]:
               "| model | NLL MC q1 | q2 | q3 | NLL IS q1 | q2 | q3 | diversity q1 | q2 | q3 | S |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     quad = {}
-    for variant in ("baseline", "gsnn", "cvae", "hybrid"):
+    for variant in compared_variants():  # the paper's order: baseline, GSNN, CVAE, hybrid
         name, m, record = _find(models, variant, "quadrants")
         if m is None:
             lines.append(f"| {variant} (missing) |" + " |" * 10)
             continue
         per = [record.metric_block(k) or {} for k in (1, 2, 3)]
         quad[variant] = per
-        label = f"{variant} (α={m.config.alpha:g})" if variant == "hybrid" else variant
+        label = f"{variant} (α={m.config.alpha:g})" if VARIANTS[variant].uses_alpha else variant
         lines.append(f"| `{name}`: {label} | " + " | ".join(_fmt(p.get("nll_mc", p.get("neg_elbo"))) for p in per)
                      + " | " + " | ".join(_fmt(p.get("nll_is", p.get("neg_elbo"))) for p in per)
                      + " | " + " | ".join(_fmt(p.get("diversity", 0.0), 2) for p in per)
@@ -240,7 +246,7 @@ def _label_section(models, cpath: Path) -> list[str]:
         classifier, cmeta = load_classifier(cpath)
     except CheckpointError as e:
         print(f"no classifier: {e}")
-    for variant in ("cvae", "gsnn", "hybrid"):
+    for variant in _label_variants():
         name, m, record = _find(models, variant, "label")
         if m is None:
             lines.append(f"| {variant} (missing) | | | | | |")
@@ -264,7 +270,7 @@ def _save_png(image, path: Path) -> None:
 def _pictures(models, where: Path) -> list[tuple[str, str]]:
     pics = []
     torch.manual_seed(0)
-    name, m, record = _find(models, "vae", "none", "mnist")
+    name, m, record = _find(models, plain_variant(False), "none", "mnist")
     if m is not None:
         grid, _ = manifold_grid(m, 20)
         _save_png(image_grid(grid, pad=0, scale=1), where / "mnist_manifold.png")
@@ -275,7 +281,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
             _save_png(scatter_png(means, labels, CLASS_NAMES["mnist"]), where / "mnist_latent_map.png")
             pics.append(("mnist_latent_map.png", f"Test-set latent means of `{name}`, coloured by digit"))
     rows, titles = [], []
-    for variant in ("cvae", "gsnn", "hybrid"):
+    for variant in _label_variants():
         n, mm, _ = _find(models, variant, "label")
         if mm is not None:
             torch.manual_seed(1)
@@ -292,7 +298,7 @@ def _pictures(models, where: Path) -> list[tuple[str, str]]:
     idx = torch.tensor([3, 2, 1, 18, 4, 8])
     strips = []
     for k in (1, 2, 3):
-        for variant in ("baseline", "gsnn", "cvae", "hybrid"):
+        for variant in compared_variants():
             n, mm, _ = _find(models, variant, "quadrants")
             if mm is None:
                 continue

@@ -20,7 +20,7 @@ import torch
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
-from vae_core import CheckpointRecord, make_batch
+from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, active_units, aggregate_density, conditional_gaussians,
                                   importance_curve, per_example_terms, posterior_moments, sample_sizes)
 from vae_core.data import batches
@@ -432,12 +432,15 @@ def same_z_reason(a, b) -> str | None:
 def conditional_view_reason(config) -> str | None:
     if not config.has_latent:
         return "A baseline model has no latent code, so there is no p(z|x) or q(z|x,y) to draw."
+    info = VARIANTS[config.variant]
+    with_both = " or ".join(VARIANTS[v].title for v in compared_variants(with_latent=True)
+                            if not VARIANTS[v].recognition_is_prior)   # the CVAE or hybrid
     if config.condition == "none":
-        return ("A VAE has no condition x: its prior is N(0, I) for every image (the aggregate-posterior view "
-                "compares q with it). Pick a CVAE or hybrid to see p(z|x) against q(z|x,y).")
-    if config.variant == "gsnn":
-        return ("A GSNN's recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide and "
-                "their KL is zero. Pick a CVAE or hybrid.")
+        return (f"A {info.title} has no condition x: its prior is N(0, I) for every image (the aggregate-posterior "
+                f"view compares q with it). Pick a {with_both} to see p(z|x) against q(z|x,y).")
+    if info.recognition_is_prior:
+        return (f"A {info.title}'s recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide "
+                f"and their KL is zero. Pick a {with_both}.")
     if config.prior == "standard":
         return "This model's prior is N(0, I) whatever x is; the view compares a learned p(z|x) with q(z|x,y)."
     return None

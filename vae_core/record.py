@@ -144,8 +144,13 @@ class CheckpointRecord:
 
     @field_validator("train_config", mode="before")
     @classmethod
-    def _train_config(cls, value):
-        return TrainConfig.from_dict(value) if isinstance(value, dict) else value
+    def _train_config(cls, value, info):
+        """A TrainConfig, with a beta of None (the variant's default) resolved: a record states the beta used."""
+        config = TrainConfig.from_dict(value) if isinstance(value, dict) else value
+        model = info.data.get("model_config")
+        if isinstance(config, TrainConfig) and isinstance(model, ModelConfig):
+            config = config.for_variant(model.variant)
+        return config
 
     # ------------------------------------------------------------------ writing
     def to_json(self) -> str:
