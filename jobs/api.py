@@ -29,7 +29,7 @@ import numpy as np
 from vae_core import ModelConfig, TrainConfig
 
 from .limits import Limits, read_limits, weights_problem
-from .table import ACTIVE, FINISHED, RUNNING, JobRow, JobTable
+from .table import ACTIVE, FINISHED, RUNNING, Caps, JobRow, JobTable, Refused
 from .worker import REDRAW_SECONDS, pictures_of_result, settings_from_dict, settings_to_dict
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -213,14 +213,13 @@ class JobService:
         problem = weights_problem(model_config, self.limits)
         if problem:
             raise JobRefused(problem)
-        running = len(self.table.with_status(*RUNNING))
-        queued = len(self.table.with_status("queued"))
-        if running >= self.limits.max_runs and queued >= self.limits.max_queued:
-            raise JobRefused(f"The queue is full ({queued} runs waiting, {running} training); "
-                             "try again when one has finished.")
         settings = settings_to_dict(model_config, train_config)
         settings["data_root"] = None if data_root is None else str(data_root)
-        job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id)
+        caps = Caps(max_runs=self.limits.max_runs, max_queued=self.limits.max_queued)
+        try:  # the caps are counted and the row inserted in one transaction: no burst beats them
+            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id, caps=caps)
+        except Refused as e:
+            raise JobRefused(str(e)) from None
         self._wake.set()
         return job_id
 

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import animations as ani
+from ui import beta_sweep
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
 from ui import live_encoder as le
@@ -52,6 +53,16 @@ presenting = pv.presenter_toggle()   # ?present=1 or the sidebar switch: a proje
 dt.ensure_z(path, model)
 
 
+def keep_z(old: str, new: str) -> None:
+    """The β slider moves to another model of the sweep: the latent code stays where it is (the same z, decoded
+    by another decoder), rather than going back to the prior's mean as a newly picked model does."""
+    if st.session_state.get(dt.Z_OWNER_KEY) == [old, cfg.latent_dim]:
+        st.session_state[dt.Z_OWNER_KEY] = [new, cfg.latent_dim]
+
+
+beta_sweep.sweep_panel(record, on_move=keep_z)
+
+
 def class_picker(key: str, label: str = "Class") -> int | None:
     """A horizontal choice of the class for a label-conditioned model (None for a plain VAE)."""
     if cfg.condition != "label":
@@ -72,7 +83,7 @@ def explorer() -> None:
     label = class_picker("decoder_label", "Decode as class")
     if presenting:
         pv.bar()
-        pv.keys(model=model, path=path, label=label)
+        pv.keys(model=model, path=path, label=label, on_move=keep_z)
     why_not = lp.unavailable(model) if in_browser else None
     if in_browser and why_not is None:
         browser_explorer(label)

@@ -3,8 +3,8 @@ progress bar, download it. The frames and the encoding are vae_core/animation.py
 can be animated (the interpolation, a loop across the manifold, the run's snapshots, the beta sweep this
 model belongs to) and draws the controls.
 
-A beta sweep is read from the model folders: the checkpoints with the same data set, model config and
-training settings as this one but for the KL weight beta (TrainConfig.beta), in order of beta.
+The beta sweep is ui/beta_sweep.py's (the models of one data set, model config and training settings but
+the KL weight beta, in order of beta).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import time
 
 import streamlit as st
 
-from ui.model_catalogue import ModelEntry, available_models, load_model
+from ui import beta_sweep
+from ui.model_catalogue import load_model
 from vae_core import animation as an
 
 RESULT_KEY = "animation_result"   # the last animation made in this session: {"what", "fmt", "bytes", ...}
@@ -23,27 +24,14 @@ SWEEP = "β sweep"
 MIME = {"gif": "image/gif", "mp4": "video/mp4"}
 
 
-def sweep_of(path: str) -> list[ModelEntry]:
-    """The beta sweep holding the checkpoint at `path`, in order of beta: at least two models of one data set
-    and model config trained with the same settings but beta (one per beta: this one, else the first listed),
-    or [] when there is none."""
-    entries = [e for e in available_models() if e.error is None and e.record.train_config is not None]
-    me = next((e for e in entries if e.path == str(path)), None)
-    if me is None:
-        return []
-    def recipe(e: ModelEntry) -> tuple:
-        settings = {k: v for k, v in e.record.train_config.to_dict().items() if k != "beta"}
-        return e.dataset, e.config, repr(sorted(settings.items()))
-
-    by_beta: dict[float, ModelEntry] = {beta_of(me): me}
-    for e in entries:
-        if recipe(e) == recipe(me):
-            by_beta.setdefault(beta_of(e), e)
-    return [by_beta[b] for b in sorted(by_beta)] if len(by_beta) > 1 else []
+def sweep_of(path: str) -> list:
+    """The β sweep (records, in order of β) holding the checkpoint at `path`, or [] (ui/beta_sweep.py finds it:
+    the models of one data set, model config and training settings but β)."""
+    return beta_sweep.sweep_of(str(path)) or []
 
 
-def beta_of(entry: ModelEntry) -> float:
-    return float(entry.record.train_config.beta)
+def beta_of(record) -> float:
+    return float(record.beta)
 
 
 def choices(record, path: str) -> list[str]:
@@ -68,11 +56,11 @@ def make_frames(what: str, model, record, path: str, *, ends=None, label=None, p
     if what == SWEEP:
         items = []
         sweep = sweep_of(path)
-        for k, entry in enumerate(sweep):
-            other, other_record = load_model(entry.path)
+        for k, member in enumerate(sweep):
+            other, other_record = load_model(member.path)
             stored = other_record.latent_means()
             means, labels = (stored[0][:2000], stored[1][:2000]) if stored else (None, None)
-            items.append((f"β = {beta_of(entry):g} · {entry.label}", other, means, labels))
+            items.append((f"β = {beta_of(member):g} · {member.display_name}", other, means, labels))
             if progress:
                 progress(0.5 * (k + 1) / len(sweep))
         frames = an.sweep_frames(items, label=label, progress=(lambda f: progress(0.5 + 0.5 * f)) if progress else None)

@@ -79,7 +79,9 @@ def encoder_problem(model) -> str | None:
     """Why the browser cannot run this model's encoder q(z|x,y), or None. It runs an MLP on (one-hot label,
     pixels), or Conv2d layers (each followed by a ReLU, then a Flatten) whose features join the label
     before an MLP; Dropout, the identity at inference, is skipped."""
-    net = getattr(model, "recognition_net", None)
+    if not hasattr(model, "recognition_net"):
+        return "the browser runs only Latent Lab's own MLP and convolutional encoders"
+    net = model.recognition_net
     if net is None:
         return "this model has no recognition network (its q(z|x) is the prior p(z|x), blind to the drawing)"
     if isinstance(net, ConvGaussianNet):
@@ -279,8 +281,10 @@ def live_encoder(path: str, model, record, *, label: int | None, on_send: Callab
             data["encoder"] = _cached_encoder(path, mkey)
             sent["encoders"].add(mkey)
         data["decoder"] = lp.decoder_problem(model) is None   # else no reconstruction (and nothing to ask for)
-        if data["decoder"]:
-            data.update({k: v for k, v in lp._model_data(path).items() if k == "weights"})
+        if data["decoder"]:   # latent_pad's weights and bookkeeping: one copy for both components
+            decoder_data, _ = lp._model_data(path, model, None)
+            if decoder_data.get("engine") == "mlp" and "weights" in decoder_data:
+                data["weights"] = decoder_data["weights"]
     if cfg.latent_dim == 2:
         data["map"] = f"{mkey}:map"
         if data["map"] not in sent["maps"]:

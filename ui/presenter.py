@@ -3,7 +3,7 @@ enlarges the type and the decoded digit, and gives keys on the Decoder page:
 
     ← → ↑ ↓   move z (z1 left/right, z2 up/down) by STEP
     space     a sample from the prior
-    b / B     the next / previous model of the β sweep this model belongs to (ui/animations.sweep_of);
+    b / B     the next / previous model of the β sweep this model belongs to (ui/beta_sweep.py), z kept;
               without a sweep the page says that nothing happens
 
 The keys come from a small components-v2 piece (ui/presenter/presenter.js) with one keydown listener on the
@@ -100,19 +100,20 @@ def move(z, action: str, step: float = STEP) -> list[float]:
 
 
 def beta_target(path: str, action: str):
-    """(the sweep entry b / B leads to, or None, and the sentence to show)."""
+    """(the sweep's record b / B leads to, or None, and the sentence to show)."""
     sweep = sweep_of(path)
     if not sweep:
         return None, "No β sweep holds this model, so b and B do nothing here."
-    at = next((i for i, e in enumerate(sweep) if e.path == str(path)), 0)
+    at = next((i for i, r in enumerate(sweep) if r.path == str(path)), 0)
     to = at + (1 if action == "beta_next" else -1)
     if not 0 <= to < len(sweep):
         end = "largest" if action == "beta_next" else "smallest"
         return None, f"β = {beta_of(sweep[at]):g} is the sweep's {end}; nothing happens."
-    return sweep[to], f"β = {beta_of(sweep[to]):g}: {sweep[to].label} ({to + 1} of {len(sweep)} in the sweep)."
+    return sweep[to], (f"β = {beta_of(sweep[to]):g}: {sweep[to].display_name} ({to + 1} of {len(sweep)} "
+                       "in the sweep).")
 
 
-def handle(action: str, *, model, path: str, label: int | None) -> None:
+def handle(action: str, *, model, path: str, label: int | None, on_move=None) -> None:
     """One key's effect (a callback: set z before the widgets are drawn; a new model reruns the whole page)."""
     st.session_state[COUNT_KEY] = st.session_state.get(COUNT_KEY, 0) + 1
     if action in ("left", "right", "up", "down"):
@@ -127,11 +128,13 @@ def handle(action: str, *, model, path: str, label: int | None) -> None:
         target, message = beta_target(path, action)
         st.session_state[MESSAGE_KEY] = message
         if target is not None:
+            if on_move is not None:    # as the β slider does (ui/beta_sweep.py): z stays where it is
+                on_move(path, target.path)
             choose_model(target.path)
             st.rerun()
 
 
-def keys(*, model, path: str, label: int | None, key: str = "presenter_keys") -> None:
+def keys(*, model, path: str, label: int | None, on_move=None, key: str = "presenter_keys") -> None:
     """Mount the key listener (presenter view only) with the last key's message."""
     if _COMPONENT is None:
         st.caption(f"The presenter's keys could not load ({_REGISTER_ERROR}); use the controls below.")
@@ -141,7 +144,7 @@ def keys(*, model, path: str, label: int | None, key: str = "presenter_keys") ->
         value = (st.session_state.get(key) or {}).get("key")
         action = value.get("action") if isinstance(value, dict) else None
         if action in ("left", "right", "up", "down", "sample", "beta_next", "beta_previous"):
-            handle(action, model=model, path=path, label=label)
+            handle(action, model=model, path=path, label=label, on_move=on_move)
 
     _COMPONENT(key=key, data={"message": st.session_state.get(MESSAGE_KEY, ""),
                               "count": st.session_state.get(COUNT_KEY, 0)},

@@ -12,6 +12,7 @@ import streamlit as st
 
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
 from ui.model_catalogue import save_dir
+from vae_core.validation import SettingError, quote
 
 OWNER_PARAM = "owner"
 OWNER_KEY = "_train_owner"
@@ -30,6 +31,13 @@ def owner_token() -> str:
     return token
 
 
+def known_owner() -> str | None:
+    """This browser's token when it already has one (from the URL or this session), else None: unlike
+    owner_token, it never makes one up or writes the URL (a page that only reads the owner's runs)."""
+    token = st.query_params.get(OWNER_PARAM) or st.session_state.get(OWNER_KEY)
+    return token if token and TOKEN_PATTERN.match(token) else None
+
+
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
@@ -38,8 +46,9 @@ def jobs() -> JobService:
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 512' -> (512, 512); a sentence in a ValueError otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"hidden layers must be whole numbers separated by commas, like 512, 512; got {text!r}")
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SettingError("hidden layers must be whole numbers separated by commas, like 512, 512; "
+                           f"got {quote(text)}.")
     return tuple(int(p) for p in parts)
 
 

@@ -72,7 +72,7 @@ def test_bad_requests_are_sentences():
 def test_a_sweep_is_found_in_order_of_beta(sweep_dir, monkeypatch):
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(sweep_dir))
     sweep = ani.sweep_of(str(sweep_dir / "sweep_beta_1.safetensors"))
-    assert [ani.beta_of(e) for e in sweep] == list(SWEEP_BETAS)
+    assert [ani.beta_of(r) for r in sweep] == list(SWEEP_BETAS)
     _, record = load_checkpoint(sweep_dir / "sweep_beta_1.safetensors")
     assert ani.SWEEP in ani.choices(record, str(sweep_dir / "sweep_beta_1.safetensors"))
     frames, fps, stem = ani.make_frames(ani.SWEEP, None, record, str(sweep_dir / "sweep_beta_1.safetensors"))

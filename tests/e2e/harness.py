@@ -48,9 +48,12 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app.py` on 127.0.0.1 in a child process; `url` once it listens."""
+    """`streamlit run app.py` (or another `script`) on 127.0.0.1 in a child process; `url` once it listens.
+    It runs in the repository's root, so .streamlit/config.toml there applies."""
 
-    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, log: Path | None = None):
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, log: Path | None = None,
+                 script: Path = ROOT / "app.py"):
+        self.script = Path(script)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -59,7 +62,7 @@ class StreamlitServer:
         self.started_at = 0.0
 
     def start(self) -> "StreamlitServer":
-        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+        cmd = [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(self.port),
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
