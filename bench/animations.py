@@ -67,7 +67,7 @@ def main() -> None:
     for p in sweep:
         m, r = load_checkpoint(p)
         stored = r.latent_means()
-        items.append((f"β = {r.train_config.beta:g}", m, *(stored if stored else (None, None))))
+        items.append((f"beta = {r.train_config.beta:g}", m, *(stored if stored else (None, None))))
     kinds = {
         "interpolation walk": lambda: an.walk_frames(model, [-2.0, -1.0], [2.0, 1.5], steps=24),
         "path across the manifold": lambda: an.path_frames(model, steps=48),

@@ -60,7 +60,7 @@ def make_frames(what: str, model, record, path: str, *, ends=None, label=None, p
             other, other_record = load_model(member.path)
             stored = other_record.latent_means()
             means, labels = (stored[0][:2000], stored[1][:2000]) if stored else (None, None)
-            items.append((f"β = {beta_of(member):g} · {member.display_name}", other, means, labels))
+            items.append((f"beta = {beta_of(member):g} · {member.display_name}", other, means, labels))
             if progress:
                 progress(0.5 * (k + 1) / len(sweep))
         frames = an.sweep_frames(items, label=label, progress=(lambda f: progress(0.5 + 0.5 * f)) if progress else None)

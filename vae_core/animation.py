@@ -76,7 +76,8 @@ def _font(size: int):
 
 
 def with_caption(img: np.ndarray, text: str, size: int = 18) -> np.ndarray:
-    """An RGB picture with a line of text in a band above it."""
+    """An RGB picture with a line of text in a band above it (Pillow's own font: Latin letters only, so
+    captions spell 'beta', not the Greek letter)."""
     from PIL import Image, ImageDraw
     img = rgb(img)
     band = size + 12
