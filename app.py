@@ -1,6 +1,8 @@
 """Latent Lab: streamlit run app.py
 
-The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/.
+The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/. In a class
+(docs/CLASSROOM.md) the person is resolved first (ui/identity.py): someone not yet signed in gets the sign-in
+form instead of the page, and a teacher also gets the class board.
 """
 import os
 
@@ -30,11 +32,27 @@ PAGES = {
     ],
 }
 
+TEACHER_PAGES = {
+    "Teach": [st.Page("pages/board.py", title="Class board", icon=":material/co_present:")],
+}
+
 SIDEBAR_WIDTH = 340  # px (Streamlit's default is 300): room for a model's name in the picker
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide", initial_sidebar_state=SIDEBAR_WIDTH)
-page = st.navigation(PAGES)
+from jobs.limits import LimitsError  # noqa: E402
+from ui import identity  # noqa: E402
+
+try:
+    person = identity.current_person()   # None: this browser must sign in first
+except LimitsError as e:  # a bad [class] table in .streamlit/latent_lab.toml: the teacher's sentence, on every page
+    st.error(f"The class settings cannot be used: {e}", icon=":material/error:")
+    st.stop()
+page = st.navigation({**PAGES, **TEACHER_PAGES} if person is not None and person.teacher else PAGES)
 from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 
+if person is None:
+    identity.sign_in_form()
+    st.stop()
+identity.sidebar_badge(person)
 try:
     page.run()
 finally:  # after a page's first run, its long-lived objects leave the collector's path (ui/gc_tuning.py)

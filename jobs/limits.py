@@ -15,6 +15,13 @@ LimitsError whose text is one sentence naming the file and key (or the variable)
     LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
     LATENT_LAB_RUNNER              local (default) or ray
     LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
+    LATENT_LAB_RUNS_PER_PERSON     one person's runs training at once (inside max_runs)      default: 1
+    LATENT_LAB_QUEUED_PER_PERSON   one person's runs waiting (inside max_queued)             default: 1
+
+The same file's `[class]` table (docs/CLASSROOM.md) turns on a class: `code`, the class code a student types with
+a name (used when .streamlit/secrets.toml has no `[auth]`); `teacher_code`, typed instead of the class code, signs
+a teacher in; `teachers`, the e-mail addresses (or OIDC subjects) of the teachers when people sign in with
+`[auth]`. `read_class` reads it; a bad value is a LimitsError too. Without a `[class]` table nothing changes.
 """
 from __future__ import annotations
 
@@ -31,10 +38,14 @@ PREFIX = "LATENT_LAB_"
 CONFIG_VAR = PREFIX + "CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "latent_lab.toml"
 TABLE = "limits"
+CLASS_TABLE = "class"
 # key -> (kind, lowest value); the keys of the file's [limits] table and, upper-cased with PREFIX, the env vars
 KEYS = {"max_runs": ("int", 1), "max_queued": ("int", 0), "max_weights": ("int", 1),
         "max_run_seconds": ("float", 0), "abandon_seconds": ("float", 0.1), "worker_threads": ("int", 1),
-        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None)}
+        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None),
+        "runs_per_person": ("int", 1), "queued_per_person": ("int", 0)}
+# the [class] table: key -> (kind, (lowest, highest)): a code's length, or how many teachers
+CLASS_KEYS = {"code": ("code", (4, 64)), "teacher_code": ("code", (4, 64)), "teachers": ("names", (0, 100))}
 RUNNERS = ("local", "ray")
 FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
 
@@ -61,13 +72,34 @@ class Limits:
     worker_nice: int
     runner: str
     warm_worker: bool = True
+    runs_per_person: int = 1
+    queued_per_person: int = 1
 
     def describe(self) -> str:
         """One line for the Train page."""
         run_time = "no time limit" if not self.max_run_seconds else f"at most {_minutes(self.max_run_seconds)} a run"
         return (f"{self.max_runs} run{'s' * (self.max_runs != 1)} at once, {self.max_queued} waiting at most, "
+                f"each person {self.runs_per_person} training and {self.queued_per_person} waiting, "
                 f"{self.max_weights:,} weights per model, {run_time}; a run nobody watches for "
                 f"{_minutes(self.abandon_seconds)} stops and keeps its weights.")
+
+    def share(self) -> str:
+        """One person's share, as a sentence's end: '1 run training and 1 waiting'."""
+        return (f"{self.runs_per_person} run{'s' * (self.runs_per_person != 1)} training and "
+                f"{self.queued_per_person} waiting")
+
+
+@dataclass(frozen=True)
+class ClassSettings:
+    """The file's [class] table. Empty: no class (one person on a laptop, or [auth] without teachers)."""
+
+    code: str = ""                    # the class code students type with their name (without [auth])
+    teacher_code: str = ""            # typed instead of the class code: a teacher (without [auth])
+    teachers: tuple[str, ...] = ()    # with [auth]: the teachers' e-mail addresses or subjects, any case
+
+    def is_teacher_email(self, *ids: str | None) -> bool:
+        wanted = {t.strip().casefold() for t in self.teachers}
+        return any(i and i.strip().casefold() in wanted for i in ids)
 
 
 def _minutes(seconds: float) -> str:
@@ -83,8 +115,9 @@ def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     return (Path(named).expanduser(), True) if named else (DEFAULT_CONFIG, False)
 
 
-def read_config(path: Path, required: bool = False) -> dict:
-    """The [limits] table of a TOML file ({} when the file is missing and not required); LimitsError otherwise."""
+def read_config(path: Path, required: bool = False, table_name: str = TABLE) -> dict:
+    """The [limits] (or `table_name`) table of a TOML file ({} when the file is missing and not required);
+    LimitsError otherwise."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -97,17 +130,19 @@ def read_config(path: Path, required: bool = False) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise LimitsError(f"The limits file {path} could not be read ({reason.lower()}).") from None
-    extra = sorted(k for k in data if k != TABLE)
+    extra = sorted(k for k in data if k not in (TABLE, CLASS_TABLE))
     if extra:
         raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {extra[0]!r}; it may hold only a "
-                          f"[{TABLE}] table.")
-    table = data.get(TABLE, {})
+                          f"[{TABLE}] and a [{CLASS_TABLE}] table.")
+    table = data.get(table_name, {})
     if not isinstance(table, dict):
-        raise LimitsError(f"In the limits file {path}, {TABLE} must be a table ([{TABLE}]), not a single value.")
-    unknown = sorted(k for k in table if k not in KEYS)
+        raise LimitsError(f"In the limits file {path}, {table_name} must be a table ([{table_name}]), not a "
+                          "single value.")
+    keys = KEYS if table_name == TABLE else CLASS_KEYS
+    unknown = sorted(k for k in table if k not in keys)
     if unknown:
-        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {unknown[0]!r}; the keys are "
-                          f"{', '.join(KEYS)}.")
+        raise LimitsError(f"In the limits file {path}, [{table_name}] has an unknown key {unknown[0]!r}; the keys "
+                          f"are {', '.join(keys)}.")
     return table
 
 
@@ -187,7 +222,40 @@ def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None 
         worker_nice=int(values.get("worker_nice", 10)),
         runner=values.get("runner", "local"),
         warm_worker=bool(values.get("warm_worker", True)),
+        runs_per_person=int(values.get("runs_per_person", 1)),
+        queued_per_person=int(values.get("queued_per_person", 1)),
     )
+
+
+def read_class(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> ClassSettings:
+    """The [class] table of the limits file (see read_limits for which file); LimitsError with one sentence
+    naming the file and key for a bad value. A code is 4-64 characters without spaces at either end; the
+    teacher code must differ from the class code; `teachers` is a list of up to 100 addresses."""
+    env = os.environ if env is None else env
+    path, required = config_path(env) if config is None else (Path(config), False)
+    table = read_config(path, required, CLASS_TABLE)
+    values = {}
+    for key, value in table.items():
+        kind, (low, high) = CLASS_KEYS[key]
+        where = f"In the limits file {path}, [{CLASS_TABLE}] {key}"
+        if kind == "code":
+            if not isinstance(value, str) or value != value.strip() or not low <= len(value) <= high:
+                raise LimitsError(f"{where} must be text of {low} to {high} characters without spaces at either "
+                                  f"end, got {value!r}.")
+            values[key] = value
+        else:
+            if (not isinstance(value, list) or len(value) > high
+                    or not all(isinstance(v, str) and 0 < len(v.strip()) <= 254 for v in value)):
+                raise LimitsError(f"{where} must be a list of at most {high} e-mail addresses or names in quotes, "
+                                  f"like [\"teacher@school.org\"], got {value!r}.")
+            values[key] = tuple(v.strip() for v in value)
+    if values.get("teacher_code") and values.get("teacher_code") == values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] teacher_code must differ from code (anyone "
+                          "with the class code would be a teacher).")
+    if values.get("teacher_code") and not values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] has a teacher_code but no code; add the "
+                          "class code the students will type.")
+    return ClassSettings(**values)
 
 
 def count_weights(config: ModelConfig) -> int:

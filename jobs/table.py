@@ -15,6 +15,8 @@ Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS applied in on
        the kind of job (train | view), the newest losses for a class overview, whether the result was saved;
        job_points (a thinned loss curve per job, readable by every server); people (class identities);
        published (models a teacher shared with the class)
+    3  class_settings: a few named values the class's servers share (when the teacher last cleared the
+       finished runs off the board)
 """
 from __future__ import annotations
 
@@ -95,7 +97,14 @@ CREATE TABLE IF NOT EXISTS published (
 );
 """
 
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)   # MIGRATIONS[i] takes the file from version i to version i + 1
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS class_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"""
+
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)   # MIGRATIONS[i] takes the file from version i to version i + 1
 VERSION = len(MIGRATIONS)
 
 
