@@ -1,8 +1,8 @@
 """Latent Lab: streamlit run app.py
 
 The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/. In a class
-(docs/CLASSROOM.md) the person is resolved first (ui/identity.py): someone not yet signed in gets the sign-in
-form instead of the page, and a teacher also gets the class board.
+(docs/CLASSROOM.md) the person is resolved first (ui/identity.py): a teacher also gets the class board, and
+someone not yet signed in gets the sign-in form instead of any page (every page's first call, ui/routing.py).
 """
 import os
 
@@ -49,11 +49,9 @@ except LimitsError as e:  # a bad [class] table in .streamlit/latent_lab.toml: t
 page = st.navigation({**PAGES, **TEACHER_PAGES} if person is not None and person.teacher else PAGES)
 from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 
-if person is None:
-    identity.sign_in_form()
-    st.stop()
-identity.sidebar_badge(person)
-try:
+if person is not None:
+    identity.sidebar_badge(person)
+try:  # a page's first call, route_through_app(), shows the sign-in form instead of the page until signed in
     page.run()
 finally:  # after a page's first run, its long-lived objects leave the collector's path (ui/gc_tuning.py)
     freeze_after_first_run(page.url_path)

@@ -499,22 +499,40 @@ class JobService:
             self._write_losses(job_id, live)
 
     def _write_losses(self, job_id: str, live: LiveJob, final: bool = False) -> None:
-        """The newest losses (jobs.loss, eval_loss) and a thinned curve (job_points, about BOARD_POINTS points a
-        run, plus one at each epoch's test loss), so that the teacher's board on any server can draw them."""
+        try:
+            self._write_losses_now(job_id, live, final)
+        except Exception as e:  # noqa: BLE001 - the board's figures must never keep a run from ending
+            import sys
+            print(f"latent-lab jobs: the losses of {job_id} were not written: {e!r}", file=sys.stderr)
+
+    def _write_losses_now(self, job_id: str, live: LiveJob, final: bool) -> None:
+        """The newest losses (jobs.loss, eval_loss) and a thinned curve (job_points: about BOARD_POINTS points a
+        run, and one at each epoch's end with its test loss), so that the teacher's board on any server can draw
+        them. Called from the collect step, about once a second per running job, and once at its end."""
+        import bisect
+
         with live.lock:
-            if not live.steps["step"]:
+            steps, smooth = live.steps["step"], live.steps["loss_smooth"]
+            if not steps:
                 return
-            step, loss = live.steps["step"][-1], live.steps["loss_smooth"][-1]
-            epochs = len(live.epochs)
-            eval_loss = live.epochs[-1]["eval"]["loss"] if live.epochs else None
+            step, loss = steps[-1], smooth[-1]
+            last_step, last_epochs = live.board_mark
+            spe = live.progress.get("steps_per_epoch") or 1
             total = live.progress.get("total_steps") or 0
+            points = []
+            for e, record in enumerate(live.epochs[last_epochs:], start=last_epochs):   # each new epoch's end
+                at = min((e + 1) * spe, total or (e + 1) * spe)
+                k = bisect.bisect_right(steps, at) - 1
+                points.append((int(at), float(smooth[k]) if k >= 0 else None, float(record["eval"]["loss"])))
+            eval_loss = live.epochs[-1]["eval"]["loss"] if live.epochs else None
+            epochs = len(live.epochs)
         self.table.update(job_id, loss=float(loss), eval_loss=None if eval_loss is None else float(eval_loss))
-        last_step, last_epochs = live.board_mark
-        new_epoch = epochs != last_epochs
-        if new_epoch or (step != last_step and (final or step - last_step >= max(1, total // BOARD_POINTS))):
-            self.table.add_points(job_id, [(int(step), float(loss),
-                                            float(eval_loss) if new_epoch and eval_loss is not None else None)])
-            live.board_mark = (step, epochs)
+        now_due = step != last_step and (final or step - last_step >= max(1, total // BOARD_POINTS))
+        if now_due:
+            points.append((int(step), float(loss), None))   # merged with an epoch's point at the same step
+        if points:
+            self.table.add_points(job_id, sorted(points, key=lambda point: point[0]))
+            live.board_mark = (step if now_due else last_step, epochs)
 
     def _finish(self, job_id: str, handle, live: LiveJob, now: float) -> None:
         end = live.end

@@ -301,12 +301,14 @@ class JobTable:
                        (time.time(), *job_ids))
 
     def add_points(self, job_id: str, points: list[tuple[int, float | None, float | None]]) -> None:
-        """Append (step, loss, eval_loss) points of a job's curve (a step already stored is replaced)."""
+        """Append (step, loss, eval_loss) points of a job's curve; a step already stored takes the new values
+        that are not None (an epoch's test loss and a training loss at the same step make one point)."""
         if not points:
             return
         with closing(self._connect()) as db:
-            db.executemany("INSERT OR REPLACE INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?)",
-                           [(job_id, *p) for p in points])
+            db.executemany("INSERT INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT(job_id, step) DO UPDATE SET loss = COALESCE(excluded.loss, loss), "
+                           "eval_loss = COALESCE(excluded.eval_loss, eval_loss)", [(job_id, *p) for p in points])
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> JobRow | None:

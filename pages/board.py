@@ -112,7 +112,7 @@ def runs_panel() -> None:
     if clear_col.button("Clear finished", icon=":material/clear_all:", key="board_clear", width="stretch",
                         help="Finished runs leave the board; their owners keep them."):
         clear_board(service.table)
-        st.rerun(scope="fragment")
+        st.rerun()
     if not runs:
         st.caption("No runs yet: they show here as soon as someone presses Start training.")
         return
@@ -142,7 +142,7 @@ def runs_panel() -> None:
             st.rerun()
         if stop_col.button("Stop", key=f"board_stop_{row.id}", disabled=not row.active, width="stretch"):
             stop_run(service, person, row.id)
-            st.rerun(scope="fragment")
+            st.rerun()
 
 
 runs_panel()

@@ -94,7 +94,7 @@ def test_a_missing_file_at_the_default_path_means_the_defaults(tmp_path):
     ("[limits]\nabandon_seconds = true\n", "[limits] abandon_seconds must be a number of seconds, got True."),
     ("[limits]\nrunner = 'slurm'\n", "[limits] runner must be \"local\" or \"ray\", got 'slurm'."),
     ("[limits]\nwarm_worker = 1\n", "[limits] warm_worker must be true or false, got 1."),
-    ("[limit]\nmax_runs = 2\n", "has a table 'limit'; it may hold only a [limits] table."),
+    ("[limit]\nmax_runs = 2\n", "has a table 'limit'; it may hold only a [limits] and a [class] table."),
     ("limits = 3\n", "limits must be a table ([limits]), not a single value."),
     ("[limits]\nmax_runs = \n", "is not valid TOML (Invalid value (at line 2, column 12))."),
 ])
@@ -116,19 +116,24 @@ def test_the_shipped_example_file_keeps_the_defaults_and_lists_every_key(tmp_pat
     import re
     import tomllib
 
-    from jobs.limits import DEFAULT_CONFIG, KEYS
+    from jobs.limits import CLASS_KEYS, DEFAULT_CONFIG, KEYS, ClassSettings, read_class
     text = DEFAULT_CONFIG.read_text()
     assert read_limits({}, config=DEFAULT_CONFIG) == read_limits({}, config=tmp_path / "absent.toml")
-    uncommented = re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M)  # every key switched on
+    assert read_class({}, config=DEFAULT_CONFIG) == ClassSettings()   # no class until the teacher asks for one
+    uncommented = re.sub(r"^# (\[\w+\]$|\w+ = )", r"\1", text, flags=re.M)  # every key and table switched on
     assert list(tomllib.loads(uncommented)["limits"]) == list(KEYS)
+    assert list(tomllib.loads(uncommented)["class"]) == list(CLASS_KEYS)
     assert read_limits({}, config=write_limits(tmp_path, uncommented)).max_weights == 20_000_000  # and valid
+    assert read_class({}, config=tmp_path / "latent_lab.toml").code
 
 
 def test_readme_documents_every_limit_as_variable_and_file_key():
     from pathlib import Path
 
     from jobs.limits import KEYS
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    docs = readme + (root / "docs" / "CLASSROOM.md").read_text()   # the per-person shares: docs/CLASSROOM.md
     for key in KEYS:
-        assert f"| `LATENT_LAB_{key.upper()}` (`{key}`) |" in readme, key
+        assert f"| `LATENT_LAB_{key.upper()}` (`{key}`) |" in docs, key
     assert ".streamlit/latent_lab.toml" in readme and "LATENT_LAB_CONFIG" in readme
