@@ -38,14 +38,9 @@ TEACHER_PAGES = {
 
 SIDEBAR_WIDTH = 340  # px (Streamlit's default is 300): room for a model's name in the picker
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide", initial_sidebar_state=SIDEBAR_WIDTH)
-from jobs.limits import LimitsError  # noqa: E402
 from ui import identity  # noqa: E402
 
-try:
-    person = identity.current_person()   # None: this browser must sign in first
-except LimitsError as e:  # a bad [class] table in .streamlit/latent_lab.toml: the teacher's sentence, on every page
-    st.error(f"The class settings cannot be used: {e}", icon=":material/error:")
-    st.stop()
+person = identity.current_person_or_stop()   # None: this browser must sign in first (a bad [class]: a sentence)
 page = st.navigation({**PAGES, **TEACHER_PAGES} if person is not None and person.teacher else PAGES)
 from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 

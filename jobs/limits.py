@@ -79,8 +79,8 @@ class Limits:
         """One line for the Train page."""
         run_time = "no time limit" if not self.max_run_seconds else f"at most {_minutes(self.max_run_seconds)} a run"
         return (f"{self.max_runs} run{'s' * (self.max_runs != 1)} at once, {self.max_queued} waiting at most, "
-                f"each person {self.runs_per_person} training and {self.queued_per_person} waiting, "
-                f"{self.max_weights:,} weights per model, {run_time}; a run nobody watches for "
+                f"{self.max_weights:,} weights per model, each person {self.runs_per_person} training and "
+                f"{self.queued_per_person} waiting, {run_time}; a run nobody watches for "
                 f"{_minutes(self.abandon_seconds)} stops and keeps its weights.")
 
     def share(self) -> str:

@@ -130,6 +130,15 @@ def person() -> Person:
     return current_person() or SOLO
 
 
+def current_person_or_stop() -> Person | None:
+    """current_person(), or the teacher's sentence for a bad [class] table and the end of this run."""
+    try:
+        return current_person()
+    except LimitsError as e:
+        st.error(f"The class settings cannot be used: {e}", icon=":material/error:")
+        st.stop()
+
+
 # ---------------------------------------------------------------------------- sign-in, sign-out, the cookie
 def sign_in_form() -> None:
     """The sign-in a page shows instead of itself: st.login's button, or a class code and a name."""

@@ -23,7 +23,7 @@ def route_through_app():
     import streamlit as st
 
     from ui import identity
-    person = identity.current_person()
+    person = identity.current_person_or_stop()
     if person is None:
         identity.sign_in_form()
         st.stop()

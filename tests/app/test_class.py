@@ -217,3 +217,14 @@ def test_the_teacher_stops_a_run_and_publishes_a_model_into_a_students_picker(cl
     clear_model_cache()
     shown = [e for e in available_models(as_ada) if e.path == str(saved[0])]
     assert len(shown) == 1 and shown[0].owner_name == "Ben" and shown[0].label == "vae_2d · Ben"
+
+
+def test_a_bad_class_table_is_a_sentence_on_every_page(classroom, tmp_path, monkeypatch):
+    config = tmp_path / "bad.toml"
+    config.write_text('[class]\ncode = "ab"\n')
+    monkeypatch.setenv("LATENT_LAB_CONFIG", str(config))
+    for page in ("pages/home.py", "pages/decoder.py"):
+        at = classroom.session(None, page=page)
+        assert [e.value for e in at.error] == [f"The class settings cannot be used: In the limits file {config}, "
+                                               "[class] code must be text of 4 to 64 characters without spaces "
+                                               "at either end, got 'ab'."]
