@@ -49,7 +49,9 @@ def settings_from_dict(settings: dict) -> tuple[ModelConfig, TrainConfig]:
 
 
 def lower_priority(threads: int, nice: int) -> None:
-    """Torch threads for this worker, and a lower CPU priority so the explorer's clicks win."""
+    """The torch threads this worker starts with, and a lower CPU priority so the explorer's clicks win.
+    fit's default thread policy (vae_core.cpu.AdaptiveThreads) then uses more threads while the machine's other
+    cores stay idle (a lone run, nobody exploring) and steps back down as soon as other work needs them."""
     if threads > 0:
         torch.set_num_threads(threads)
     if nice > 0:

@@ -20,6 +20,7 @@ from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_cur
 from ui.training_job import format_seconds, jobs, my_models_folder, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
+from vae_core.validation import one_sentence
 from ui.routing import route_through_app
 
 person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
@@ -147,7 +148,7 @@ with settings_box:
                                    beta=float(beta), seed=int(seed), train_limit=int(train_limit),
                                    eval_limit=EVAL_IMAGES)
     except ValueError as e:
-        problem = f"These settings cannot be used: {e}."
+        problem = f"These settings cannot be used: {one_sentence(str(e))}"
     else:
         problem = weights_problem(model_config, service.limits)
     if problem:

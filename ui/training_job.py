@@ -12,6 +12,7 @@ from pathlib import Path
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
 from jobs.classroom import Person, owner_folder
 from ui.model_catalogue import save_dir
+from vae_core.validation import SettingError, quote
 
 
 def jobs() -> JobService:
@@ -27,8 +28,9 @@ def my_models_folder(person: Person) -> Path:
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 512' -> (512, 512); a sentence in a ValueError otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"hidden layers must be whole numbers separated by commas, like 512, 512; got {text!r}")
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SettingError("hidden layers must be whole numbers separated by commas, like 512, 512; "
+                           f"got {quote(text)}.")
     return tuple(int(p) for p in parts)
 
 

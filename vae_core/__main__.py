@@ -205,8 +205,6 @@ def cmd_train(args) -> int:
     train_cfg = _config_from(args, TrainConfig)
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)   # before any work, not after the training
     check_model_size(model_cfg)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
     if args.init_from:
@@ -220,7 +218,7 @@ def cmd_train(args) -> int:
     bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
     started = time.time()
     try:
-        result = fit(model, data, train_cfg, [bar])
+        result = fit(model, data, train_cfg, [bar], threads=args.threads or "auto")
     finally:
         bar.close()
     wall = time.time() - started
@@ -454,7 +452,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
     t.add_argument("--quiet", action="store_true", help="no progress bars (training and final evaluation)")
     t.add_argument("--threads", type=_int_in(0, max(1, os.cpu_count() or 1)), default=0,
-                   help="CPU threads for torch, at most this machine's CPU count (0: torch's default)")
+                   help="CPU threads for torch, at most this machine's CPU count (0, the default: as many as the cores "
+                        "other processes leave free, checked every 2 s)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     e.add_argument("checkpoint", help="the checkpoint file")
     e.add_argument("--json", action="store_true", help="print one JSON object")

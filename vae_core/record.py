@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_vali
 from pydantic.dataclasses import dataclass
 
 from .config import DATASETS, ModelConfig, TrainConfig, variant_info
+from .validation import error_sentence, one_line
 
 FORMAT = "latent-lab-checkpoint"
 FORMAT_VERSION = 1
@@ -43,10 +44,7 @@ class CheckpointError(ValueError):
     a 200,000-character value (or a newline) back to the page or the terminal."""
 
     def __init__(self, message: str = "") -> None:
-        text = " ".join(str(message).split())
-        if len(text) > MAX_MESSAGE_CHARS:
-            text = text[:MAX_MESSAGE_CHARS - 1].rstrip() + "…"
-        super().__init__(text)
+        super().__init__(one_line(message, MAX_MESSAGE_CHARS))
 
 
 # ----------------------------------------------------------------------------- the schema's pieces
@@ -242,15 +240,11 @@ _PARTS = {"model_config": "an invalid model config", "train_config": "an invalid
 
 
 def _first_error(error: ValidationError) -> str:
-    """'an invalid model config: latent_dim must be ...' from pydantic's first complaint."""
-    first = error.errors(include_url=False)[0]
-    loc = [str(p) for p in first.get("loc", ())]
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    """'an invalid model config: latent_dim (latent dimensions) must be ...; got 0.' from pydantic's complaints,
+    in the one sentence form of vae_core/validation.py."""
+    loc = error.errors(include_url=False)[0].get("loc", ())
     what = _PARTS.get(loc[0] if loc else "", "an invalid model record")
-    where = ".".join(loc[1:] if loc and loc[0] in _PARTS else loc)
-    more = error.error_count() - 1
-    return (f"{what}: " + (f"{where}: " if where else "") + message
-            + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""))
+    return f"{what}: {error_sentence(error, CheckpointRecord)}"
 
 
 # ----------------------------------------------------------------------------- building

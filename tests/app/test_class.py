@@ -227,4 +227,4 @@ def test_a_bad_class_table_is_a_sentence_on_every_page(classroom, tmp_path, monk
         at = classroom.session(None, page=page)
         assert [e.value for e in at.error] == [f"The class settings cannot be used: In the limits file {config}, "
                                                "[class] code must be text of 4 to 64 characters without spaces "
-                                               "at either end, got 'ab'."]
+                                               "at either end; got 'ab'."]

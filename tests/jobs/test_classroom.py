@@ -110,7 +110,8 @@ def test_the_class_table_is_read_with_bounds(tmp_path):
     ('[class]\nteacher_code = "teach-99"\n', "has a teacher_code but no code"),
     ('[class]\ncode = "maple-42"\nteachers = "me@school.org"\n', "teachers must be a list of at most 100"),
     ('[class]\ncode = "maple-42"\nclass_code = "x"\n', "[class] has an unknown key 'class_code'"),
-    ('[limits]\nruns_per_person = 0\n', "[limits] runs_per_person must be at least 1, got 0."),
+    ('[limits]\nruns_per_person = 0\n', "[limits] runs_per_person (one person's runs training at once) must be "
+                                          "a whole number from 1 to 100; got 0."),
 ])
 def test_a_bad_class_table_is_one_sentence(tmp_path, text, words):
     path = tmp_path / "latent_lab.toml"

@@ -288,8 +288,8 @@ def _blow_up_fit(epoch: int):
                 with torch.no_grad():
                     next(self.model.parameters()).view(-1)[0] = float("inf")
 
-    def fit(model, data, cfg, callbacks=()):
-        return real_fit(model, data, cfg, [*callbacks, BlowUp(model)])
+    def fit(model, data, cfg, callbacks=(), **kwargs):
+        return real_fit(model, data, cfg, [*callbacks, BlowUp(model)], **kwargs)
     return fit
 
 
