@@ -109,10 +109,32 @@ def _folders() -> list[Path]:
     return out
 
 
+_listed: dict[str, tuple] = {}   # the last listing and the folders' modification times it was made at
+
+
 def _listing() -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every checkpoint file: the cache key of available_models."""
+    """(path, mtime, size) of every checkpoint file: the cache key of available_models. Listed again only when
+    a folder changed (a save, an overwrite or a removal renames or unlinks in its folder, which moves the
+    folder's mtime): a class's forty folders cost forty stats per page run, not a scan of every file."""
+    folders = _folders()
+    stamp = []
+    for folder in folders:
+        try:
+            stamp.append((str(folder), folder.stat().st_mtime_ns))
+        except OSError:
+            stamp.append((str(folder), None))
+    stamp = tuple(stamp)
+    held = _listed.get("listing")
+    if held is not None and held[0] == stamp:
+        return held[1]
+    listing = _list_files(folders)
+    _listed["listing"] = (stamp, listing)
+    return listing
+
+
+def _list_files(folders: list[Path]) -> tuple[tuple[str, int, int], ...]:
     out = []
-    for folder in _folders():
+    for folder in folders:
         for path in list_checkpoints(folder):
             try:
                 stat = path.stat()
@@ -157,7 +179,11 @@ def available_models(person: Person | None = None) -> list[ModelEntry]:
     from ui import identity   # (identity finds the people table in save_dir)
 
     base = save_dir()
-    entries = _entries(_listing(), str(base))
+    listing = _listing()
+    held = _listed.get("entries")
+    if held is None or held[0] is not listing:   # the same listing: its entries without hashing it again
+        held = _listed["entries"] = (listing, _entries(listing, str(base)))
+    entries = held[1]
     person = person or identity.person()
     if person.solo or not any(e.owner for e in entries):
         return _disambiguate(entries)
@@ -195,6 +221,7 @@ def clear_model_cache() -> None:
     memory and reads the class's published models again)."""
     _entries.clear()
     _class_view_cache.clear()
+    _listed.clear()
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=24)
