@@ -3,7 +3,8 @@ without streamlit (ui/identity.py is the page side; docs/CLASSROOM.md the teache
 
 A Person has a key (what owns runs and models), a name to show and a kind:
 
-    solo     nobody signs in: one person on a laptop; key "solo", models saved straight into runs/
+    solo     nobody signs in (one person on a laptop): each browser is a person, keyed by a random token the
+             browser keeps in a cookie ("browser:<token>"); models saved straight into runs/, as before
     oidc     Streamlit's st.login ([auth] in .streamlit/secrets.toml); key "oidc:<subject>"
     class    a class code and a name ([class] code in .streamlit/latent_lab.toml); key "class:<name folded>"
 
@@ -37,7 +38,9 @@ SOLO_KEY = "solo"
 KINDS = ("solo", "oidc", "class", "teacher")   # people.kind: "teacher" is a class-code teacher
 NAME_MAX = 40
 NAME_PATTERN = re.compile(r"^[\w][\w .'-]*$")  # letters (any script), digits, spaces, . ' - _
-COOKIE = "latent_lab_person"
+COOKIE = "latent_lab_person"            # a class-code person: key and secret
+BROWSER_COOKIE = "latent_lab_browser"   # nobody signs in: this browser's own random token
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SEEN_EVERY = 60.0     # s between two writes of a person's last_seen
 
 
@@ -64,6 +67,15 @@ class Person:
 SOLO = Person(SOLO_KEY, "you", "solo")
 
 
+def browser_person(token: str) -> Person:
+    """The person of a browser where nobody signs in."""
+    return Person("browser:" + token, "you", "solo")
+
+
+def new_browser_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
 # ---------------------------------------------------------------------------- names, keys, folders, secrets
 def clean_name(raw: str) -> str:
     """The name as it will be shown: NFKC, inner spaces collapsed; SignInError with a sentence when unusable."""
@@ -87,7 +99,7 @@ def oidc_key(subject: str) -> str:
 
 def folder_name(key: str) -> str:
     """A person's models folder: readable, safe as a file name, and unique (a short hash of the key)."""
-    if key == SOLO_KEY:
+    if key == SOLO_KEY or key.startswith("browser:"):
         return ""
     shown = key.split(":", 1)[-1].casefold()
     slug = re.sub(r"[^a-z0-9]+", "-", unicodedata.normalize("NFKD", shown).encode("ascii", "ignore").decode())

@@ -7,7 +7,9 @@ Three ways, the first configured wins (docs/CLASSROOM.md):
                                          browser keeps in a cookie (set by a tiny component, read back through
                                          st.context.cookies by every new session: a refresh on any page, a new
                                          tab, a server restart); the teacher code signs a teacher in
-    neither                              one person on a laptop: nobody signs in, nothing changes
+    neither                              one person on a laptop: nobody signs in; the browser keeps a random
+                                         token in a cookie, so its runs survive a refresh on any page, a new
+                                         tab and a restart (and two browsers on one server stay apart)
 
 The logic (names, secrets, who owns what) is jobs/classroom.py; this module draws the form and keeps the person
 in session state, checking a class-code person against the people table every RECHECK_SECONDS (a name the
@@ -21,13 +23,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from jobs.classroom import COOKIE, SEEN_EVERY, SOLO, Person, Roster, SignInError, cookie_value, oidc_key
+from jobs.classroom import (BROWSER_COOKIE, COOKIE, SEEN_EVERY, SOLO, TOKEN_PATTERN, Person, Roster, SignInError,
+                            browser_person, cookie_value, new_browser_token, oidc_key)
 from jobs.limits import ClassSettings, LimitsError, config_path, read_class
 from jobs.table import JobTable
 from ui.model_catalogue import save_dir
 
 PERSON_KEY = "_person"              # session state: {"person": Person, "checked": t, "seen": t}
-COOKIE_KEY = "_person_cookie"       # session state: the cookie this session must still write (or "" to clear)
+COOKIE_KEY = "_person_cookie"       # session state: the class-code cookie this session writes (or "" to clear)
+BROWSER_KEY = "_browser_token"      # session state: this browser's token, when nobody signs in
 RECHECK_SECONDS = 15.0
 COOKIE_DAYS = 180
 
@@ -78,7 +82,20 @@ def roster() -> Roster:
 
 def browser_cookie() -> str | None:
     """This browser's identity cookie, as its session's first request sent it (tests replace this function)."""
-    return st.context.cookies.get(COOKIE)
+    return _cookie(COOKIE)
+
+
+def browser_token_cookie() -> str | None:
+    """This browser's own token (nobody signs in), as its session's first request sent it (tests replace it)."""
+    return _cookie(BROWSER_COOKIE)
+
+
+def _cookie(name: str) -> str | None:
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:  # noqa: BLE001 - no client (a bare script run): no cookie
+        return None
+    return value if isinstance(value, str) else None   # (AppTest's stand-in client holds no cookies)
 
 
 # ---------------------------------------------------------------------------- the person of this session
@@ -87,7 +104,7 @@ def current_person() -> Person | None:
     table read every RECHECK_SECONDS for a class-code person. LimitsError for a bad [class] table."""
     how = mode()
     if how == "solo":
-        return SOLO
+        return _browser_person()
     if how == "oidc":
         return _oidc_person()
     now = time.time()
@@ -95,8 +112,8 @@ def current_person() -> Person | None:
     if held is not None and now - held["checked"] < RECHECK_SECONDS:
         return held["person"]
     people = roster()
-    cookie = st.session_state.get(COOKIE_KEY) or browser_cookie()
-    person = people.check(cookie)
+    written = st.session_state.get(COOKIE_KEY)   # this session signed in (or out) itself
+    person = people.check(written[1] if written and written[0] == "person" else browser_cookie())
     if person is None:
         st.session_state.pop(PERSON_KEY, None)
         return None
@@ -106,6 +123,17 @@ def current_person() -> Person | None:
         seen = now
     st.session_state[PERSON_KEY] = {"person": person, "checked": now, "seen": seen}
     return person
+
+
+def _browser_person() -> Person:
+    token = st.session_state.get(BROWSER_KEY)
+    if token is None:
+        token = browser_token_cookie()
+        if not token or not TOKEN_PATTERN.match(token):
+            token = new_browser_token()   # a new browser: its cookie is written by this session (_write_cookie)
+            st.session_state[COOKIE_KEY] = ("browser", token)
+        st.session_state[BROWSER_KEY] = token
+    return browser_person(token)
 
 
 def _oidc_person() -> Person | None:
@@ -160,8 +188,7 @@ def sign_in_form() -> None:
         except SignInError as e:
             st.error(str(e), icon=":material/block:")
             return
-        value = cookie_value(who.key, secret)
-        st.session_state[COOKIE_KEY] = value
+        st.session_state[COOKIE_KEY] = ("person", cookie_value(who.key, secret))
         st.session_state[PERSON_KEY] = {"person": who, "checked": time.time(), "seen": time.time()}
         st.rerun()
 
@@ -184,7 +211,7 @@ def sign_out() -> None:
         return
     if held is not None:
         roster().release(held["person"].key)
-    st.session_state[COOKIE_KEY] = ""
+    st.session_state[COOKIE_KEY] = ("person", "")
 
 
 def sidebar_badge(who: Person) -> None:
@@ -220,11 +247,13 @@ _COOKIE_WRITER = _register_cookie_writer()
 
 
 def _write_cookie() -> None:
-    """Write (or clear) this browser's identity cookie while this session is the one that signed in or out."""
-    value = st.session_state.get(COOKIE_KEY)
-    if value is None or _COOKIE_WRITER is None:
+    """Write (or clear) this browser's identity cookie while this session is the one that signed in or out (or
+    the first session of a browser where nobody signs in)."""
+    held = st.session_state.get(COOKIE_KEY)
+    if held is None or _COOKIE_WRITER is None:
         return
+    which, value = held
     age = COOKIE_DAYS * 86400 if value else 0
-    cookie = f"{COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Lax"
+    cookie = f"{BROWSER_COOKIE if which == 'browser' else COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Lax"
     with st.sidebar:
         _COOKIE_WRITER(data={"cookie": cookie}, key="identity_cookie")

@@ -203,19 +203,30 @@ def test_training_survives_a_page_switch(train):
     assert viewed(train).status == "stopped"
 
 
-def test_a_refresh_on_another_page_finds_the_run(train, runs):
+def test_a_refresh_on_another_page_finds_the_run(runs, monkeypatch):
     """Issue 18, fault 1: start a run on Train, go to the Latent map, refresh there (a fresh session, and no token
     in that page's URL), come back to Train: the run is there (it said "Nothing trained yet from this browser").
-    One person on a laptop needs no sign-in: their runs are theirs in every session."""
+    One person on a laptop needs no sign-in: the browser's own token, kept in a cookie (which AppTest cannot
+    hold, so it is handed back here as a browser would), makes their runs theirs in every session."""
+    import streamlit as st
+
+    from ui import identity
+    monkeypatch.setattr(identity, "browser_token_cookie", lambda: st.query_params.get("_test_browser"))
+    from streamlit.testing.v1 import AppTest
+    from apptest_helpers import APP
+    token = "laptop-browser-token-1234"
+    train = AppTest.from_file(APP, default_timeout=60)
+    train.query_params["_test_browser"] = token
+    train.switch_page("pages/train.py").run()
     tiny_settings(train, epochs=100, batch=16)
     train.button(key="train_start").click().run()
     job_id = train.session_state[VIEW]
     train.switch_page("pages/latent_map.py").run()
     assert "owner" not in train.query_params     # nothing about who is who lives in a URL any more
+    assert service().table.get(job_id).owner == "browser:" + token
 
-    from streamlit.testing.v1 import AppTest
-    from apptest_helpers import APP
     refreshed = AppTest.from_file(APP, default_timeout=60)
+    refreshed.query_params["_test_browser"] = token    # the cookie the first session left in this browser
     refreshed.switch_page("pages/latent_map.py").run()
     refreshed.switch_page("pages/train.py").run()
     assert not errors_of(refreshed)
@@ -224,6 +235,9 @@ def test_a_refresh_on_another_page_finds_the_run(train, runs):
     assert not refreshed.button(key="train_stop").disabled  # it can stop the run the first tab started
     refreshed.button(key="train_stop").click().run()
     wait_until(refreshed, lambda at: viewed(at).finished, deadline_s=90)
+    stranger = AppTest.from_file(APP, default_timeout=60)   # another browser on the same server: its own person
+    stranger.switch_page("pages/train.py").run()
+    assert stranger.session_state[VIEW] is None and any("Nothing trained yet" in i.value for i in stranger.info)
 
 
 def test_a_model_over_the_weight_limit_is_refused_before_start(train):
