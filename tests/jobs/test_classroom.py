@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 
 from jobs.api import JobRefused
-from jobs.classroom import (SOLO, Person, Roster, Shelf, SignInError, board_cleared_before, clear_board,
+from jobs.classroom import (SOLO, Person, Roster, Shelf, SignInError, board_cleared_before, browser_person,
+                            clear_board, new_browser_token,
                             cookie_value, folder_name, may_change, may_see, on_board, owner_folder, owner_of,
                             parse_cookie, remove_model, save_run, shelf_path, stop_run)
 from jobs.limits import ClassSettings, LimitsError, read_class, read_limits
@@ -86,6 +87,9 @@ def test_cookie_and_folder_names_are_safe():
     a, b = folder_name("class:zoë o'brien"), folder_name("class:zoe o brien")
     assert a != b and a.startswith("zoe-o-brien-") and all(c.isalnum() or c == "-" for c in a)
     assert folder_name("oidc:ada@school.org").startswith("ada-school-org-") and folder_name("solo") == ""
+    laptop = browser_person(new_browser_token())        # nobody signs in: a browser's own token, models in runs/
+    assert laptop.solo and laptop.folder_name == "" and laptop.key.startswith("browser:")
+    assert browser_person(new_browser_token()) != laptop
 
 
 # ---------------------------------------------------------------------------- the limits file's [class] table

@@ -137,7 +137,7 @@ def test_weights_are_counted_without_allocating_them():
 
 
 def test_the_jobs_package_does_not_import_streamlit():
-    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.preload, jobs.table, jobs.limits, jobs.ray_backend; "
+    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.preload, jobs.table, jobs.limits, jobs.ray_backend, jobs.classroom; "
             "assert 'streamlit' not in sys.modules, 'streamlit was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(
         __import__("pathlib").Path(__file__).resolve().parents[2]))
