@@ -26,6 +26,7 @@ REFRESH_SECONDS = 2.0
 VIEW = "board_view"             # the id of the run opened on the board
 FIGURE = "_board_curves"        # {"digest": ..., "figure": ...}: the curves chart, rebuilt when a curve grows
 PROJECTOR_SIZE = (1100, 760)    # pixels of the latent map shown to the class
+PICTURE = "_board_latent_png"   # (the map's points, its size, the PNG): redrawn only for a new map
 
 if not person.teacher:
     st.error("The class board is for the class's teachers.", icon=":material/lock:")
@@ -66,7 +67,11 @@ def draw_run(job_id: str, large: bool) -> None:
         if snap.latent is not None:
             points, labels = snap.latent
             width, height = PROJECTOR_SIZE if large else (560, 400)
-            st.image(latent_map_png(points, labels, list(snap.class_names), CLASS_COLORS, width=width, height=height))
+            held = st.session_state.get(PICTURE)
+            if held is None or held[0] is not points or held[1] != (width, height):   # drawn once per new map
+                held = st.session_state[PICTURE] = (points, (width, height), latent_map_png(
+                    points, labels, list(snap.class_names), CLASS_COLORS, width=width, height=height))
+            st.image(held[2])
             st.caption(f"Latent means of {len(labels):,} test images, coloured by class.")
     if snap.preview is None and snap.latent is None:
         st.caption("Its pictures show here once it has trained a little (a run another server trains shows them "
