@@ -205,6 +205,17 @@ def test_the_teacher_stops_a_run_and_publishes_a_model_into_a_students_picker(cl
     teacher = classroom.session("Ms Rivera", page="pages/board.py", teacher=True)
     board = texts_of(teacher)
     assert "**Ada**" in board and "**Ben**" in board and "training" in board and "finished" in board
+    # a click on a run's curve (the chart's selection, as the browser reports it) opens that run
+    end = time.monotonic() + 90
+    while not service().curves([ada_job])[ada_job] and time.monotonic() < end:   # its first points, written
+        time.sleep(0.2)                                                           # by the scheduler each second
+    curves = service().curves([ada_job])[ada_job]
+    assert curves and all(loss is not None for _, loss, _ in curves)
+    teacher.run()
+    teacher.session_state["board_curves"] = {"selection": {"points": [{"customdata": ada_job, "point_index": 0}],
+                                                           "point_indices": [0], "box": [], "lasso": []}}
+    teacher.run()
+    assert teacher.session_state["board_view"] == ada_job and "Opened: Ada" in texts_of(teacher)
     teacher.button(key=f"board_stop_{ada_job}").click().run()
     assert not errors_of(teacher)
     snap = service().wait(ada_job, 60)

@@ -18,10 +18,6 @@ pytestmark = pytest.mark.e2e
 
 CODE, TEACHER_CODE = "maple-42", "teach-99"
 RUNNING = re.compile(r"^Epoch \d+/200 · step [1-9]")
-# the page coordinates of the last point of the first curve whose name starts with `prefix`
-CURVE_POINT_JS = """(gd, prefix) => { const t = gd._fullData.find(d => d.name.startsWith(prefix));
-    const L = gd._fullLayout, r = gd.getBoundingClientRect(), i = t.x.length - 1;
-    return [r.left + L._size.l + L.xaxis.l2p(t.x[i]), r.top + L._size.t + L.yaxis.l2p(L.yaxis.d2l(t.y[i]))]; }"""
 
 
 def sign_in(page, url: str, name: str, code: str, path: str = "train") -> None:
@@ -124,13 +120,12 @@ def test_two_students_and_the_teacher(browser, class_server):
     t.locator(f".st-key-board_stop_{ada_job} button").click()
     a.get_by_text("Stopped by the teacher (Ms Rivera)").first.wait_for(timeout=90_000)
     t.get_by_text(re.compile(r"^Ada · .* stopped")).first.wait_for(timeout=60_000)   # the curves hold still
-    # the runs' curves on one chart: a click on Ben's curve opens his run; "Show to the class" shows it large
+    # the runs' curves on one chart; Open shows Ben's run; "Show to the class" shows it large
     curves = "document.querySelector('.st-key-board_curves .js-plotly-plot')"
     t.locator(".st-key-board_curves .js-plotly-plot").wait_for()
     names = plot_eval(t, curves, "(gd) => gd._fullData.filter(d => d.showlegend !== false).map(d => d.name)")
     assert any(n.startswith("Ada · ") for n in names) and any(n.startswith("Ben · ") for n in names), names
-    point = plot_eval(t, curves, CURVE_POINT_JS, "Ben · ")
-    t.mouse.click(*point)
+    t.locator(f".st-key-board_open_{ben_job} button").click()      # (a click on a curve: tests/app/test_class.py)
     t.get_by_text(re.compile(r"^Opened: Ben")).first.wait_for()
     t.get_by_test_id("stSidebar").get_by_text("Show to the class").click()
     t.locator("h3", has_text="Ben · ").wait_for()
