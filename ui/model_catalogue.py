@@ -1,7 +1,8 @@
 """Finding, listing and loading checkpoints for the pages, and the sidebar model picker.
 
 Model folders: $LATENT_LAB_MODEL_DIRS (os.pathsep-separated) or, by default, `checkpoints/` (shipped
-models) and `runs/` (models saved from the Train page), both relative to the repository root.
+models), `checkpoints/beta-sweep/` (the shipped β sweep) and `runs/` (models saved from the Train page), all
+relative to the repository root.
 
 In a class (docs/CLASSROOM.md) each person saves into their own folder, runs/<their folder>/ (jobs/classroom.py).
 A picker lists the shared models (shipped, or directly in a models folder), the person's own, and the ones a
@@ -24,6 +25,7 @@ from vae_core import CheckpointError, CheckpointRecord, LatentModel, ModelConfig
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "LATENT_LAB_MODEL_DIRS"
 SHIPPED_DIR = ROOT / "checkpoints"
+SHIPPED_SWEEP_DIR = SHIPPED_DIR / "beta-sweep"   # six 2-D VAEs that differ only in β (checkpoints/train_all.sh)
 RUNS_DIR = ROOT / "runs"
 
 
@@ -61,15 +63,18 @@ class ModelEntry:
         latent size are in the caption under the picker)."""
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
-        return (self.title or self.name) + (f" · {self.owner_name}" if self.owner_name else "")
+        name = self.title or self.name
+        name = f"{name} · imported" if self.record.source is not None else name
+        return name + (f" · {self.owner_name}" if self.owner_name else "")
 
 
-def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
+def recommended_rank(entry: ModelEntry) -> tuple[int, int, int]:
     """Sort key of the recommended order: MNIST before other data sets (Home speaks of handwritten
     digits), and within a data set the 2-D VAE first (it has the map and the manifold a class starts
-    with), then other unconditional models, label models, quadrant models; unreadable files last."""
+    with), then other unconditional models, label models, quadrant models; of each kind, Latent Lab's own
+    models before those trained elsewhere and imported; unreadable files last."""
     if entry.error or entry.config is None:
-        return (2, 0)
+        return (2, 0, 0)
     cfg = entry.config
     if cfg.condition == "none":
         kind = 0 if cfg.has_latent and cfg.latent_dim == 2 else 1
@@ -77,7 +82,7 @@ def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
         kind = {"label": 2, "quadrants": 3}.get(cfg.condition, 4)
     if not cfg.has_latent:
         kind = 5
-    return (0 if entry.dataset == "mnist" else 1, kind)
+    return (0 if entry.dataset == "mnist" else 1, kind, int(entry.record.source is not None))
 
 
 def model_dirs() -> list[Path]:
@@ -85,13 +90,14 @@ def model_dirs() -> list[Path]:
     raw = os.environ.get(ENV_VAR, "")
     if raw.strip():
         return [Path(p) if Path(p).is_absolute() else ROOT / p for p in raw.split(os.pathsep) if p.strip()]
-    return [SHIPPED_DIR, RUNS_DIR]
+    return [SHIPPED_DIR, SHIPPED_SWEEP_DIR, RUNS_DIR]
 
 
 def save_dir() -> Path:
-    """Where the Train page saves: runs/, or the first model folder that is not the shipped one."""
+    """Where the Train page saves: runs/, or the first model folder that is not a shipped one."""
+    shipped = {SHIPPED_DIR.resolve(), SHIPPED_SWEEP_DIR.resolve()}
     for folder in model_dirs():
-        if folder.resolve() != SHIPPED_DIR.resolve():
+        if folder.resolve() not in shipped:
             return folder
     return RUNS_DIR
 
@@ -160,14 +166,16 @@ def _entries(listing: tuple[tuple[str, int, int], ...], base: str) -> list[Model
 
 def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Two models with the same display name (everyone's default is vae_2d) would look identical in the
-    picker: their titles get the file name added (and its folder, when the file names clash too)."""
+    picker: their titles get the file's name added, without '.safetensors' so it fits the sidebar's box (and its
+    folder, when the file names clash too). Models of different owners are told apart by the owner's name."""
     names = Counter((e.name, e.owner_name) for e in entries if e.error is None)
     files = Counter(e.file_name for e in entries if e.error is None and names[e.name, e.owner_name] > 1)
 
     def title(e: ModelEntry) -> str:
         if names[e.name, e.owner_name] < 2:
             return e.name
-        where = f"{Path(e.path).parent.name}/{e.file_name}" if files[e.file_name] > 1 else e.file_name
+        stem = Path(e.path).stem
+        where = f"{Path(e.path).parent.name}/{stem}" if files[e.file_name] > 1 else stem
         return f"{e.name} ({where})"
     return [replace(e, title=title(e)) for e in entries]
 
@@ -335,9 +343,11 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 
 def _model_caption(entry: ModelEntry) -> str:
     """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
+    origin = entry.record.origin()
     whose = (f" · {entry.owner_name}'s" + (", shared by the teacher" if entry.published else "")
              if entry.owner_name else "")
-    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`{whose}"
+    return (f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
+            + whose)
 
 
 def _short(path: Path) -> Path:

@@ -88,6 +88,27 @@ class History:
                            for e in self.epochs]}
 
 
+SOURCE_KINDS = ("fc-vae", "timbmg", "keras-h5", "onnx")
+SOURCE_TITLES = {"fc-vae": "a PyTorch fc1/fc21/fc22/fc3/fc4 VAE", "timbmg": "a timbmg/VAE-CVAE-MNIST model",
+                 "keras-h5": "a Keras HDF5 VAE", "onnx": "PyTorch code, as ONNX graphs"}
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelSource:
+    """Where a model trained by other code came from (vae_core/importers.py): the importer (`kind`: one of
+    SOURCE_KINDS; "onnx" for any model carried as ONNX graphs, see vae_core/external.py), the original file's
+    name (no folder), its SHA-256, and the code that defined it (e.g. 'my_vae.py:build' or a class name)."""
+
+    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+    file: ShortText = ""
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    code: ShortText = ""
+
+    def describe(self) -> str:
+        """'imported from vae.pt (a PyTorch fc1/fc21/fc22/fc3/fc4 VAE)'."""
+        return f"imported from {self.file or 'Python'} ({SOURCE_TITLES[self.kind]})"
+
+
 @dataclass(frozen=True, config=_STRICT)
 class CheckpointRecord:
     """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
@@ -110,6 +131,7 @@ class CheckpointRecord:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
+    source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
     path: str | None = None
@@ -122,8 +144,13 @@ class CheckpointRecord:
 
     @field_validator("train_config", mode="before")
     @classmethod
-    def _train_config(cls, value):
-        return TrainConfig.from_dict(value) if isinstance(value, dict) else value
+    def _train_config(cls, value, info):
+        """A TrainConfig, with a beta of None (the variant's default) resolved: a record states the beta used."""
+        config = TrainConfig.from_dict(value) if isinstance(value, dict) else value
+        model = info.data.get("model_config")
+        if isinstance(config, TrainConfig) and isinstance(model, ModelConfig):
+            config = config.for_variant(model.variant)
+        return config
 
     # ------------------------------------------------------------------ writing
     def to_json(self) -> str:
@@ -132,6 +159,7 @@ class CheckpointRecord:
         out["model_config"] = self.model_config.to_dict()
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
+        out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
 
     def located(self, path: str | Path, extras: dict[str, Any] | None = None) -> "CheckpointRecord":
@@ -152,6 +180,15 @@ class CheckpointRecord:
         given = {"none": "", "label": " given the digit label", "quadrants": " completing hidden quadrants"}
         latent = f", {cfg.latent_dim}-D latent" if cfg.has_latent else ""
         return f"{variant_info(cfg.variant).title}{given.get(cfg.condition, '')}{latent}"
+
+    @property
+    def is_onnx(self) -> bool:
+        """The model travels as ONNX graphs (vae_core/external.py), not as Latent Lab's own networks."""
+        return self.source is not None and self.source.kind == "onnx"
+
+    def origin(self) -> str | None:
+        """Where an imported model came from, in words (None for a model Latent Lab trained)."""
+        return None if self.source is None else self.source.describe()
 
     @property
     def epochs_trained(self) -> int | None:
@@ -202,6 +239,33 @@ class CheckpointRecord:
                 return int(block["samples"])
         return None
 
+    @property
+    def beta(self) -> float | None:
+        """β, the weight of the KL term it was trained with (None without a training config)."""
+        return None if self.train_config is None else float(self.train_config.beta)
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the stored figures were computed on, when the record says (the CLI and the Train
+        page store it as metrics['test_images']); None when it does not."""
+        value = self.metrics.get("test_images")
+        return int(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else None
+
+    def rate_distortion(self) -> tuple[float, float] | None:
+        """(rate, distortion) in nats per image: the stored KL term and reconstruction term of the ELBO (Alemi et
+        al. 2018, "Fixing a Broken ELBO"); their sum is the stored -ELBO. None when either is missing."""
+        rate, distortion = self.metric("kl"), self.metric("recon")
+        return None if rate is None or distortion is None else (rate, distortion)
+
+    def sweep_key(self) -> str | None:
+        """What a β sweep's members share: the data set, the whole model config and every training setting but β.
+        Two records with the same key differ only in β. None for a model that cannot be in a β sweep (no
+        training config, or an objective without a KL term)."""
+        if self.train_config is None or not variant_info(self.model_config.variant).uses_kl:
+            return None
+        settings = {k: v for k, v in self.train_config.to_dict().items() if k != "beta"}
+        return json.dumps([self.dataset, self.model_config.to_dict(), settings], sort_keys=True)
+
     def latent_means(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The test set's stored latent means [N, D] and labels [N], or None when the file has none.
         load_checkpoint has already checked their shapes and label range."""
@@ -212,6 +276,18 @@ class CheckpointRecord:
 
 
 _RECORD = TypeAdapter(CheckpointRecord)
+
+
+def beta_sweeps(records: list[CheckpointRecord]) -> list[list[CheckpointRecord]]:
+    """The β sweeps among some records: groups of two or more that differ only in β (CheckpointRecord.sweep_key),
+    each sorted by β with one record per β value (the first one given wins a tie), groups in order of first
+    appearance. A sweep is found from what the records say, never from file names."""
+    groups: dict[str, dict[float, CheckpointRecord]] = {}
+    for record in records:
+        key = record.sweep_key()
+        if key is not None:
+            groups.setdefault(key, {}).setdefault(record.beta, record)
+    return [[members[b] for b in sorted(members)] for members in groups.values() if len(members) >= 2]
 
 
 def parse_record(text: str, source: str = "the checkpoint") -> CheckpointRecord:

@@ -61,6 +61,15 @@ HOSTILE = {  # case -> (how to damage the record, words the sentence must hold)
         **s, "extra.test_labels": torch.full((20,), 57)}), "stored test labels"),
     "means of the wrong width": (lambda p: rewrite_header(p, json.dumps(header_of(p)), tensors=lambda s: {
         **s, "extra.test_latent_means": torch.zeros(20, 5)}), "do not fit a 2-D latent"),
+    # issue 20: where an imported model came from
+    "a source of an unknown kind": (lambda p: with_changes(p, source={"kind": "pickle"}), "source.kind"),
+    "a source file name of a million characters": (lambda p: with_changes(p, source={"kind": "fc-vae",
+                                                                                      "file": "x" * 1_000_000}),
+                                                   "source.file"),
+    "a source hash that is not one": (lambda p: with_changes(p, source={"kind": "onnx", "sha256": "../../etc"}),
+                                      "source.sha256"),
+    "an ONNX source over ordinary weights": (lambda p: with_changes(p, source={"kind": "onnx"}),
+                                             "says it holds ONNX graphs, but its tensors are"),
 }
 
 
