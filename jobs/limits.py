@@ -2,91 +2,138 @@
 
 The file is `.streamlit/latent_lab.toml` beside app.py (another path: LATENT_LAB_CONFIG); its `[limits]` table
 takes the keys below in lower case without the prefix (`max_runs = 2`). An environment variable wins over the
-file; a missing file (at the default path) means the defaults. A bad file, an unknown key or a bad value is a
-LimitsError whose text is one sentence naming the file and key (or the variable), which the Train page shows.
+file; a missing file (at the default path) means the defaults. Every limit has a range. A bad file, an unknown
+key or a value out of range is a LimitsError whose text is one sentence naming the file and key (or the
+variable), the range and the bad value (quoted to at most about 100 characters), which the Train page shows.
 
-    LATENT_LAB_MAX_RUNS            runs training at once            default: CPU cores - 1, at least 1
-    LATENT_LAB_MAX_QUEUED          runs waiting for a free slot     default: 20
-    LATENT_LAB_MAX_WEIGHTS         weights per model                default: 20,000,000
-    LATENT_LAB_MAX_RUN_SECONDS     wall time of one run (0: none)   default: 3600
-    LATENT_LAB_ABANDON_SECONDS     a run whose page has not polled  default: 600 (10 minutes)
-                                   this long stops, keeping its weights
-    LATENT_LAB_WORKER_THREADS      torch threads per worker         default: (cores - 1) // max runs, at least 1
-    LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
-    LATENT_LAB_RUNNER              local (default) or ray
-    LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
-    LATENT_LAB_LEASE_SECONDS       a server renews its lease on a running row every second; a row whose
-                                   lease is this old is ended by any server on the folder   default: 30 (2-3600)
-    LATENT_LAB_STOP_GRACE_SECONDS  a run asked to stop gets this long, then SIGTERM, then as long again,
-                                   then SIGKILL                     default: 10 (0.1-600)
-    LATENT_LAB_RESULT_RETENTION_HOURS  the weights of a finished run (runs/.jobs/) are removed this long after
-                                   it ended (saved models are never touched)             default: 24 (0.01-8760)
-    LATENT_LAB_RESULTS_PER_PERSON  unsaved results kept per person, newest first          default: 10 (1-1000)
-    LATENT_LAB_VIEW_BUDGET_CPU_SECONDS  a Diagnose view estimated above this many CPU-seconds is computed
-                                   as a job in a worker, not in the server              default: 2 (0-3600)
+    variable                       what                                range                  default
+    LATENT_LAB_MAX_RUNS            runs training at once               1 to 4 × CPU cores     CPU cores - 1, at least 1
+    LATENT_LAB_MAX_QUEUED          runs waiting for a free slot        0 to 1,000             20
+    LATENT_LAB_MAX_WEIGHTS         weights per model                   1 to 200,000,000       20,000,000
+    LATENT_LAB_MAX_RUN_SECONDS     seconds of one run, 0 for no limit  0 to 604,800 (7 days)  3600
+    LATENT_LAB_ABANDON_SECONDS     seconds without a poll before a     0.1 to 86,400 (1 day)  600 (10 minutes)
+                                   run stops, keeping its weights
+    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores-1)//max runs, >= 1
+    LATENT_LAB_WORKER_NICE         CPU priority drop of a worker       0 to 19                10 (0: as the server)
+    LATENT_LAB_RUNNER              where runs train                    local or ray           local
+    LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          true (1)
+                                   with torch and MNIST loaded
+    LATENT_LAB_RUNS_PER_PERSON     one person's runs training at once  1 to 100               1
+    LATENT_LAB_QUEUED_PER_PERSON   one person's runs waiting           0 to 1,000             1
+    LATENT_LAB_LEASE_SECONDS       seconds a running row's lease lasts 2 to 3,600             30
+                                   unrenewed (a server renews it every second; another ends it after this)
+    LATENT_LAB_STOP_GRACE_SECONDS  seconds a stopping run gets         0.1 to 600             10
+                                   before SIGTERM, then as long before SIGKILL
+    LATENT_LAB_RESULT_RETENTION_HOURS hours a finished run's result    0.01 to 8,760 (1 year) 24
+                                   is kept in runs/.jobs/ (saved models are never touched)
+    LATENT_LAB_RESULTS_PER_PERSON  unsaved results kept per person     1 to 1,000             10
+    LATENT_LAB_VIEW_BUDGET_CPU_SECONDS CPU-seconds a Diagnose view     0 to 3,600             2
+                                   may take in the server (above: a worker computes it as a job)
+
+A limit is one field of `Limits` below, with its range and words; tests/jobs/test_table_and_limits.py checks
+this table, the shipped .streamlit/latent_lab.toml and README.md (docs/CLASSROOM.md for a class's limits) against
+the fields. runs_per_person and queued_per_person are one person's share inside max_runs and max_queued (Slurm's
+per-user limits), counted by the job table in the same transaction as the class's caps.
+
+The same file's `[class]` table (docs/CLASSROOM.md) turns on a class: `code`, the class code a student types with
+a name (used when .streamlit/secrets.toml has no `[auth]`); `teacher_code`, typed instead of the class code, signs
+a teacher in; `teachers`, the e-mail addresses (or OIDC subjects) of the teachers when people sign in with
+`[auth]`. `read_class` reads it; a bad value is a LimitsError too. Without a `[class]` table nothing changes.
 """
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Mapping
+
+from pydantic import Field
 
 from vae_core import ModelConfig
+from vae_core.cpu import cpu_cores
+from vae_core.validation import Flag, Number, OneOf, SettingError, Whole, build, quote, settings
 
 PREFIX = "LATENT_LAB_"
 CONFIG_VAR = PREFIX + "CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "latent_lab.toml"
 TABLE = "limits"
-# key -> (kind, lowest value); the keys of the file's [limits] table and, upper-cased with PREFIX, the env vars
-KEYS = {"max_runs": ("int", 1), "max_queued": ("int", 0), "max_weights": ("int", 1),
-        "max_run_seconds": ("float", 0), "abandon_seconds": ("float", 0.1), "worker_threads": ("int", 1),
-        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None),
-        "lease_seconds": ("float", 2), "stop_grace_seconds": ("float", 0.1), "result_retention_hours": ("float", 0.01),
-        "results_per_person": ("int", 1), "view_budget_cpu_seconds": ("float", 0)}
-# the highest value of a key, where one is needed (a lease of a year would never expire)
-HIGHEST = {"lease_seconds": 3600, "stop_grace_seconds": 600, "result_retention_hours": 8760,
-           "results_per_person": 1000, "view_budget_cpu_seconds": 3600}
+CLASS_TABLE = "class"
+MAX_FILE_BYTES = 65_536
 RUNNERS = ("local", "ray")
 FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
 
 
-class LimitsError(ValueError):
+class LimitsError(SettingError):
     """A bad limits file or value; its text is one sentence for the Train page."""
 
 
-def cpu_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+CORES = cpu_cores()   # the machine's, when the server starts: the ranges of max_runs and worker_threads
+DAY = 86_400
 
 
-@dataclass(frozen=True)
+@settings(kw_only=True)
 class Limits:
-    max_runs: int
-    max_queued: int
-    max_weights: int
-    max_run_seconds: float
-    abandon_seconds: float
-    worker_threads: int
-    worker_nice: int
-    runner: str
-    warm_worker: bool = True
-    lease_seconds: float = 30.0
-    stop_grace_seconds: float = 10.0
-    result_retention_hours: float = 24.0
-    results_per_person: int = 10
-    view_budget_cpu_seconds: float = 2.0
+    """The limits of this server: one line per limit, its range and words (the file's key is the field's name;
+    its variable, PREFIX + the name in capitals)."""
+
+    max_runs: Annotated[int, Whole(1, 4 * CORES, "runs training at once", high_words="4 × CPU cores")] = Field(
+        default_factory=lambda: max(1, CORES - 1))
+    max_queued: Annotated[int, Whole(0, 1000, "runs waiting for a free slot")] = 20
+    max_weights: Annotated[int, Whole(1, 200_000_000, "weights per model")] = 20_000_000
+    max_run_seconds: Annotated[float, Number(0, 7 * DAY, "seconds of one run, 0 for no limit",
+                                             span="0 to 604,800 (7 days)")] = 3600.0
+    abandon_seconds: Annotated[float, Number(0.1, DAY, "seconds without a poll before a run stops",
+                                             span="0.1 to 86,400 (1 day)")] = 600.0
+    worker_threads: Annotated[int, Whole(1, CORES, "torch threads per worker", high_words="CPU cores")] = Field(
+        default_factory=lambda given: max(1, (CORES - 1) // given["max_runs"]))
+    worker_nice: Annotated[int, Whole(0, 19, "CPU priority drop of a worker")] = 10
+    runner: Annotated[str, OneOf(RUNNERS, "where runs train", rule="be 'local' or 'ray'", fold_case=True)] = "local"
+    warm_worker: Annotated[bool, Flag("fork workers from a fork server")] = True
+    runs_per_person: Annotated[int, Whole(1, 100, "one person's runs training at once")] = 1
+    queued_per_person: Annotated[int, Whole(0, 1000, "one person's runs waiting")] = 1
+    # the runner under faults (issue 19): leases, stops that escalate, results' retention, heavy views as jobs
+    lease_seconds: Annotated[float, Number(2, 3600, "seconds a running row's lease lasts unrenewed",
+                                           span="2 to 3,600")] = 30.0
+    stop_grace_seconds: Annotated[float, Number(0.1, 600, "seconds a stopping run gets before SIGTERM",
+                                                span="0.1 to 600")] = 10.0
+    result_retention_hours: Annotated[float, Number(0.01, 8760, "hours a finished run's result is kept",
+                                                    span="0.01 to 8,760 (1 year)")] = 24.0
+    results_per_person: Annotated[int, Whole(1, 1000, "unsaved results kept per person")] = 10
+    view_budget_cpu_seconds: Annotated[float, Number(0, 3600, "CPU-seconds a Diagnose view may take in the server",
+                                                     span="0 to 3,600")] = 2.0
 
     def describe(self) -> str:
         """One line for the Train page."""
         run_time = "no time limit" if not self.max_run_seconds else f"at most {_minutes(self.max_run_seconds)} a run"
         return (f"{self.max_runs} run{'s' * (self.max_runs != 1)} at once, {self.max_queued} waiting at most, "
-                f"{self.max_weights:,} weights per model, {run_time}; a run nobody watches for "
+                f"{self.max_weights:,} weights per model, each person {self.runs_per_person} training and "
+                f"{self.queued_per_person} waiting, {run_time}; a run nobody watches for "
                 f"{_minutes(self.abandon_seconds)} stops and keeps its weights.")
+
+    def share(self) -> str:
+        """One person's share, as a sentence's end: '1 run training and 1 waiting'."""
+        return (f"{self.runs_per_person} run{'s' * (self.runs_per_person != 1)} training and "
+                f"{self.queued_per_person} waiting")
+
+
+# the keys of the file's [limits] table and, upper-cased with PREFIX, the environment variables
+KEYS = tuple(Limits.__pydantic_fields__)
+# the [class] table: key -> (kind, (lowest, highest)): a code's length, or how many teachers
+CLASS_KEYS = {"code": ("code", (4, 64)), "teacher_code": ("code", (4, 64)), "teachers": ("names", (0, 100))}
+
+
+@dataclass(frozen=True)
+class ClassSettings:
+    """The file's [class] table. Empty: no class (one person on a laptop, or [auth] without teachers)."""
+
+    code: str = ""                    # the class code students type with their name (without [auth])
+    teacher_code: str = ""            # typed instead of the class code: a teacher (without [auth])
+    teachers: tuple[str, ...] = ()    # with [auth]: the teachers' e-mail addresses or subjects, any case
+
+    def is_teacher_email(self, *ids: str | None) -> bool:
+        wanted = {t.strip().casefold() for t in self.teachers}
+        return any(i and i.strip().casefold() in wanted for i in ids)
 
 
 def _minutes(seconds: float) -> str:
@@ -102,10 +149,15 @@ def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     return (Path(named).expanduser(), True) if named else (DEFAULT_CONFIG, False)
 
 
-def read_config(path: Path, required: bool = False) -> dict:
-    """The [limits] table of a TOML file ({} when the file is missing and not required); LimitsError otherwise."""
+def read_config(path: Path, required: bool = False, table_name: str = TABLE) -> dict:
+    """The [limits] (or `table_name`) table of a TOML file ({} when the file is missing and not required);
+    LimitsError otherwise."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:  # tomllib would take seconds over a file of megabytes
+                raise LimitsError(f"The limits file {path} is {size:,} bytes; a limits file may be at most "
+                                  f"{MAX_FILE_BYTES:,}.")
             data = tomllib.load(f)
     except FileNotFoundError:
         if required:
@@ -116,17 +168,19 @@ def read_config(path: Path, required: bool = False) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise LimitsError(f"The limits file {path} could not be read ({reason.lower()}).") from None
-    extra = sorted(k for k in data if k != TABLE)
+    extra = sorted(k for k in data if k not in (TABLE, CLASS_TABLE))
     if extra:
-        raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {extra[0]!r}; it may hold only a "
-                          f"[{TABLE}] table.")
-    table = data.get(TABLE, {})
+        raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {quote(extra[0])}; it may hold only "
+                          f"a [{TABLE}] and a [{CLASS_TABLE}] table.")
+    table = data.get(table_name, {})
     if not isinstance(table, dict):
-        raise LimitsError(f"In the limits file {path}, {TABLE} must be a table ([{TABLE}]), not a single value.")
-    unknown = sorted(k for k in table if k not in KEYS)
+        raise LimitsError(f"In the limits file {path}, {table_name} must be a table ([{table_name}]), not a "
+                          "single value.")
+    keys = KEYS if table_name == TABLE else tuple(CLASS_KEYS)
+    unknown = sorted(k for k in table if k not in keys)
     if unknown:
-        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {unknown[0]!r}; the keys are "
-                          f"{', '.join(KEYS)}.")
+        raise LimitsError(f"In the limits file {path}, [{table_name}] has an unknown key {quote(unknown[0])}; the "
+                          f"keys are {', '.join(keys)}.")
     return table
 
 
@@ -134,52 +188,20 @@ def _what(key: str, data: dict) -> str:
     return "a table" if isinstance(data[key], dict) else "a key"
 
 
-def _from_env(raw: str, key: str, where: str):
-    """A string from an environment variable, checked as KEYS[key] says."""
-    kind, low = KEYS[key]
+def _from_text(raw: str, key: str):
+    """An environment variable's text as the value its limit takes (int, float or bool); text that is not one
+    stays text, so that the limit's sentence quotes it."""
     raw = raw.strip()
-    if kind == "runner":
-        value = raw.lower()
-        if value not in RUNNERS:
-            raise LimitsError(f"{where} must be 'local' or 'ray', got {value!r}.")
-        return value
-    if kind == "bool":
-        if raw.lower() not in FALSE_WORDS + TRUE_WORDS:
-            raise LimitsError(f"{where} must be 1 or 0 (on or off), got {raw!r}.")
-        return raw.lower() in TRUE_WORDS
-    try:
-        value = (int if kind == "int" else float)(raw)
-    except ValueError:
-        wanted = "a whole number" if kind == "int" else "a number of seconds"
-        raise LimitsError(f"{where} must be {wanted}, got {raw!r}.") from None
-    return _at_least(value, low, where, repr(raw), HIGHEST.get(key))
-
-
-def _from_file(value, key: str, where: str):
-    """A TOML value, checked as KEYS[key] says."""
-    kind, low = KEYS[key]
-    if kind == "runner":
-        if not isinstance(value, str) or value.strip().lower() not in RUNNERS:
-            raise LimitsError(f"{where} must be \"local\" or \"ray\", got {value!r}.")
-        return value.strip().lower()
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise LimitsError(f"{where} must be true or false, got {value!r}.")
-        return value
-    ok = (int,) if kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok):
-        wanted = "a whole number" if kind == "int" else "a number of seconds"
-        raise LimitsError(f"{where} must be {wanted}, got {value!r}.")
-    return _at_least(value, low, where, repr(value), HIGHEST.get(key))
-
-
-def _at_least(value, low, where: str, shown: str, high=None):
-    if not math.isfinite(value) or value < low:
-        raise LimitsError(f"{where} must be at least {low}" + (f" and at most {high}" if high is not None else "")
-                          + f", got {shown}.")
-    if high is not None and value > high:
-        raise LimitsError(f"{where} must be at most {high}, got {shown}.")
-    return value
+    kind = Limits.__pydantic_fields__[key].annotation
+    if kind is bool:
+        word = raw.lower()
+        return True if word in TRUE_WORDS else False if word in FALSE_WORDS else raw
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:  # not a number (or an int of more than 4,300 digits)
+            return raw
+    return raw
 
 
 def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> Limits:
@@ -191,30 +213,45 @@ def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None 
         path, required = config_path(env)
     else:
         path, required = Path(config), False
-    values = {key: _from_file(value, key, f"In the limits file {path}, [{TABLE}] {key}")
-              for key, value in read_config(path, required).items()}
+    values = read_config(path, required)
+    where = {key: f"In the limits file {path}, [{TABLE}] {key}" for key in values}
+    typed: dict[str, str] = {}
     for key in KEYS:
         raw = env.get(PREFIX + key.upper(), "")
         if raw.strip():
-            values[key] = _from_env(raw, key, PREFIX + key.upper())
-    cores = cpu_cores()
-    max_runs = int(values.get("max_runs", max(1, cores - 1)))
-    return Limits(
-        max_runs=max_runs,
-        max_queued=int(values.get("max_queued", 20)),
-        max_weights=int(values.get("max_weights", 20_000_000)),
-        max_run_seconds=float(values.get("max_run_seconds", 3600.0)),
-        abandon_seconds=float(values.get("abandon_seconds", 600.0)),
-        worker_threads=int(values.get("worker_threads", max(1, (cores - 1) // max_runs))),
-        worker_nice=int(values.get("worker_nice", 10)),
-        runner=values.get("runner", "local"),
-        warm_worker=bool(values.get("warm_worker", True)),
-        lease_seconds=float(values.get("lease_seconds", 30.0)),
-        stop_grace_seconds=float(values.get("stop_grace_seconds", 10.0)),
-        result_retention_hours=float(values.get("result_retention_hours", 24.0)),
-        results_per_person=int(values.get("results_per_person", 10)),
-        view_budget_cpu_seconds=float(values.get("view_budget_cpu_seconds", 2.0)),
-    )
+            values[key], typed[key], where[key] = _from_text(raw, key), raw.strip(), PREFIX + key.upper()
+    return build(Limits, values, given=typed, name=lambda key: where.get(key, key), error=LimitsError)
+
+
+def read_class(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> ClassSettings:
+    """The [class] table of the limits file (see read_limits for which file); LimitsError with one sentence
+    naming the file and key for a bad value. A code is 4-64 characters without spaces at either end; the
+    teacher code must differ from the class code; `teachers` is a list of up to 100 addresses."""
+    env = os.environ if env is None else env
+    path, required = config_path(env) if config is None else (Path(config), False)
+    table = read_config(path, required, CLASS_TABLE)
+    values = {}
+    for key, value in table.items():
+        kind, (low, high) = CLASS_KEYS[key]
+        where = f"In the limits file {path}, [{CLASS_TABLE}] {key}"
+        if kind == "code":
+            if not isinstance(value, str) or value != value.strip() or not low <= len(value) <= high:
+                raise LimitsError(f"{where} must be text of {low} to {high} characters without spaces at either "
+                                  f"end; got {quote(value)}.")
+            values[key] = value
+        else:
+            if (not isinstance(value, list) or len(value) > high
+                    or not all(isinstance(v, str) and 0 < len(v.strip()) <= 254 for v in value)):
+                raise LimitsError(f"{where} must be a list of at most {high} e-mail addresses or names in quotes, "
+                                  f"like [\"teacher@school.org\"]; got {quote(value)}.")
+            values[key] = tuple(v.strip() for v in value)
+    if values.get("teacher_code") and values.get("teacher_code") == values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] teacher_code must differ from code (anyone "
+                          "with the class code would be a teacher).")
+    if values.get("teacher_code") and not values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] has a teacher_code but no code; add the "
+                          "class code the students will type.")
+    return ClassSettings(**values)
 
 
 def count_weights(config: ModelConfig) -> int:

@@ -15,6 +15,8 @@ Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS, all due step
        the kind of job (train | view), the newest losses for a class overview, whether the result was saved;
        job_points (a thinned loss curve per job, readable by every server); people (class identities);
        published (models a teacher shared with the class)
+    3  class_settings: a few named values the class's servers share (when the teacher last cleared the
+       finished runs off the board)
 
 Faults of the file are sentences, never tracebacks: every public method raises one error type,
 `JobStoreError(sentence)`. A lock another program holds is waited on for BUSY_TIMEOUT_MS, then said; a read-only
@@ -39,7 +41,9 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 ACTIVE = ("queued", "starting", "running", "stopping")
 RUNNING = ("starting", "running", "stopping")
@@ -111,7 +115,14 @@ CREATE TABLE IF NOT EXISTS published (
 );
 """
 
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)   # MIGRATIONS[i] takes the file from version i to version i + 1
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS class_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"""
+
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)   # MIGRATIONS[i] takes the file from version i to version i + 1
 VERSION = len(MIGRATIONS)
 
 
@@ -443,6 +454,14 @@ class JobTable:
         with self._db() as db:
             return [_row(r) for r in db.execute(sql, args).fetchall()]
 
+    @_guarded
+    def use(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(db) on a connection of its own (autocommit), for modules that keep their own tables in this file
+        (jobs/classroom.py): its faults are JobStoreError sentences, as every method's (a missing or damaged
+        table repaired and fn called again)."""
+        with self._db() as db:
+            return fn(db)
+
     # ------------------------------------------------------------------ writes
     @_guarded
     def add(self, owner: str, settings: dict, status: str = "queued", backend: str = "", server: str = "",
@@ -608,12 +627,14 @@ class JobTable:
 
     @_guarded
     def add_points(self, job_id: str, points: list[tuple[int, float | None, float | None]]) -> None:
-        """Append (step, loss, eval_loss) points of a job's curve (a step already stored is replaced)."""
+        """Append (step, loss, eval_loss) points of a job's curve; a step already stored takes the new values
+        that are not None (an epoch's test loss and a training loss at the same step make one point)."""
         if not points:
             return
         with self._db() as db:
-            db.executemany("INSERT OR REPLACE INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?)",
-                           [(job_id, *p) for p in points])
+            db.executemany("INSERT INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT(job_id, step) DO UPDATE SET loss = COALESCE(excluded.loss, loss), "
+                           "eval_loss = COALESCE(excluded.eval_loss, eval_loss)", [(job_id, *p) for p in points])
 
     # ------------------------------------------------------------------ reads
     @_guarded

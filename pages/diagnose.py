@@ -22,7 +22,7 @@ from ui.images import grid, upscale
 from ui.model_catalogue import available_models, load_model, model_picker
 from ui.plots import loss_curves
 from ui.routing import route_through_app
-from vae_core import CheckpointError
+from vae_core import VARIANTS, CheckpointError, plain_variant
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, default_quadrants, diagnostics_unavailable_reason,
                                   kl_unavailable_reason)
 
@@ -38,7 +38,9 @@ st.caption("Visual debugging for a model that misbehaves: KL per latent dimensio
            "aggregate posterior against the prior, the worst test images, whether the likelihood estimate is "
            "trustworthy, and the checkpoint's own training history and settings.")
 
-picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2, lambda c: c.has_latent))
+# opens on the plain VAE with a 2-D latent when there is one (the registry's plain unconditional variant)
+picked = model_picker(prefer=(lambda c: c.variant == plain_variant(False) and c.latent_dim == 2,
+                              lambda c: c.has_latent))
 if picked is None:
     st.stop()
 model, record = picked
@@ -104,9 +106,15 @@ with tabs[0]:
                 else:
                     st.success(f"All {cfg.latent_dim} dimensions are active: each one's posterior mean varies across "
                                "the data.", icon=":material/check_circle:")
-                if cfg.variant == "hybrid":
-                    st.caption(f"The hybrid's objective weights this KL by α = {cfg.alpha:g}: the stored metric `kl` is "
-                               "α times the total above.")
+                trained_beta = record.train_config.beta if record.train_config is not None else None
+                if trained_beta is not None and trained_beta != 1:
+                    pull = ("pulls the posterior towards the prior and can leave dimensions inactive"
+                            if trained_beta > 1 else "lets the posterior stray further from the prior")
+                    st.caption(f"This model trained with β = {trained_beta:g}: its objective weighted this KL by "
+                               f"{trained_beta:g}, which {pull}. The figures here are those of the true ELBO (β = 1).")
+                if VARIANTS[cfg.variant].uses_alpha:
+                    st.caption(f"The {VARIANTS[cfg.variant].title}'s objective weights this KL by α = {cfg.alpha:g}: the "
+                               "stored metric `kl` is α times the total above.")
                 st.caption(f"On the first {images:,} test images; KL against "
                            + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
         history_fig = kl_over_epochs(record)

@@ -5,6 +5,7 @@ from ui.cached_data import data_problem, dataset_folder, download
 from ui.model_catalogue import available_models, model_dirs
 from ui.home_tools import models_table
 from ui.routing import route_through_app
+from vae_core import variant_table
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
@@ -80,3 +81,8 @@ else:
     broken = [e for e in entries if e.error]
     for e in broken:
         st.error(f"`{e.name}` cannot be used: {e.error}", icon=":material/error:")
+
+with st.expander("The variants Latent Lab trains", icon=":material/account_tree:"):
+    st.markdown(variant_table())   # the registry's table (vae_core.models.VARIANTS), as in the README
+    st.caption("One family of models, differing only in where z comes from while training and which terms the "
+               "loss keeps. Pick one on the Train page.")

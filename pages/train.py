@@ -1,8 +1,9 @@
 """Train: choose a model and its training settings, start and stop a run, watch it learn live, save it.
 
 A run is a job (jobs/): it trains in a worker process (or on Ray), never in this server, and is listed in
-a job table under this browser's owner token, which lives in the URL. A refresh, another page or a new tab
-with the same link finds the run again. While it runs, a fragment redraws its snapshot every
+a job table under the signed-in person (ui/identity.py; one person on a laptop needs no sign-in). A refresh on
+any page, a new tab or a server restart finds the run again. Each person may have a share of the class's runs
+(runs_per_person training, queued_per_person waiting), counted by the table when Start is pressed. While it runs, a fragment redraws its snapshot every
 REFRESH_SECONDS; when it ends the charts stay and the Save form sits below them.
 """
 import time
@@ -10,18 +11,20 @@ import time
 import streamlit as st
 
 from jobs.api import JobRefused
+from jobs.classroom import save_run, stop_run
 from jobs.limits import LimitsError, weights_problem
 from ui.cached_data import data_problem, dataset_folder
 from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
-from ui.training_job import (format_seconds, job_store_sentences, jobs, owner_token, parse_hidden,
+from ui.training_job import (format_seconds, job_store_sentences, jobs, my_models_folder, parse_hidden,
                              show_table_notice)
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
+from vae_core.validation import one_sentence
 from ui.routing import route_through_app
 
-route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
+person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
 
 VIEW = "train_view"           # the id of the job this session looks at
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map
@@ -31,6 +34,8 @@ FIRST_STEP_SECONDS = 0.2      # until a started run shows its first step, the pa
 LIVE_MAP_SIZE = (600, 420)    # pixels of the live latent map picture
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
+BETA_MAX = 20.0               # the β field's top; each variant has its own field (key train_beta_<variant>), which
+                              # starts at the variant's default_beta and keeps what the person types for that variant
 # The classroom default: a 2-D VAE (256-256) on all 60,000 MNIST images for 4 epochs, batch 128, lr 1e-3; the
 # clusters form in front of the class. Measured on this project's 2-core machine with `nice -n 19` and one torch
 # thread at load 0.7: test loss (2,000 images) 163.5, 157.4, 153.9, 151.6 nats after epochs 1-4, 21.8 s wall
@@ -61,7 +66,7 @@ try:
 except LimitsError as e:  # a bad .streamlit/latent_lab.toml or LATENT_LAB_* value: the teacher's sentence
     st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
     st.stop()
-owner = owner_token()
+owner = person.key
 with job_store_sentences():
     mine = service.jobs_of(owner)                  # also tells the scheduler this page is watching them
     ids = [j.id for j in mine]
@@ -116,10 +121,13 @@ with settings_box:
                               disabled=busy, **KEEP)
     with optim_col:
         st.markdown("**Objective and optimisation**")
-        beta = 1.0
+        beta = kind.default_beta
         if kind.uses_kl:
-            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=20.0, value=1.0, step=0.1,
-                                   key="train_beta", disabled=busy, **KEEP, help="β = 1 is the true ELBO.")
+            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=BETA_MAX,
+                                   value=min(float(kind.default_beta), BETA_MAX), step=0.1,
+                                   key=f"train_beta_{variant}", disabled=busy, **KEEP,
+                                   help=f"β = 1 is the true ELBO; a {kind.title} starts at {kind.default_beta:g}. "
+                                        "The test loss is always scored with β = 1.")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=DEFAULT_EPOCHS, step=1, key="train_epochs",
                                  disabled=busy, **KEEP)
         batch_size = st.select_slider("Batch size", [16, 32, 64, 128, 256, 512, 1024], value=128,
@@ -149,7 +157,7 @@ with settings_box:
                                    beta=float(beta), seed=int(seed), train_limit=int(train_limit),
                                    eval_limit=EVAL_IMAGES)
     except ValueError as e:
-        problem = f"These settings cannot be used: {e}."
+        problem = f"These settings cannot be used: {one_sentence(str(e))}"
     else:
         problem = weights_problem(model_config, service.limits)
     if problem:
@@ -161,7 +169,8 @@ start = start_col.button("Start training", type="primary", icon=":material/play_
                          width="stretch")
 stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
 if busy or others:
-    note_col.caption("One run at a time per browser: stop the running one to start another.")
+    note_col.caption(f"One run at a time on this page (each person may have {service.limits.share()}): stop "
+                     "the running one to start another.")
 elif problem is None:
     note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
 else:
@@ -170,7 +179,8 @@ else:
 if start:
     try:
         with job_store_sentences():
-            st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent)
+            st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent,
+                                                    owner_name=person.name)
     except JobRefused as e:
         st.error(str(e), icon=":material/block:")
     else:
@@ -178,7 +188,7 @@ if start:
 def stop_and_wait(job_id: str, seconds: float = 2.0) -> None:
     """Ask a run to stop and give it a moment: a stop lands within a batch."""
     with job_store_sentences():
-        service.stop(job_id)
+        stop_run(service, person, job_id)  # the person's own runs only (the list and the page show no others)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             snap = service.progress(job_id)
@@ -372,7 +382,7 @@ def save_form(snap) -> None:
     if submitted:
         try:
             with job_store_sentences():
-                path = service.save(snap.id, save_dir(), name.strip(), overwrite=overwrite)
+                path = save_run(service, person, snap.id, save_dir(), name.strip(), overwrite=overwrite)
         except ValueError as e:
             st.error(f"Not saved: {e}.", icon=":material/block:")
         else:
@@ -382,7 +392,8 @@ def save_form(snap) -> None:
 
 
 if job is None:
-    st.info(f"Nothing trained yet from this browser. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
+    who = "" if person.solo else f" by {person.name}"
+    st.info(f"Nothing trained yet{who}. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
             f"on all 60,000 MNIST images) take about {DEFAULT_SECONDS} here, long enough to watch the digit "
             "clusters form on the latent map.", icon=":material/lightbulb:")
 elif job.active and job.status != "queued" and job.global_step == 0:

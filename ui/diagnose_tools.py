@@ -11,6 +11,7 @@ its result file (runs/.jobs/<id>.npz) is the cache every session reads. Below th
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,7 @@ from jobs.limits import LimitsError, read_limits
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
-from vae_core import CheckpointRecord, make_batch
+from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch
 from vae_core.diagnostics import ACTIVE_THRESHOLD, aggregate_density, conditional_gaussians
 
 CHUNK = views.PER_EXAMPLE_CHUNK   # images per cached piece of the per-example table (a progress bar step)
@@ -147,9 +148,10 @@ def _view_file(result_path: str, mtime_ns: int) -> dict:
 def view_result(view: str, path: str, params: dict, data_root: str, what: str) -> dict | None:
     """The numbers of a heavy view from its job: a finished job's result (cached by file), or None while it is
     computed (its place in line or a progress bar drawn here, in a fragment that reruns the page when it is
-    done). The first call submits the job, in this browser's name and share; a job that failed says why, with
+    done). The first call submits the job, in the signed-in person's name and share; a job that failed says why, with
     a button to try again."""
-    from ui.training_job import job_store_sentences, jobs, owner_token
+    from ui import identity
+    from ui.training_job import job_store_sentences, jobs
 
     with job_store_sentences():
         service = jobs()
@@ -168,7 +170,8 @@ def view_result(view: str, path: str, params: dict, data_root: str, what: str) -
             return None
         if snap is None:
             try:
-                job_id = service.submit_view(owner_token(), view, path, params, data_root)
+                who = identity.person()
+                job_id = service.submit_view(who.key, view, path, params, data_root, owner_name=who.name)
             except JobRefused as e:
                 st.warning(f"This view is computed as a job, and it cannot start now: {e}", icon=":material/block:")
                 return None
@@ -459,9 +462,19 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
+ONNX_UNUSED = ("hidden_dims", "dropout", "encoder", "alpha", "quadrants")  # Latent Lab's own layers and variants
+
+
 def config_rows(record: CheckpointRecord) -> pd.DataFrame:
-    """Every setting of the model and of its training, one row each (strings, so the column type is one)."""
-    rows = [("model", k, _cell(v)) for k, v in record.model_config.to_dict().items()]
+    """Every setting of the model and of its training, one row each (strings, so the column type is one); for a
+    model trained elsewhere, where it came from, and for one carried as ONNX graphs only the settings that
+    describe it (its layers are the graphs')."""
+    settings = record.model_config.to_dict()
+    if record.is_onnx:
+        settings = {k: v for k, v in settings.items() if k not in ONNX_UNUSED}
+    rows = [("model", k, _cell(v)) for k, v in settings.items()]
+    if record.source is not None:
+        rows += [("source", k, _cell(v)) for k, v in dataclasses.asdict(record.source).items() if v]
     train = record.train_config.to_dict() if record.train_config is not None else {}
     rows += [("training", k, _cell(v)) for k, v in train.items()]
     if "dataset" not in train:
@@ -525,12 +538,15 @@ def same_z_reason(a, b) -> str | None:
 def conditional_view_reason(config) -> str | None:
     if not config.has_latent:
         return "A baseline model has no latent code, so there is no p(z|x) or q(z|x,y) to draw."
+    info = VARIANTS[config.variant]
+    with_both = " or ".join(VARIANTS[v].title for v in compared_variants(with_latent=True)
+                            if not VARIANTS[v].recognition_is_prior)   # the CVAE or hybrid
     if config.condition == "none":
-        return ("A VAE has no condition x: its prior is N(0, I) for every image (the aggregate-posterior view "
-                "compares q with it). Pick a CVAE or hybrid to see p(z|x) against q(z|x,y).")
-    if config.variant == "gsnn":
-        return ("A GSNN's recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide and "
-                "their KL is zero. Pick a CVAE or hybrid.")
+        return (f"A {info.title} has no condition x: its prior is N(0, I) for every image (the aggregate-posterior "
+                f"view compares q with it). Pick a {with_both} to see p(z|x) against q(z|x,y).")
+    if info.recognition_is_prior:
+        return (f"A {info.title}'s recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide "
+                f"and their KL is zero. Pick a {with_both}.")
     if config.prior == "standard":
         return "This model's prior is N(0, I) whatever x is; the view compares a learned p(z|x) with q(z|x,y)."
     return None

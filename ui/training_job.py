@@ -1,39 +1,42 @@
-"""The Train page's side of training jobs (jobs/ runs them): the owner token kept in the URL, the
-process's job service for the models folder, and small parsers and formatters.
+"""The Train page's side of training jobs (jobs/ runs them): the process's job service for the models folder,
+the person's own folder, and small parsers and formatters.
 
+Runs and models belong to the signed-in person (ui/identity.py; jobs/classroom.py), never to a token in a URL.
 The page never runs a training step: it submits a job, polls its snapshot from a fragment and draws it.
 """
 from __future__ import annotations
 
 import re
-import secrets
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
 from jobs.api import JobService, JobStoreError, check_name, job_service  # noqa: F401  (re-exported for pages)
+from jobs.classroom import Person, owner_folder
 from ui.model_catalogue import save_dir
-
-OWNER_PARAM = "owner"
-OWNER_KEY = "_train_owner"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+from vae_core.validation import SettingError, quote
 
 
-def owner_token() -> str:
-    """This browser's token: from the URL's query parameters (so a refresh or a copied link reattaches to
-    its runs), else this session's, else a new one, which is then written into the URL."""
-    token = st.query_params.get(OWNER_PARAM) or st.session_state.get(OWNER_KEY)
-    if not token or not TOKEN_PATTERN.match(token):
-        token = secrets.token_urlsafe(12)
-    st.session_state[OWNER_KEY] = token
-    if st.query_params.get(OWNER_PARAM) != token:
-        st.query_params[OWNER_PARAM] = token
-    return token
+def known_owner() -> str | None:
+    """The key of the person of this session (ui/identity.py), or None when nobody is signed in: for a page that
+    only reads the person's runs. (Before identities it read a URL token; the names it used are gone.)"""
+    from ui import identity
+    try:
+        who = identity.current_person()
+    except Exception:  # noqa: BLE001 - a bad [class] table or an unusable table: no runs to read
+        return None
+    return None if who is None else who.key
 
 
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
+
+
+def my_models_folder(person: Person) -> Path:
+    """Where `person` saves: runs/ for one person on a laptop, runs/<their folder>/ in a class."""
+    return owner_folder(save_dir(), person)
 
 
 @contextmanager
@@ -57,8 +60,9 @@ def show_table_notice(service: JobService) -> None:
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 512' -> (512, 512); a sentence in a ValueError otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"hidden layers must be whole numbers separated by commas, like 512, 512; got {text!r}")
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SettingError("hidden layers must be whole numbers separated by commas, like 512, 512; "
+                           f"got {quote(text)}.")
     return tuple(int(p) for p in parts)
 
 

@@ -1,9 +1,12 @@
-"""Command line: python -m vae_core train | eval | info | diagnose | classifier.
+"""Command line: python -m vae_core train | eval | info | diagnose | variants | classifier | import.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
     python -m vae_core diagnose checkpoints/cvae.safetensors --limit 1000 --json
+    python -m vae_core variants --markdown        # the README's variant table, from the registry
+    python -m vae_core import --from fc-vae vae.pt --out runs/pytorch-vae.safetensors
+    python -m vae_core import --module my_vae.py:build --weights my.pt --out runs/my-vae.safetensors
 
 (docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
@@ -28,7 +31,7 @@ from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_record, 
 from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
 from .evaluation import checkpoint_metrics, encode_dataset, evaluation_work
-from .models import VARIANTS, LatentModel, build_model
+from .models import VARIANTS, LatentModel, build_model, variant_table
 from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
@@ -57,7 +60,7 @@ FIELD_HELP = {
     "epochs": "passes over the training images",
     "batch_size": "images per optimiser step",
     "lr": "Adam learning rate",
-    "beta": "weight of the KL term (1 gives the true ELBO)",
+    "beta": "weight of the KL term (1 gives the true ELBO; the test figures always use 1)",
     "kl_warmup_epochs": "raise the KL weight linearly from 0 to beta over this many epochs (0: off)",
     "seed": f"random seed, 0 to {MAX_SEED}",
     "val_fraction": "share of the training split held out for validation and early stopping (0: use the test split)",
@@ -128,7 +131,16 @@ def _text_up_to(limit: int):
 
 
 # Flags whose range the CLI checks itself (torch fails on these with an unreadable error, or not at all)
-FIELD_TYPES = {"seed": _int_in(0, MAX_SEED)}
+FIELD_TYPES = {"seed": _int_in(0, MAX_SEED), "beta": _float_in(0, 1e6)}
+
+
+def _variant_default(field: str) -> str:
+    """What a per-variant default (a field whose default is None) is, read from the registry when asked, e.g.
+    "the variant's: 1, or 4 for beta-vae"."""
+    values = {name: getattr(v, f"default_{field}") for name, v in VARIANTS.items()}
+    common = max(set(values.values()), key=list(values.values()).count)
+    others = [f"{value:g} for {name}" for name, value in values.items() if value != common]
+    return f"the variant's: {common:g}" + (f", or {', '.join(others)}" if others else "")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -145,6 +157,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         elif isinstance(default, bool):  # a plain flag; 'true' / 'false' after it are still accepted
             parser.add_argument(flag, type=_bool, nargs="?", const=True, default=default,
                                 help=f"{text} (off unless given)" if not default else f"{text} (default: on)")
+        elif default is None:  # a per-variant default (TrainConfig.beta): the registry says what it is
+            parser.add_argument(flag, type=FIELD_TYPES[f.name], default=None,
+                                help=f"{text} (default: {_variant_default(f.name)})")
         elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
             listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
             parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
@@ -202,25 +217,27 @@ def check_model_size(config: ModelConfig) -> None:
 
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
-    train_cfg = _config_from(args, TrainConfig)
+    train_cfg = _config_from(args, TrainConfig).for_variant(model_cfg.variant)  # no --beta: the variant's
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)   # before any work, not after the training
     check_model_size(model_cfg)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
     if args.init_from:
+        if read_record(args.init_from).is_onnx:
+            raise ValueError(f"--init-from {args.init_from} holds ONNX graphs of a model trained elsewhere; "
+                             "training continues only from Latent Lab's own models")
         start, _ = load_checkpoint(args.init_from)
         if start.config != model_cfg:
             raise ValueError(f"--init-from {args.init_from} holds a {start.config.describe()} model with "
                              f"{start.config.to_dict()}, not the {model_cfg.to_dict()} asked for")
         model.load_state_dict(start.state_dict())
+    kl_weight = f", β = {train_cfg.beta:g}" if VARIANTS[model_cfg.variant].uses_kl else ""
     print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
-          f"{model.num_parameters():,} parameters)", file=sys.stderr)
+          f"{model.num_parameters():,} parameters{kl_weight})", file=sys.stderr)
     bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
     started = time.time()
     try:
-        result = fit(model, data, train_cfg, [bar])
+        result = fit(model, data, train_cfg, [bar], threads=args.threads or "auto")
     finally:
         bar.close()
     wall = time.time() - started
@@ -301,7 +318,10 @@ def _metrics_work(cfg, n_test: int, samples: int, limit: int = 0) -> int:
 
 
 def _metrics(model, test, samples: int, limit: int = 0, progress=None) -> dict:
-    return checkpoint_metrics(model, test.subset(0, limit) if limit else test, samples, progress=progress)
+    """checkpoint_metrics on the first `limit` test images (0: all), with their count as 'test_images' (as a
+    Train-page run records it), so a reader never sets figures from different test sets side by side unawares."""
+    images = test.subset(0, limit) if limit else test
+    return {**checkpoint_metrics(model, images, samples, progress=progress), "test_images": len(images)}
 
 
 def cmd_eval(args) -> int:
@@ -333,7 +353,11 @@ def cmd_info(args) -> int:
     print(f"{args.checkpoint}: {cfg.describe()}")
     print(f"  name         {record.display_name}")
     print(f"  data set     {record.dataset}")
-    print(f"  model config {json.dumps(cfg.to_dict())}")
+    if record.source is not None:
+        print(f"  source       {record.origin()}" + (f", sha256 {record.source.sha256}" if record.source.sha256 else "")
+              + (f", code {record.source.code}" if record.source.code else ""))
+    print(f"  model config {json.dumps(cfg.to_dict())}" + (" (the network is the file's ONNX graphs; hidden_dims, "
+                                                            "dropout and encoder do not apply)" if record.is_onnx else ""))
     if record.train_config is not None:
         print(f"  train config {json.dumps(record.train_config.to_dict())}")
     for key, value in (("status", record.status), ("epochs", record.epochs_completed),
@@ -417,6 +441,17 @@ def _print_diagnosis(r: dict) -> None:
     return 0
 
 
+def cmd_variants(args) -> int:
+    """The registered variants: one line each, or the README's Markdown table."""
+    if args.markdown:
+        print(variant_table(), end="")
+        return 0
+    for name, v in VARIANTS.items():
+        beta = f"; default β {v.default_beta:g}" if v.uses_kl else ""
+        print(f"{name:10s} {v.title}: {v.description}{beta}")
+    return 0
+
+
 def cmd_classifier(args) -> int:
     from .classifier import accuracy, save_classifier, train_classifier
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)
@@ -429,6 +464,46 @@ def cmd_classifier(args) -> int:
             "command": "python -m vae_core " + shlex.join(args.argv)}
     save_classifier(out, model, meta)
     print(f"test accuracy {100 * acc:.2f}%; saved {out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from . import importers as imp
+    if (args.kind is None) == (args.module is None):
+        raise CliError("give either --from KIND SRC or --module FILE.py:FUNCTION (see 'python -m vae_core import --help')")
+    if args.kind is not None and args.src is None:
+        raise CliError(f"--from {args.kind} needs the file to import: python -m vae_core import --from {args.kind} "
+                       "SRC --out OUT.safetensors")
+    if args.module is not None and args.src is not None:
+        raise CliError("--module takes its weights with --weights, not as a file argument")
+    out = check_writable_file(args.out, "--out", suffix=SUFFIX)
+    history = imp.read_history(args.history) if args.history else None
+    if args.kind is not None:
+        model, source, description = imp.map_file(args.kind, args.src)
+    else:
+        obj, code = imp.load_module_model(args.module, args.weights)
+        origin = args.weights or args.module.rpartition(":")[0]
+        model = imp.onnx_model(obj, where=out.name)
+        source = imp.source_of("onnx", origin, code)
+        description = f"{type(obj).__qualname__} from {code}, trained elsewhere, carried as ONNX graphs"
+    test = imp.test_set(args.dataset, args.data_dir)
+    if test is None and (args.eval_samples > 0 or args.float16):
+        load_dataset(args.dataset, "test", args.data_dir, download=False)  # raises DatasetUnavailable, a sentence
+    print(f"{model.config.describe()}, {source.describe()} ({model.num_parameters():,} weights)", file=sys.stderr)
+    work = 0
+    if test is not None and args.eval_samples > 0:
+        n = min(args.test_limit, len(test)) if args.test_limit else len(test)
+        work = _metrics_work(model.config, n, args.eval_samples)
+        work += 0 if args.test_limit == CHECK_IMAGES else _metrics_work(model.config, len(test), args.eval_samples,
+                                                                         CHECK_IMAGES)
+    with EvalBar(work, args.quiet or not work) as bar:
+        path = imp.save_imported(model, source, out, dataset=args.dataset, name=args.name,
+                                 description=args.description or f"Imported: {description}.",
+                                 command="python -m vae_core " + shlex.join(args.argv), history=history, test=test,
+                                 eval_samples=args.eval_samples, test_limit=args.test_limit, float16=args.float16,
+                                 progress=bar.update)
+    print(f"saved {path}", file=sys.stderr)
+    print(f"open it with: {imp.open_command(path.parent.resolve())}", file=sys.stderr)
     return 0
 
 
@@ -454,7 +529,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
     t.add_argument("--quiet", action="store_true", help="no progress bars (training and final evaluation)")
     t.add_argument("--threads", type=_int_in(0, max(1, os.cpu_count() or 1)), default=0,
-                   help="CPU threads for torch, at most this machine's CPU count (0: torch's default)")
+                   help="CPU threads for torch, at most this machine's CPU count (0, the default: as many as the cores "
+                        "other processes leave free, checked every 2 s)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     e.add_argument("checkpoint", help="the checkpoint file")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -478,11 +554,39 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint", help="the checkpoint file")
+    v = sub.add_parser("variants", help="list the model variants (the registry in vae_core/models.py)")
+    v.add_argument("--markdown", action="store_true", help="print the README's variant table (Markdown)")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
     c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors", help="file to write")
     c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
     c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="random seed")
     c.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
+    m = sub.add_parser("import", help="make a checkpoint of a VAE trained by other code (every page opens it)",
+                       description="Import a VAE trained elsewhere. --from fc-vae (PyTorch's examples/vae fc1/fc21/fc22/"
+                                   "fc3/fc4 layout), --from timbmg (timbmg/VAE-CVAE-MNIST's VAE or CVAE), --from "
+                                   "keras-h5 (a Keras Dense VAE in HDF5): mapped exactly onto Latent Lab's model, the "
+                                   "file read without running any code from it. --module FILE.py:FUNCTION [--weights "
+                                   "W.pt]: any PyTorch model following vae_core/external.py's protocol, carried as "
+                                   "ONNX graphs.")
+    m.add_argument("--from", dest="kind", choices=["fc-vae", "timbmg", "keras-h5"], default=None,
+                   help="the layout of SRC")
+    m.add_argument("src", nargs="?", default=None, help="the file to import (.pt, .pth, .safetensors, or .h5)")
+    m.add_argument("--module", default=None, metavar="FILE.py:FUNCTION",
+                   help="your own Python file and the function in it that builds the model (never from a browser)")
+    m.add_argument("--weights", default=None, help="with --module: a state dict to load into the built model")
+    m.add_argument("--history", default=None, help="with --module: the training curves as JSON, in vae_core.fit's "
+                   "layout (step, loss, recon, kl, epochs)")
+    m.add_argument("--out", required=True, help="checkpoint file to write (.safetensors is added when missing)")
+    m.add_argument("--name", default="", type=_text_up_to(200), help="display name (default: the file name)")
+    m.add_argument("--description", default="", type=_text_up_to(4000), help="one line about the model")
+    m.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="the data it was trained on")
+    m.add_argument("--eval-samples", type=_int_in(0, MAX_SAMPLES), default=100,
+                   help="S for the stored likelihood estimates (default 100; 0: store no figures)")
+    m.add_argument("--test-limit", type=_int_in(0, 10**9), default=QUICK_TEST_IMAGES,
+                   help=f"figures on the first N test images (default {QUICK_TEST_IMAGES}; 0: all)")
+    m.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     return parser
 
 
@@ -518,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
-                    "classifier": cmd_classifier}
+                    "variants": cmd_variants, "classifier": cmd_classifier, "import": cmd_import}
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the try
         return code

@@ -25,8 +25,11 @@ from safetensors.torch import save as safetensors_bytes
 
 from .atomic import clean_stale_temps, write_atomic
 
+from .external import DECODER_TENSOR, ENCODER_TENSOR, OnnxModel
 from .models import LatentModel, build_model
-from .record import CheckpointError, CheckpointRecord, parse_record
+from .onnx_graphs import MAX_GRAPH_BYTES
+from .record import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_POINTS, MAX_SNAPSHOT_SIDE, MAX_SNAPSHOTS, CheckpointError,
+                     CheckpointRecord, parse_record)
 
 __all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
 
@@ -50,15 +53,23 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, record: Checkpo
     holds a bare one (the model's config only). overwrite=False claims the name atomically: when the file
     exists, or another save takes the name first, CheckpointExists is raised and nothing is replaced.
     Weights that could not be loaded back (NaN or infinite, also after rounding to float16) are never written.
+    An OnnxModel (vae_core/external.py) is written as its two graphs, as they are (`dtype` does not apply:
+    OnnxModel.half() stores float16 weights); its record must say so (`source.kind` "onnx").
     """
     record = record if record is not None else CheckpointRecord(model_config=model.config)
     if record.model_config != model.config:
         raise ValueError("the record's model_config is not the model's config")
+    if isinstance(model, OnnxModel) != record.is_onnx:
+        raise ValueError("an OnnxModel is saved with a record whose source kind is 'onnx', and only then")
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
-    record = dataclasses.replace(record, storage_dtype=str(dtype).replace("torch.", ""), path=None, extras={})
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    if isinstance(model, OnnxModel):
+        record = dataclasses.replace(record, storage_dtype=model.storage_dtype, path=None, extras={})
+        tensors = model.graph_tensors()
+    else:
+        record = dataclasses.replace(record, storage_dtype=str(dtype).replace("torch.", ""), path=None, extras={})
+        tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     for name, value in (extras or {}).items():
         tensors[EXTRA_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
     for key, value in tensors.items():  # never write weights that cannot be loaded back
@@ -116,9 +127,15 @@ def expected_shapes(record: CheckpointRecord) -> dict[str, tuple[int, ...]]:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LatentModel, CheckpointRecord]:
-    """(model in eval mode, record). record.extras holds the extra tensors saved with the model."""
+    """(model in eval mode, record). record.extras holds the extra tensors saved with the model.
+
+    A model imported as ONNX graphs (record.is_onnx) comes back as an OnnxModel (vae_core/external.py), on
+    the CPU, once vae_core/onnx_graphs.py has proved both graphs cheap to run; nothing in the file is run
+    before that."""
     path = Path(path)
     record = read_record(path)
+    if record.is_onnx:
+        return _load_onnx(path, record)
     expected = expected_shapes(record)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -144,6 +161,38 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model, record.located(path, extras)
 
 
+def _load_onnx(path: Path, record: CheckpointRecord) -> tuple[OnnxModel, CheckpointRecord]:
+    """The OnnxModel of a file holding graphs: the two uint8 graph tensors (sizes checked before reading),
+    extras as for any checkpoint, then the graphs' own checks."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+            graphs = {k: s for k, s in shapes.items() if not k.startswith(EXTRA_PREFIX)}
+            if set(graphs) != {ENCODER_TENSOR, DECODER_TENSOR}:
+                raise CheckpointError(f"{path.name} says it holds ONNX graphs, but its tensors are "
+                                      f"{', '.join(sorted(graphs)[:4]) or 'none'} (expected {ENCODER_TENSOR} and "
+                                      f"{DECODER_TENSOR}).")
+            for key, shape in graphs.items():
+                if dtypes[key] != "U8" or len(shape) != 1:
+                    raise CheckpointError(f"{path.name}: {key} is not a byte string (uint8, one dimension).")
+                if shape[0] > MAX_GRAPH_BYTES:
+                    raise CheckpointError(f"{path.name}: {key} holds {shape[0]:,} bytes; at most "
+                                          f"{MAX_GRAPH_BYTES:,} are read.")
+            _check_extra_shapes(path, record, {k[len(EXTRA_PREFIX):]: s for k, s in shapes.items()
+                                               if k.startswith(EXTRA_PREFIX)})
+            data = {k: f.get_tensor(k).numpy().tobytes() for k in graphs}
+            extras = {k[len(EXTRA_PREFIX):]: f.get_tensor(k) for k in shapes if k.startswith(EXTRA_PREFIX)}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
+    _check_labels(path, record, extras)
+    model = OnnxModel(record.model_config, data[ENCODER_TENSOR], data[DECODER_TENSOR], where=path.name,
+                      storage_dtype=record.storage_dtype)
+    return model.eval(), record.located(path, extras)
+
+
 def _check_shapes(path: Path, found: dict, expected: dict) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -162,12 +211,32 @@ def _check_extra_shapes(path: Path, record: CheckpointRecord, shapes: dict) -> N
     for name, shape in shapes.items():
         if not shape or shape[0] > MAX_EXTRA_ROWS or len(shape) > 4:
             raise CheckpointError(f"{path.name}: the extra tensor {name} has an unusable shape {shape}.")
+    _check_snapshot_shapes(path, record, shapes)
     mu, labels = shapes.get("test_latent_means"), shapes.get("test_labels")
     if mu is not None or labels is not None:
         dim = record.model_config.latent_dim
         if mu is None or labels is None or mu != (labels[0], dim) or len(labels) != 1:
             raise CheckpointError(f"{path.name}: its stored test-set latent means {mu} and labels {labels} do "
                                   f"not fit a {dim}-D latent (expected [N, {dim}] and [N]).")
+
+
+def _check_snapshot_shapes(path: Path, record: CheckpointRecord, shapes: dict) -> None:
+    """A run's snapshots (vae_core/record.py) are bounded in count, size and bytes before anything is read."""
+    previews, means, labels = (shapes.get(k) for k in ("snapshot_previews", "snapshot_means", "snapshot_labels"))
+    if previews is None and means is None and labels is None:
+        return
+    k = len(record.snapshots)
+    bad = (previews is None or len(previews) != 3 or previews[0] != k or k > MAX_SNAPSHOTS
+           or max(previews[1:]) > MAX_SNAPSHOT_SIDE
+           or (means is None) != (labels is None)
+           or (means is not None and (len(means) != 3 or means[0] != k or means[1] > MAX_SNAPSHOT_POINTS
+                                      or means[2] != record.model_config.latent_dim or labels != (means[1],))))
+    if not bad:
+        total = previews[0] * previews[1] * previews[2] + (2 * means[0] * means[1] * means[2] if means else 0)
+        bad = total > MAX_SNAPSHOT_BYTES
+    if bad:
+        raise CheckpointError(f"{path.name}: its training snapshots (previews {previews}, means {means}, labels "
+                              f"{labels}) do not fit its record's {k} snapshots or exceed their bounds.")
 
 
 def _check_labels(path: Path, record: CheckpointRecord, extras: dict) -> None:

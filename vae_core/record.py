@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_vali
 from pydantic.dataclasses import dataclass
 
 from .config import DATASETS, ModelConfig, TrainConfig, variant_info
+from .validation import error_sentence, one_line
 
 FORMAT = "latent-lab-checkpoint"
 FORMAT_VERSION = 1
@@ -34,6 +35,10 @@ MAX_EPOCH_RECORDS = 100_000
 
 
 MAX_MESSAGE_CHARS = 600
+MAX_SNAPSHOTS = 10             # a run's snapshots for animations: at most this many moments ...
+MAX_SNAPSHOT_POINTS = 500      # ... each with the latent means of at most this many evaluation images
+MAX_SNAPSHOT_SIDE = 1024       # ... and a preview grid at most this many pixels a side
+MAX_SNAPSHOT_BYTES = 1_500_000  # ... and all of it (uint8 previews, float16 means) within this many bytes
 
 
 class CheckpointError(ValueError):
@@ -43,10 +48,7 @@ class CheckpointError(ValueError):
     a 200,000-character value (or a newline) back to the page or the terminal."""
 
     def __init__(self, message: str = "") -> None:
-        text = " ".join(str(message).split())
-        if len(text) > MAX_MESSAGE_CHARS:
-            text = text[:MAX_MESSAGE_CHARS - 1].rstrip() + "…"
-        super().__init__(text)
+        super().__init__(one_line(message, MAX_MESSAGE_CHARS))
 
 
 # ----------------------------------------------------------------------------- the schema's pieces
@@ -90,6 +92,48 @@ class History:
                            for e in self.epochs]}
 
 
+SOURCE_KINDS = ("fc-vae", "timbmg", "keras-h5", "onnx")
+SOURCE_TITLES = {"fc-vae": "a PyTorch fc1/fc21/fc22/fc3/fc4 VAE", "timbmg": "a timbmg/VAE-CVAE-MNIST model",
+                 "keras-h5": "a Keras HDF5 VAE", "onnx": "PyTorch code, as ONNX graphs"}
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelSource:
+    """Where a model trained by other code came from (vae_core/importers.py): the importer (`kind`: one of
+    SOURCE_KINDS; "onnx" for any model carried as ONNX graphs, see vae_core/external.py), the original file's
+    name (no folder), its SHA-256, and the code that defined it (e.g. 'my_vae.py:build' or a class name)."""
+
+    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+    file: ShortText = ""
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    code: ShortText = ""
+
+    def describe(self) -> str:
+        """'imported from vae.pt (a PyTorch fc1/fc21/fc22/fc3/fc4 VAE)'."""
+        return f"imported from {self.file or 'Python'} ({SOURCE_TITLES[self.kind]})"
+
+
+@dataclass(frozen=True, config=_STRICT)
+class SnapshotInfo:
+    """One moment of a run kept for animations (its pictures are the extras snapshot_previews[k] and
+    snapshot_means[k]): the epochs completed then (0: after the first step) and a caption."""
+
+    epoch: Annotated[int, Field(ge=0, le=MAX_EPOCH_RECORDS)]
+    caption: ShortText = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSnapshot:
+    """A run at one moment, as training_frames animates it: the sample grid (uint8 [H, W]) and the latent
+    means [N, D] (float32) of a fixed set of evaluation images with their labels [N], or None."""
+
+    epoch: int
+    caption: str
+    preview: np.ndarray
+    means: np.ndarray | None
+    labels: np.ndarray | None
+
+
 @dataclass(frozen=True, config=_STRICT)
 class CheckpointRecord:
     """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
@@ -112,6 +156,8 @@ class CheckpointRecord:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
+    snapshots: Annotated[list[SnapshotInfo], Field(max_length=MAX_SNAPSHOTS)] = dataclasses.field(default_factory=list)
+    source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
     path: str | None = None
@@ -124,8 +170,13 @@ class CheckpointRecord:
 
     @field_validator("train_config", mode="before")
     @classmethod
-    def _train_config(cls, value):
-        return TrainConfig.from_dict(value) if isinstance(value, dict) else value
+    def _train_config(cls, value, info):
+        """A TrainConfig, with a beta of None (the variant's default) resolved: a record states the beta used."""
+        config = TrainConfig.from_dict(value) if isinstance(value, dict) else value
+        model = info.data.get("model_config")
+        if isinstance(config, TrainConfig) and isinstance(model, ModelConfig):
+            config = config.for_variant(model.variant)
+        return config
 
     # ------------------------------------------------------------------ writing
     def to_json(self) -> str:
@@ -134,6 +185,8 @@ class CheckpointRecord:
         out["model_config"] = self.model_config.to_dict()
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
+        out["snapshots"] = [dataclasses.asdict(sn) for sn in self.snapshots]
+        out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
 
     def located(self, path: str | Path, extras: dict[str, Any] | None = None) -> "CheckpointRecord":
@@ -154,6 +207,15 @@ class CheckpointRecord:
         given = {"none": "", "label": " given the digit label", "quadrants": " completing hidden quadrants"}
         latent = f", {cfg.latent_dim}-D latent" if cfg.has_latent else ""
         return f"{variant_info(cfg.variant).title}{given.get(cfg.condition, '')}{latent}"
+
+    @property
+    def is_onnx(self) -> bool:
+        """The model travels as ONNX graphs (vae_core/external.py), not as Latent Lab's own networks."""
+        return self.source is not None and self.source.kind == "onnx"
+
+    def origin(self) -> str | None:
+        """Where an imported model came from, in words (None for a model Latent Lab trained)."""
+        return None if self.source is None else self.source.describe()
 
     @property
     def epochs_trained(self) -> int | None:
@@ -204,6 +266,33 @@ class CheckpointRecord:
                 return int(block["samples"])
         return None
 
+    @property
+    def beta(self) -> float | None:
+        """β, the weight of the KL term it was trained with (None without a training config)."""
+        return None if self.train_config is None else float(self.train_config.beta)
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the stored figures were computed on, when the record says (the CLI and the Train
+        page store it as metrics['test_images']); None when it does not."""
+        value = self.metrics.get("test_images")
+        return int(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else None
+
+    def rate_distortion(self) -> tuple[float, float] | None:
+        """(rate, distortion) in nats per image: the stored KL term and reconstruction term of the ELBO (Alemi et
+        al. 2018, "Fixing a Broken ELBO"); their sum is the stored -ELBO. None when either is missing."""
+        rate, distortion = self.metric("kl"), self.metric("recon")
+        return None if rate is None or distortion is None else (rate, distortion)
+
+    def sweep_key(self) -> str | None:
+        """What a β sweep's members share: the data set, the whole model config and every training setting but β.
+        Two records with the same key differ only in β. None for a model that cannot be in a β sweep (no
+        training config, or an objective without a KL term)."""
+        if self.train_config is None or not variant_info(self.model_config.variant).uses_kl:
+            return None
+        settings = {k: v for k, v in self.train_config.to_dict().items() if k != "beta"}
+        return json.dumps([self.dataset, self.model_config.to_dict(), settings], sort_keys=True)
+
     def latent_means(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The test set's stored latent means [N, D] and labels [N], or None when the file has none.
         load_checkpoint has already checked their shapes and label range."""
@@ -213,7 +302,67 @@ class CheckpointRecord:
         return mu.float().numpy(), labels.long().numpy()
 
 
+    def training_snapshots(self) -> list[TrainingSnapshot]:
+        """The run's stored snapshots in order (empty when the file has none, or when its pictures do not
+        match the record's list; load_checkpoint has already bounded their shapes)."""
+        previews = self.extras.get("snapshot_previews")
+        if previews is None or len(previews) != len(self.snapshots) or not len(self.snapshots):
+            return []
+        means, labels = self.extras.get("snapshot_means"), self.extras.get("snapshot_labels")
+        if means is not None and (len(means) != len(self.snapshots) or labels is None):
+            means = None
+        return [TrainingSnapshot(sn.epoch, sn.caption, previews[k].numpy().astype(np.uint8),
+                                 None if means is None else means[k].float().numpy(),
+                                 None if means is None else labels.long().numpy())
+                for k, sn in enumerate(self.snapshots)]
+
+
+def snapshot_extras(snapshots: list[tuple[int, str, np.ndarray, np.ndarray | None, np.ndarray | None]]
+                    ) -> tuple[list[SnapshotInfo], dict[str, np.ndarray]]:
+    """(record field, extras) for a run's snapshots [(epoch, caption, preview uint8 [H, W], means [N, D] or
+    None, labels [N] or None)], bounded: at most MAX_SNAPSHOTS (evenly thinned, the first and last kept), at
+    most MAX_SNAPSHOT_POINTS means each (the first ones), previews of one size (padded to the largest) and
+    the whole within MAX_SNAPSHOT_BYTES (fewer snapshots kept when it is not)."""
+    if not snapshots:
+        return [], {}
+    keep = snapshots
+    while True:
+        if len(keep) > MAX_SNAPSHOTS:
+            idx = np.unique(np.linspace(0, len(keep) - 1, MAX_SNAPSHOTS).round().astype(int))
+            keep = [keep[i] for i in idx]
+        h = min(MAX_SNAPSHOT_SIDE, max(p.shape[0] for _, _, p, _, _ in keep))
+        w = min(MAX_SNAPSHOT_SIDE, max(p.shape[1] for _, _, p, _, _ in keep))
+        has_means = all(m is not None for _, _, _, m, _ in keep)
+        n = min(MAX_SNAPSHOT_POINTS, min(len(m) for _, _, _, m, _ in keep)) if has_means else 0
+        d = keep[0][3].shape[1] if has_means else 0
+        size = len(keep) * (h * w + 2 * n * d)
+        if size <= MAX_SNAPSHOT_BYTES or len(keep) <= 2:
+            break
+        keep = [keep[i] for i in np.unique(np.linspace(0, len(keep) - 1, len(keep) - 1).round().astype(int))]
+    previews = np.full((len(keep), h, w), 48, np.uint8)
+    for k, (_, _, p, _, _) in enumerate(keep):
+        p = np.asarray(p, np.uint8)[:h, :w]
+        previews[k, :p.shape[0], :p.shape[1]] = p
+    extras = {"snapshot_previews": previews}
+    if has_means and n:
+        extras["snapshot_means"] = np.stack([np.asarray(m[:n], np.float32) for _, _, _, m, _ in keep]).astype(np.float16)
+        extras["snapshot_labels"] = np.asarray(keep[0][4][:n]).astype(np.int64)
+    return [SnapshotInfo(int(e), str(c)[:200]) for e, c, _, _, _ in keep], extras
+
+
 _RECORD = TypeAdapter(CheckpointRecord)
+
+
+def beta_sweeps(records: list[CheckpointRecord]) -> list[list[CheckpointRecord]]:
+    """The β sweeps among some records: groups of two or more that differ only in β (CheckpointRecord.sweep_key),
+    each sorted by β with one record per β value (the first one given wins a tie), groups in order of first
+    appearance. A sweep is found from what the records say, never from file names."""
+    groups: dict[str, dict[float, CheckpointRecord]] = {}
+    for record in records:
+        key = record.sweep_key()
+        if key is not None:
+            groups.setdefault(key, {}).setdefault(record.beta, record)
+    return [[members[b] for b in sorted(members)] for members in groups.values() if len(members) >= 2]
 
 
 def parse_record(text: str, source: str = "the checkpoint") -> CheckpointRecord:
@@ -242,15 +391,11 @@ _PARTS = {"model_config": "an invalid model config", "train_config": "an invalid
 
 
 def _first_error(error: ValidationError) -> str:
-    """'an invalid model config: latent_dim must be ...' from pydantic's first complaint."""
-    first = error.errors(include_url=False)[0]
-    loc = [str(p) for p in first.get("loc", ())]
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    """'an invalid model config: latent_dim (latent dimensions) must be ...; got 0.' from pydantic's complaints,
+    in the one sentence form of vae_core/validation.py."""
+    loc = error.errors(include_url=False)[0].get("loc", ())
     what = _PARTS.get(loc[0] if loc else "", "an invalid model record")
-    where = ".".join(loc[1:] if loc and loc[0] in _PARTS else loc)
-    more = error.error_count() - 1
-    return (f"{what}: " + (f"{where}: " if where else "") + message
-            + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""))
+    return f"{what}: {error_sentence(error, CheckpointRecord)}"
 
 
 # ----------------------------------------------------------------------------- building

@@ -169,9 +169,13 @@ def test_a_good_png_is_read_as_grey():
 
 @pytest.fixture
 def upload_fallback(monkeypatch):
-    """The page as it is where the drawing component cannot load: a PNG upload instead of the canvas."""
+    """The page as it is where neither drawing component can load: a PNG upload instead of the canvas."""
     import sys
+
+    from ui import live_encoder
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", None)   # the import now raises ImportError
+    monkeypatch.setattr(live_encoder, "_COMPONENT", None)                 # the live encoder is not registered
+    monkeypatch.setattr(live_encoder, "_REGISTER_ERROR", "not registered in this test")
 
 
 @pytest.mark.parametrize("case", ["not an image", "truncated", "bomb", "gif"])
@@ -306,7 +310,7 @@ def test_two_models_with_the_same_display_name_show_their_file_names(model_dir, 
     picker = app.sidebar.selectbox[0]
     labels = [picker.format_func(o) if hasattr(picker, "format_func") else o for o in picker.options]
     assert len(set(labels)) == 2, labels
-    assert any("alice.safetensors" in lab for lab in labels) and any("bob.safetensors" in lab for lab in labels)
+    assert sorted(labels) == ["vae_2d (alice)", "vae_2d (bob)"], labels
 
 
 @pytest.fixture

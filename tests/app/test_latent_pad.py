@@ -4,16 +4,21 @@ tests/e2e/test_browser_decoder.py."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from torch import nn
 
 from apptest_helpers import errors_of, texts_of
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
+from ui import ort_web
 from vae_core import ModelConfig, build_model
 
 DECODER = "pages/decoder.py"
@@ -184,3 +189,166 @@ def test_latent_map_hover_for_a_label_model_decodes_every_class(app, model_dir):
 def test_latent_map_without_browser_decoding_has_no_hover_view(app, model_dir):
     at = open_page(app, model_dir, "vae_2d", page=MAP, browser=False)
     assert pad_data(at) is None and "Under the cursor" not in texts_of(at)
+
+
+# ----------------------------------------------------------------------------- decoders only ONNX can bring
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from onnx_models import ConvVAE, _Concatenated, export_decoder  # noqa: E402
+
+
+def with_an_onnx_decoder(model):
+    """The model with a convolutional generation net (which the hand-written JS cannot run) and that net as an
+    ONNX graph in its `onnx_decoder` attribute, as an importer of a foreign model gives it."""
+    conv = copy.deepcopy(model)
+    classes = model.x_dim
+    vae = ConvVAE(latent_dim=model.config.latent_dim, classes=classes, width=16, concat=True).eval()
+    conv.generation_net = _Concatenated(vae.decoder, classes) if classes else vae.decoder
+    conv.onnx_decoder = export_decoder(vae)
+    return conv
+
+
+@pytest.fixture
+def onnx_models(monkeypatch, model_dir):
+    """vae_2d and cvae_label load as models whose decoder only ONNX can bring (the other files as they are)."""
+    from ui import decoder_tools, model_catalogue
+    real, made = model_catalogue.load_model, {}
+
+    def load(path):
+        model, record = real(path)
+        if Path(path).stem not in ("vae_2d", "cvae_label"):
+            return model, record
+        if str(path) not in made:
+            made[str(path)] = with_an_onnx_decoder(model)
+        return made[str(path)], record
+
+    for module in (model_catalogue, decoder_tools):
+        monkeypatch.setattr(module, "load_model", load)
+    return made
+
+
+def onnx_spec(**changes) -> dict:
+    spec = {"inputs": [{"name": "z", "shape": ["batch", 2]}], "output": "logits", "latent_dim": 2,
+            "label_classes": 0, "image_size": 28, "output_is_logits": True}
+    return {**spec, **changes}
+
+
+def test_the_pad_gets_the_onnx_decoder_for_a_conv_model_and_the_weights_for_an_mlp(app, model_dir, onnx_models):
+    at = open_page(app, model_dir, "vae_2d")
+    data = pad_data(at)
+    graph, spec = next(iter(onnx_models.values())).onnx_decoder
+    assert data["engine"] == "onnx" and "weights" not in data
+    assert base64.b64decode(data["onnx"]["graph"]) == graph
+    assert data["onnx"]["spec"] == {**spec, "inputs": [{"name": "z", "shape": ["batch", 2], "role": "z"}]}
+    assert data["ort"] == {"module": "/app/static/ort/ort.wasm.bundle.min.mjs",
+                           "wasm": "/app/static/ort/ort-wasm-simd-threaded.wasm.gz", "version": ort_web.VERSION}
+    assert data["mode"] == "pad" and data["latent_dim"] == 2 and data["model"].startswith("onnx-")
+    assert not z_sliders(at), "no server sliders while the browser decodes"
+    at.number_input(key=dt.number_key(0)).set_value(1.5).run()     # the graph travels once
+    again = pad_data(at)
+    assert again["model"] == data["model"] and "onnx" not in again and again["z"] == [1.5, 0.0]
+    assert len(json.dumps(again)) < 2_000
+
+    at = open_page(app, model_dir, "cvae_label")                    # one input: the one-hot, then z
+    data = pad_data(at)
+    assert data["engine"] == "onnx" and data["onnx"]["spec"]["inputs"] == [
+        {"name": "label_z", "shape": ["batch", 12], "role": "label+z"}]
+    assert data["label"] == 0 and data["onnx"]["spec"]["label_classes"] == 10
+
+    at = open_page(app, model_dir, "vae_3d")                        # an MLP: hand-written, and no runtime
+    data = pad_data(at)
+    assert data["engine"] == "mlp" and "weights" in data and "onnx" not in data and "ort" not in data
+
+
+def test_the_latent_map_hovers_with_the_onnx_decoder_the_decoder_page_sent(app, model_dir, onnx_models):
+    at = open_page(app, model_dir, "vae_2d")
+    key = pad_data(at)["model"]
+    at.switch_page(MAP).run()
+    assert not errors_of(at)
+    hover = pad_data(at)
+    assert hover["mode"] == "hover" and hover["engine"] == "onnx" and hover["model"] == key
+    assert "onnx" not in hover and hover["ort"]["module"].endswith("ort.wasm.bundle.min.mjs")
+
+
+def test_engine_picks_the_hand_written_path_for_an_mlp_and_onnx_otherwise(model_dir):
+    from vae_core import load_checkpoint
+    mlp, _ = load_checkpoint(model_dir / "vae_2d.safetensors")
+    conv = with_an_onnx_decoder(mlp)
+    assert lp.engine(mlp) == "mlp"
+    assert lp.engine(mlp, conv.onnx_decoder) == "mlp"      # an MLP the JS runs keeps the faster path
+    assert lp.engine(conv) == "onnx" and lp.engine(None, conv.onnx_decoder) == "onnx"
+    del conv.onnx_decoder
+    assert lp.engine(conv) is None
+    assert lp.unavailable(conv) == "this model has no decoder network to send to the browser"
+
+
+@pytest.mark.parametrize("spec, why", [
+    (onnx_spec(latent_dim=3), "input 'z' (z) has shape ['batch', 2], which holds 2 values per example, not 3"),
+    (onnx_spec(label_classes=10), "input 'z' (label+z) has shape ['batch', 2], which holds 2 values per example, "
+                                  "not 12"),
+    (onnx_spec(inputs=[{"name": "z", "shape": ["batch", "latent"]}]), "only its first (batch) size may vary"),
+    (onnx_spec(inputs=[{"name": "z", "shape": [4, 2]}]), "a fixed batch size must be 1"),
+    (onnx_spec(inputs=[{"name": "z", "shape": ["b", 2]}, {"name": "y", "shape": ["b", 10]}]),
+     "an input holds a label, but label_classes is 0"),
+    (onnx_spec(inputs=[{"name": "z", "shape": ["b", 2], "role": "z"}, {"name": "y", "shape": ["b", 2], "role": "z"}]),
+     "exactly one input must hold z"),
+    (onnx_spec(image_size=0), "image_size: Input should be greater than or equal to 1"),
+    ({"inputs": []}, "inputs: List should have at least 1 item"),
+])
+def test_a_spec_that_does_not_fit_is_one_sentence(spec, why):
+    problem = lp.parse_onnx_decoder((b"graph", spec))
+    assert isinstance(problem, str) and problem.startswith("its ONNX decoder's description is not usable (")
+    assert why in problem
+
+
+def test_other_bad_onnx_decoders_are_sentences(monkeypatch):
+    assert lp.parse_onnx_decoder(b"graph") == "its ONNX decoder is not a (graph bytes, spec) pair"
+    assert lp.parse_onnx_decoder(("graph", onnx_spec())) == "its ONNX decoder has no graph bytes"
+    monkeypatch.setattr(lp, "ONNX_MAX_BYTES", 10)
+    assert lp.parse_onnx_decoder((b"x" * 2**20, onnx_spec())).startswith("its ONNX decoder is 1 MB, more than")
+    graph, spec, key = lp.parse_onnx_decoder((b"x", {**onnx_spec(), "opset": 17}))   # unknown keys are ignored
+    assert key == lp.parse_onnx_decoder((b"x", onnx_spec()))[2] != lp.parse_onnx_decoder((b"y", onnx_spec()))[2]
+
+
+def test_without_the_runtime_an_onnx_model_falls_back_to_server_sliders_with_one_sentence(app, model_dir, onnx_models,
+                                                                                          monkeypatch, tmp_path):
+    monkeypatch.setattr(ort_web, "FOLDER", tmp_path)
+    at = open_page(app, model_dir, "vae_2d")
+    assert pad_data(at) is None and len(z_sliders(at)) == 2
+    assert ("The sliders decode on the server here, because ONNX Runtime Web is missing from static/ort/ "
+            "(ort.wasm.bundle.min.mjs, ort-wasm-simd-threaded.wasm.gz; `python -m ui.ort_web` fetches it).") in texts_of(at)
+    at.slider(key=dt.slider_key(0)).set_value(1.0).run()       # and the server decodes the conv model
+    assert not errors_of(at) and at.image[0].captions[0] == "z = (1.00, 0.00)"
+    at = open_page(app, model_dir, "vae_3d")                      # an MLP needs no runtime
+    assert pad_data(at)["engine"] == "mlp"
+
+
+def test_without_static_serving_an_onnx_model_falls_back_with_one_sentence(app, model_dir, onnx_models, monkeypatch):
+    real = st.get_option
+    monkeypatch.setattr(st, "get_option", lambda key: False if key == "server.enableStaticServing" else real(key))
+    at = open_page(app, model_dir, "vae_2d")
+    assert pad_data(at) is None
+    assert ("because the app does not serve ONNX Runtime Web: static serving is off "
+            "(server.enableStaticServing in .streamlit/config.toml).") in texts_of(at)
+
+
+def test_a_decoder_the_browser_could_not_run_falls_back_alone(app, model_dir, onnx_models):
+    """The browser's error about one ONNX decoder sends that model to the server sliders, with its message;
+    the other models keep decoding in the browser."""
+    at = open_page(app, model_dir, "vae_2d")
+    key = pad_data(at)["model"]
+    at.session_state[lp.FAILED_ONNX_KEY] = {key: "this decoder gives 784 values per image, not 400 (20 x 20)"}
+    at.run()
+    assert pad_data(at) is None and len(z_sliders(at)) == 2
+    assert ("because the browser could not run this model's ONNX decoder (this decoder gives 784 values per "
+            "image, not 400 (20 x 20)).") in texts_of(at)
+    at = open_page(app, model_dir, "cvae_label")
+    assert pad_data(at)["engine"] == "onnx"
+    at = open_page(app, model_dir, "vae_3d")
+    assert pad_data(at)["engine"] == "mlp"
+
+
+def test_the_committed_runtime_is_the_pinned_npm_release():
+    """static/ort/ holds onnxruntime-web's files as pinned in ui/ort_web.py (the wasm inflated), with its licence."""
+    assert ort_web.check_folder() == []
+    assert all(p.stat().st_size <= 8 * 2**20 for p in ort_web.FOLDER.iterdir())

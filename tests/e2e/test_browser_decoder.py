@@ -41,7 +41,7 @@ def models(e2e_env):
 
 
 # the picker lists models by name; vae_2d's name is shared with a second file (tests/e2e/conftest.py)
-PICKER_LABELS = {"vae_2d": "vae_2d (vae_2d.safetensors)"}
+PICKER_LABELS = {"vae_2d": "vae_2d (vae_2d)"}
 
 
 def choose_model(page, name: str) -> None:
@@ -290,25 +290,6 @@ def draw_a_stroke(page) -> None:
     for k in range(24):
         page.mouse.move(box["x"] + 140 + 3 * (k % 4), box["y"] + 50 + 8 * k)
     page.mouse.up()
-
-
-def test_send_to_the_sliders_moves_every_control_and_the_picture(page, server, models):
-    open_decoder(page, server)
-    draw_a_stroke(page)
-    send = page.get_by_role("button", name=re.compile("Send to the sliders"))
-    send.wait_for(timeout=30_000)
-    mean = page.get_by_text(re.compile(r"^Latent mean")).first.inner_text()
-    mu = [float(v) for v in re.findall(r"-?\d+\.\d+", mean.splitlines()[0])]
-    send.click()
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.z !== '0,0'", arg=PAD, timeout=30_000)
-    wait_idle(page)
-    z = assert_agree(page, models["vae_2d"])
-    assert z == pytest.approx(mu, abs=0.006)
-    z1 = page.get_by_role("slider", name="z1")                # the next key press steps from there
-    z1.focus()
-    page.keyboard.press("ArrowRight")
-    wait_numbers(page, [round(z[0] + 0.05, 3), z[1]])
-    assert assert_agree(page, models["vae_2d"]) == pytest.approx([z[0] + 0.05, z[1]], abs=1e-3)
 
 
 def test_a_label_model_decodes_the_chosen_class(page, server, models):

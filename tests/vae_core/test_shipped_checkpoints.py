@@ -13,9 +13,12 @@ import torch
 
 import vae_core as V
 from vae_core.classifier import accuracy, load_classifier
+from vae_core.record import beta_sweeps
 
 ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
-SHIPPED = sorted(ROOT.glob("*.safetensors"))
+SWEEP = ROOT / "beta-sweep"     # issue 23: six 2-D VAEs that differ only in β
+SHIPPED = sorted(ROOT.glob("*.safetensors")) + sorted(SWEEP.glob("*.safetensors"))
+SWEEP_BETAS = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 CLASSIFIER = ROOT / "classifier" / "mnist-digits.safetensors"
 RTOL = 0.01  # 1 %: the seeds are fixed, so only summation order differs
 
@@ -27,13 +30,53 @@ def _test_subset(name: str) -> V.ImageDataset:
         pytest.skip(f"needs the {name} test set ({e})")
 
 
+# the files Latent Lab trained (each rebuilds from its config) and those trained elsewhere and imported
+TRAINED = [p for p in SHIPPED if V.read_record(p).source is None]
+IMPORTED = [p for p in SHIPPED if V.read_record(p).source is not None]
+
+
 def test_checkpoints_are_shipped_and_small():
     assert SHIPPED, "checkpoints/ ships no model"
     total = sum(p.stat().st_size for p in ROOT.rglob("*.safetensors"))
-    assert total <= 30e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 30 MB)"
+    assert total <= 40e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 40 MB)"
+    assert all(p.stat().st_size <= 4e6 for p in IMPORTED), "an imported example is at most 4 MB"
+    sweep = sum(p.stat().st_size for p in SWEEP.glob("*.safetensors"))
+    assert sweep <= 6e6, f"the β sweep takes {sweep / 1e6:.1f} MB (limit 6 MB)"
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_the_beta_sweep_is_found_from_its_records():
+    """The app finds a sweep from what the records say (vae_core.record.beta_sweeps), never from file names: the
+    shipped one is a single group of six, each with its figures on all 10,000 test images and its map."""
+    records = [V.read_record(p) for p in SHIPPED]
+    sweeps = beta_sweeps(records)
+    assert len(sweeps) == 1, [[r.path for r in g] for g in sweeps]
+    sweep = sweeps[0]
+    assert [r.beta for r in sweep] == SWEEP_BETAS
+    assert all(Path(r.path).parent == SWEEP for r in sweep)
+    assert all(r.test_images == 10_000 and r.rate_distortion() is not None for r in sweep)
+    rates = [r.rate_distortion()[0] for r in sweep]
+    distortions = [r.rate_distortion()[1] for r in sweep]
+    # more weight on the KL term, less rate and more distortion (Alemi et al. 2018), along the whole sweep
+    assert rates == sorted(rates, reverse=True) and distortions == sorted(distortions)
+    for r in sweep:
+        assert V.load_checkpoint(r.path)[1].latent_means()[0].shape == (10_000, 2)
+
+
+@pytest.mark.parametrize("path", IMPORTED, ids=[p.stem for p in IMPORTED])
+def test_an_imported_checkpoint_says_where_it_came_from_and_runs_its_graphs(path):
+    """mnist-conv-vae-2d: trained by examples/train_conv_vae.py (not vae_core.fit), imported as ONNX graphs."""
+    model, record = V.load_checkpoint(path)
+    assert isinstance(model, V.OnnxModel) and record.is_onnx
+    assert record.source.code == "train_conv_vae.py:build" and len(record.source.sha256) == 64
+    assert record.command.startswith("python -m vae_core import --module examples/train_conv_vae.py:build")
+    script = (ROOT / "train_all.sh").read_text()
+    assert "python examples/train_conv_vae.py" in script and f"--out checkpoints/{path.name}" in script
+    assert record.storage_dtype == "float16" and record.float16_max_abs_diff <= 5e-3
+    assert record.metrics and record.metrics_test1000 and record.history.epochs
+    assert 500_000 <= model.num_parameters() <= 1_500_000
+
+
+@pytest.mark.parametrize("path", TRAINED, ids=[p.stem for p in TRAINED])
 def test_checkpoint_rebuilds_from_its_config(path):
     model, record = V.load_checkpoint(path)
     fresh = V.build_model(record.model_config)
@@ -64,7 +107,8 @@ def test_checkpoint_metrics_reproduce_on_1000_test_images(path):
     for key, k in per_k.items():
         want = stored[key] if key else stored
         got = V.evaluate(model, test, want["samples"], quadrants=k)
-        for name in ("neg_elbo", "nll_is", "nll_mc", "diversity"):
+        # recon and kl too: the rate-distortion chart of the β sweep plots them (issue 23)
+        for name in ("neg_elbo", "recon", "kl", "nll_is", "nll_mc", "diversity"):
             if name in want:
                 assert got[name] == pytest.approx(want[name], rel=RTOL, abs=1e-3), (key, name)
 
