@@ -151,13 +151,12 @@ def keep_selection(model_path: str, rows) -> None:
 def show_selection(fig, rows) -> None:
     """Mark the selected rows in a latent_scatter figure (each trace's customdata holds its rows), so a
     redrawn chart shows the same selection as the panel beside it; no rows clears an earlier mark."""
-    if not rows:
-        for trace in fig.data:
+    dots = [trace for trace in fig.data if trace.type in ("scatter", "scattergl")]  # a layer (the classifier's
+    if not rows:                                                                    # heatmap) holds no rows
+        for trace in dots:
             trace.selectedpoints = None
         return
     wanted = np.asarray(sorted(set(int(r) for r in rows)))
-    for trace in fig.data:
-        if trace.type not in ("scatter", "scattergl"):
-            continue   # a layer (the classifier's heatmap) holds no test-set rows
+    for trace in dots:
         custom = np.asarray(trace.customdata if trace.customdata is not None else [], dtype=np.int64).reshape(-1)
         trace.selectedpoints = np.flatnonzero(np.isin(custom, wanted)).tolist()

@@ -18,17 +18,6 @@ from ui.model_catalogue import save_dir
 from vae_core.validation import SettingError, quote
 
 
-def known_owner() -> str | None:
-    """The key of the person of this session (ui/identity.py), or None when nobody is signed in: for a page that
-    only reads the person's runs. (Before identities it read a URL token; the names it used are gone.)"""
-    from ui import identity
-    try:
-        who = identity.current_person()
-    except Exception:  # noqa: BLE001 - a bad [class] table or an unusable table: no runs to read
-        return None
-    return None if who is None else who.key
-
-
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
