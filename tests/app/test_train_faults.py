@@ -181,7 +181,6 @@ def test_a_deleted_table_is_started_anew_and_the_page_says_so(train, runs):
 def test_a_damaged_table_is_moved_aside_and_a_new_one_started(train, runs):
     """Before: `file is not a database` for every visitor until a restart."""
     tiny_settings(train)
-    start_and_stop_a_run(train)
     with scheduler_paused():
         damage(runs / "jobs.sqlite")
     train.run()
