@@ -12,15 +12,16 @@ The views: "collapse_stats" (KL per dimension, posterior moments, one sample of 
 PER_EXAMPLE_CHUNK images at a time with the noise seeded by the chunk's first image, so a job and the page
 give the same numbers) and "likelihood_curve" (the IS NLL and ESS against S for the first CURVE_IMAGES images).
 
-The cost model (measured on this project's 2-core machine, see bench/view_cost.py): a view makes `passes`
-forward passes of one image (encoder and decoder together), and each costs SECONDS_PER_PASS_WEIGHT x (weights +
-PASS_OVERHEAD_WEIGHTS) of CPU: the overhead is what a pass costs beside the weights (the 784-pixel likelihood,
-sampling, logsumexp), worth about 1.75 M weights. Measured with resource.getrusage (process CPU, both torch
-threads) at load 11: per-example terms of 500 test images at S = 50 took 0.66 CPU-s for a 51 k-weight model
-and 1.13 CPU-s for a 1.33 M-weight one (26,000 passes each), which fixes both constants (1.41e-11 CPU-s per
-pass-weight, overhead 1.75 M); the likelihood curve's chunked sampling costs about twice a pass (2.6 CPU-s for
-50 images x 1,000 samples, either model). The issue's 19.2 M-weight model on 10,000 images at S = 100 is
-estimated at 300 CPU-s (its measured cost inside the server: 240 CPU-s).
+The cost model (measured on this project's 2-core machine; bench/view_cost.py measures it again): a view
+makes `passes` forward passes of one image (encoder and decoder together), and each costs
+SECONDS_PER_PASS_WEIGHT x (weights + the view's overhead) of CPU: the overhead is what a pass costs beside the
+weights (the 784-pixel likelihood, sampling, logsumexp), counted as weights. Measured with resource.getrusage
+(process CPU, both torch threads) at load 10-11: per-example terms of 500 test images at S = 50 took 0.63-0.66
+CPU-s for a 51 k-weight model and 1.13-1.22 CPU-s for a 1.33 M-weight one (26,000 passes each), which fixes
+the constants (1.41e-11 CPU-s per pass-weight, overhead 1.75 M weights); the likelihood curve (50 images x
+1,000 samples) took 2.0 CPU-s and 2.4-2.9 CPU-s for the same two models (overhead 2.5 M weights: it keeps every
+log-weight and takes 14 logsumexps). The issue's 19.2 M-weight model on 10,000 images at S = 100 is estimated
+at 300 CPU-s (its measured cost inside the server: 240 CPU-s).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ PER_EXAMPLE_CHUNK = 250      # images per piece of the per-example table (a prog
 CURVE_IMAGES = 50            # images of the NLL-against-S curve
 CURVE_MAX_S = 1000
 SECONDS_PER_PASS_WEIGHT = 1.41e-11
-PASS_OVERHEAD_WEIGHTS = 1.75e6
+PASS_OVERHEAD_WEIGHTS = {"collapse_stats": 1.75e6, "per_example": 1.75e6, "likelihood_curve": 2.5e6}
 FIXED_SECONDS = 0.1          # loading the model and the first batch
 
 Progress = Callable[[float], None]
@@ -51,7 +52,7 @@ def passes(view: str, params: dict) -> float:
     if view == "per_example":
         return images * (int(params["samples"]) + 2)    # S importance samples, plus the ELBO's pass and the encoder
     if view == "likelihood_curve":
-        return CURVE_IMAGES * CURVE_MAX_S * 2.0          # chunked sampling: about twice a plain pass
+        return CURVE_IMAGES * CURVE_MAX_S
     if view == "collapse_stats":
         return images * 4.0                              # the loss terms, the encoder, the prior
     raise ValueError(f"unknown view {view!r}; the views are {', '.join(VIEWS)}")
@@ -59,7 +60,7 @@ def passes(view: str, params: dict) -> float:
 
 def estimate_cpu_seconds(view: str, params: dict, weights: int) -> float:
     """The CPU-seconds computing `view` would take (on this project's machine; see the module docstring)."""
-    return FIXED_SECONDS + SECONDS_PER_PASS_WEIGHT * passes(view, params) * (weights + PASS_OVERHEAD_WEIGHTS)
+    return FIXED_SECONDS + SECONDS_PER_PASS_WEIGHT * passes(view, params) * (weights + PASS_OVERHEAD_WEIGHTS[view])
 
 
 def view_key(view: str, path: str, mtime_ns: int, params: dict) -> str:

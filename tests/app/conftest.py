@@ -36,8 +36,9 @@ def model_dir(tmp_path_factory, data_root) -> Path:
 def _app_environment(monkeypatch, model_dir, data_root):
     """Every AppTest sees the fixture models and a data set (tests of the missing-data path override it).
     The Diagnose views of the tiny fixture models are computed in the test process, as a view budget of 60
-    CPU-s allows (the default, 2 CPU-s, would send the 2.6 CPU-s likelihood curve to a worker as a job):
-    tests/app/test_diagnose_jobs.py checks the job path with the default budget."""
+    CPU-s allows (the likelihood curve of even a tiny model is estimated at 1.9 CPU-s, too near the default
+    budget of 2 for a test to depend on the side it falls): tests/app/test_diagnose_jobs.py checks the job
+    path with the default budget."""
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(model_dir))
     monkeypatch.setenv("VAE_DATA_DIR", str(data_root))
     monkeypatch.setenv("LATENT_LAB_VIEW_BUDGET_CPU_SECONDS", "60")
