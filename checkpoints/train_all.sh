@@ -4,6 +4,8 @@
 # Early stopping / model choice use a validation split carved from the training set (--val-fraction), never
 # the test set; the test set is only used for the final figures.
 # Usage: bash checkpoints/train_all.sh [NAME ...]   (no names: all, one after another)
+#        DRY_RUN=1 bash checkpoints/train_all.sh [NAME ...]   prints "NAME<tab>command" per stage instead of running
+#        (`python -m vae_core info` prints the same commands from each file's record; tests/vae_core check they agree)
 # --threads 1: on the 2-core machine these ran as two single-threaded queues side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,15 +13,16 @@ WANT=("$@")
 run() {  # run NAME CLI-ARGS...: runs only the names asked for (all when none were given)
   local name=$1; shift
   if [ ${#WANT[@]} -eq 0 ] || [[ " ${WANT[*]} " == *" $name "* ]]; then
-    echo "=== $name $(date +%T)"; python -m vae_core "$@"
+    if [ -n "${DRY_RUN:-}" ]; then  # the command as the CLI records it (shlex quoting)
+      printf '%s\t' "$name"; python3 -c 'import shlex, sys; print("python -m vae_core " + shlex.join(sys.argv[1:]))' "$@"
+    else
+      echo "=== $name $(date +%T)"; python -m vae_core "$@"
+    fi
   fi
 }
 # --test-limit 0: the final figures on all 10,000 test images (train's default became 1,000 in issue 14; the
 # checkpoints trained before that recorded their command without the flag and were evaluated on all 10,000).
 common="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --lr 1e-3 --lr-decay 0.95 --test-limit 0"
-# stage 2 (issue 14): continue from the stage-1 file (--init-from, same model config) at a lower learning rate until
-# the validation loss stops improving (--patience); --max-seconds caps the run on a shared CPU.
-cont="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0 --epochs 200"
 
 # label-conditioned CVAE / GSNN / hybrid with a 2-D latent (Compare page, latent map, decoder)
 for v in cvae gsnn hybrid; do
@@ -63,6 +66,10 @@ for v in baseline gsnn cvae hybrid; do
   run mnist-quadrants-$v train --variant $v --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
       --epochs 40 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
 done
+# stage 2 (issue 14): continue from the stage-1 file (--init-from, same model config) at a lower learning rate until
+# the validation loss stops improving (--patience); --max-seconds caps the run on a shared CPU. The flags are in the
+# order the file's record holds them, so `info` and this script print the same command.
 run mnist-quadrants-cvae train --variant cvae --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
-    --init-from checkpoints/mnist-quadrants-cvae.safetensors $cont --patience 6 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 \
+    --init-from checkpoints/mnist-quadrants-cvae.safetensors --epochs 200 --patience 6 --val-fraction 0.1 \
+    --keep-best true --float16 --quiet --threads 1 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 --test-limit 0 \
     --name "MNIST cvae (quadrants 1-3)" --out checkpoints/mnist-quadrants-cvae.safetensors

@@ -12,6 +12,7 @@ import streamlit as st
 
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
 from ui.model_catalogue import save_dir
+from vae_core.formatting import format_seconds  # noqa: F401  (re-exported for pages)
 
 OWNER_PARAM = "owner"
 OWNER_KEY = "_train_owner"
@@ -43,8 +44,3 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    m, s = divmod(seconds, 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

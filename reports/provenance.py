@@ -1,0 +1,172 @@
+"""The chain of runs behind each shipped checkpoint, from checkpoints/train_all.sh and the files' git history.
+
+    python -m reports.provenance            # print, per shipped file, the chain its record would carry
+    python -m reports.provenance --write    # amend the records (headers only: the weights stay byte for byte)
+
+A model trained with `--init-from` records its chain itself (vae_core/record.py `lineage`: each parent's
+command, file hash and history). The shipped files were made before that, in stages that overwrote one
+file; this one-off tool rebuilds their chains WITHOUT retraining. For each stage train_all.sh lists before the
+last, it looks for that stage's own file in the git history of the shipped path (a committed version whose
+recorded command is the stage's command): found, the link is that file's record and hash; not found (the
+file was overwritten before it was ever committed), the link holds the stage's command from train_all.sh and
+says in `reconstructed` that its hash, history and figures were not kept. It also records, in `metrics`, the
+number of test images behind the stored figures, which the files made before issue 21 did not say.
+
+Reads checkpoints only through vae_core (record.py, checkpoints.py); needs bash and git.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from vae_core import CheckpointError, read_record
+from vae_core.checkpoints import file_sha256, rewrite_record
+from vae_core.record import Ancestor, CheckpointRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "checkpoints" / "train_all.sh"
+TEST_SET_SIZE = {"mnist": 10_000, "fashion-mnist": 10_000}
+# What is known of a stage whose file was never committed, and where it is written down
+STAGE_NOTES = {
+    ("mnist-vae-2d", 1): ("Its validation −ELBO (float16 file, 6,000 held-out training images) was 135.39 nats, "
+                          "down from 135.94, as the message of commit de1efd0 reports."),
+    ("mnist-vae-2d", 2): ("Its validation −ELBO (float16 file, 6,000 held-out training images) was 135.36 nats, "
+                          "as the message of commit de1efd0 reports."),
+}
+
+
+# ----------------------------------------------------------------------------- train_all.sh
+def script_stages(script: Path = SCRIPT, names: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """NAME -> the commands train_all.sh runs for it, in order, exactly as the CLI records them
+    (`DRY_RUN=1 bash train_all.sh` prints them; nothing is trained)."""
+    out = subprocess.run(["bash", str(script), *names], env={**os.environ, "DRY_RUN": "1"}, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    stages: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        name, _, command = line.partition("\t")
+        if command:
+            stages.setdefault(name, []).append(command)
+    return stages
+
+
+def same_command(recorded: str, scripted: str) -> bool:
+    """Whether a recorded command is the script's: equal, or equal but for the script's `--test-limit 0`,
+    which files trained before issue 14 did not need (all 10,000 test images were then the default)."""
+    if recorded == scripted:
+        return True
+    words = shlex.split(scripted)
+    for i in range(len(words) - 1):
+        if words[i] == "--test-limit" and words[i + 1] == "0":
+            shorter = words[:i] + words[i + 2:]
+            return "--test-limit" not in shlex.split(recorded) and shlex.split(recorded) == shorter
+    return False
+
+
+def test_images_of(command: str, dataset: str) -> int | None:
+    """The test images behind a CLI-trained file's figures, from its command: --test-limit N (0: all), no
+    flag: all of them (the default until issue 14; files made since record the count themselves)."""
+    words = shlex.split(command)
+    size = TEST_SET_SIZE.get(dataset)
+    if "--test-limit" in words:
+        limit = int(words[words.index("--test-limit") + 1])
+        return size if limit == 0 else (min(limit, size) if size else limit)
+    return size
+
+
+# ----------------------------------------------------------------------------- git history
+def earlier_versions(path: Path) -> list[tuple[str, CheckpointRecord, str]]:
+    """(commit, record, sha256) of every committed version of `path`, newest first."""
+    rel = path.resolve().relative_to(ROOT)
+    commits = subprocess.run(["git", "log", "--format=%H", "--", str(rel)], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    versions = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for commit in commits:
+            blob = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, capture_output=True, check=True).stdout
+            copy = Path(tmp) / path.name
+            copy.write_bytes(blob)
+            try:
+                versions.append((commit, read_record(copy), file_sha256(copy)))
+            except CheckpointError:
+                continue
+    return versions
+
+
+# ----------------------------------------------------------------------------- the chain
+def rebuild_chain(path: Path, stages: list[str], versions, today: str) -> list[Ancestor]:
+    """The links before the last stage, oldest first: each stage's own committed file when git has it, else
+    the stage's command from train_all.sh, marked as rebuilt."""
+    record = read_record(path)
+    if not same_command(record.command, stages[-1]):
+        raise ValueError(f"{path.name}: its recorded command is not train_all.sh's last stage for it:\n"
+                         f"  recorded  {record.command}\n  script    {stages[-1]}")
+    rel = str(path.resolve().relative_to(ROOT))
+    chain = []
+    for i, command in enumerate(stages[:-1]):
+        found = [(c, r, sha) for c, r, sha in versions if same_command(r.command, command)]
+        note = STAGE_NOTES.get((path.stem, i), "")
+        if found:
+            commit, stage_record, sha = found[0]   # the newest commit holding that stage's file
+            chain.append(stage_record.as_ancestor(sha, f"{rel} as committed in {commit[:7]}", reconstructed=(
+                f"Added on {today} by reports/provenance.py: this link was read from the file as committed in "
+                f"git {commit[:7]} (record, SHA-256 and history are that file's). " + note).strip()))
+        else:
+            chain.append(Ancestor(command=command, file=rel, name=record.display_name, reconstructed=(
+                f"Rebuilt on {today} by reports/provenance.py from checkpoints/train_all.sh: the file this stage "
+                "wrote was replaced by the next stage before it was ever committed, so its SHA-256, history and "
+                "figures were not kept; only its command is known. " + note).strip()))
+    return chain
+
+
+def with_test_images(metrics: dict, images: int | None) -> dict:
+    """The figures with the count of test images beside each block (kept when already recorded)."""
+    if images is None or not metrics:
+        return dict(metrics)
+    blocks = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    if blocks:
+        return {k: ({"test_images": images, **v} if isinstance(v, dict) and "test_images" not in v else v)
+                for k, v in metrics.items()}
+    return metrics if "test_images" in metrics else {**metrics, "test_images": images}
+
+
+def amended(path: Path, stages: list[str], today: str) -> CheckpointRecord:
+    """The record of `path` with its chain and its test-image counts."""
+    record = read_record(path)
+    chain = rebuild_chain(path, stages, earlier_versions(path) if len(stages) > 1 else [], today)
+    images = test_images_of(record.command, record.dataset)
+    return dataclasses.replace(record, lineage=chain, metrics=with_test_images(record.metrics, images),
+                               metrics_test1000=with_test_images(record.metrics_test1000,
+                                                                 1000 if record.metrics_test1000 else None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.provenance", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="amend the shipped files' records (headers only)")
+    parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="folder of the shipped files")
+    args = parser.parse_args(argv)
+    today = _dt.date.today().isoformat()
+    stages = script_stages()
+    for path in sorted(Path(args.checkpoints).glob("*.safetensors")):
+        if path.stem not in stages:
+            print(f"{path.name}: not in train_all.sh; left as it is", file=sys.stderr)
+            continue
+        record = amended(path, stages[path.stem], today)
+        print(f"{path.name}: {len(record.lineage)} earlier run(s); test images {record.test_images()}")
+        for a in record.lineage:
+            print(f"  - {a.file}: sha256 {a.sha256 or 'unknown'}; {len(a.history.epochs)} epochs of history")
+        if args.write:
+            before = file_sha256(path)
+            rewrite_record(path, record)
+            print(f"  written (sha256 {before[:12]} -> {file_sha256(path)[:12]}; tensors unchanged)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
