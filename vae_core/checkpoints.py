@@ -29,7 +29,7 @@ from .models import LatentModel, build_model
 from .record import CheckpointError, CheckpointRecord, parse_record
 
 __all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints",
-           "rewrite_record", "file_sha256"]
+           "rewrite_record", "file_sha256", "read_latent_means"]
 
 META_KEY = "latent_lab"
 EXTRA_PREFIX = "extra."
@@ -143,6 +143,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     model.load_state_dict(state)
     model.to(device).eval()
     return model, record.located(path, extras)
+
+
+def read_latent_means(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The test set's stored latent means [N, D] and labels [N] of a checkpoint, checked as load_checkpoint
+    checks them, without reading the weights (None when the file stores none)."""
+    path = Path(path)
+    record = read_record(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k[len(EXTRA_PREFIX):]: tuple(f.get_slice(k).get_shape()) for k in f.keys()
+                      if k.startswith(EXTRA_PREFIX)}
+            _check_extra_shapes(path, record, shapes)
+            if "test_latent_means" not in shapes:
+                return None
+            extras = {k: f.get_tensor(EXTRA_PREFIX + k) for k in ("test_latent_means", "test_labels")}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
+    _check_labels(path, record, extras)
+    return extras["test_latent_means"], extras["test_labels"]
 
 
 def _check_shapes(path: Path, found: dict, expected: dict) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 __all__ = ["MetricName", "METRICS", "metric_name", "metric_label", "format_metric", "format_count",
            "format_nats", "format_number", "format_seconds", "format_duration", "quadrant_block_name",
-           "thing_name", "UNKNOWN"]
+           "thing_name", "a_thing", "UNKNOWN"]
 
 UNKNOWN = "not recorded"
 
@@ -127,6 +127,12 @@ def quadrant_block_name(key: str) -> str:
 
 # What one image of a data set is called in a sentence: a digit, or an item of clothing
 THINGS = {"mnist": ("digit", "digits"), "fashion-mnist": ("item of clothing", "items of clothing")}
+
+
+def a_thing(dataset: str | None) -> str:
+    """'a digit', 'an item of clothing', 'an image': the thing with its article."""
+    one = thing_name(dataset)
+    return ("an " if one[0] in "aeiou" else "a ") + one
 
 
 def thing_name(dataset: str | None, plural: bool = False) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from vae_core.formatting import (format_count, format_duration, format_metric, format_nats, format_number,
+from vae_core.formatting import (a_thing, format_count, format_duration, format_metric, format_nats, format_number,
                                  metric_label, quadrant_block_name, thing_name)
 
 
@@ -34,3 +34,4 @@ def test_durations_and_names_in_words():
     assert quadrant_block_name("q1") == "1 visible quadrant" and quadrant_block_name("q3") == "3 visible quadrants"
     assert thing_name("mnist") == "digit" and thing_name("fashion-mnist", plural=True) == "items of clothing"
     assert thing_name("something-else") == "image"
+    assert a_thing("mnist") == "a digit" and a_thing("fashion-mnist") == "an item of clothing"
