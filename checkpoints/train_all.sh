@@ -4,8 +4,9 @@
 # Early stopping / model choice use a validation split carved from the training set (--val-fraction), never
 # the test set; the test set is only used for the final figures.
 # Usage: bash checkpoints/train_all.sh [NAME ...]   (no names: all, one after another)
-#        DRY_RUN=1 bash checkpoints/train_all.sh [NAME ...]   prints "NAME<tab>command" per stage instead of running
-#        (`python -m vae_core info` prints the same commands from each file's record; tests/vae_core check they agree)
+# `python -m reports.provenance --commands` prints every stage's command without running any (it puts stand-ins for
+# python first in PATH); `python -m vae_core info FILE` prints the same commands from the file's record, and
+# tests/vae_core/test_shipped_checkpoints.py checks that the two agree.
 # --threads 1: on the 2-core machine these ran as two single-threaded queues side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +14,7 @@ WANT=("$@")
 run() {  # run NAME CLI-ARGS...: runs only the names asked for (all when none were given)
   local name=$1; shift
   if [ ${#WANT[@]} -eq 0 ] || [[ " ${WANT[*]} " == *" $name "* ]]; then
-    if [ -n "${DRY_RUN:-}" ]; then  # the command as the CLI records it (shlex quoting)
-      printf '%s\t' "$name"; python3 -c 'import shlex, sys; print("python -m vae_core " + shlex.join(sys.argv[1:]))' "$@"
-    else
-      echo "=== $name $(date +%T)"; python -m vae_core "$@"
-    fi
+    echo "=== $name $(date +%T)"; python -m vae_core "$@"
   fi
 }
 # --test-limit 0: the final figures on all 10,000 test images (train's default became 1,000 in issue 14; the
@@ -73,3 +70,14 @@ run mnist-quadrants-cvae train --variant cvae --condition quadrants --quadrants 
     --init-from checkpoints/mnist-quadrants-cvae.safetensors --epochs 200 --patience 6 --val-fraction 0.1 \
     --keep-best true --float16 --quiet --threads 1 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 --test-limit 0 \
     --name "MNIST cvae (quadrants 1-3)" --out checkpoints/mnist-quadrants-cvae.safetensors
+# a VAE trained by code that is not Latent Lab's (issue 20): examples/train_conv_vae.py, a plain PyTorch loop (Adam,
+# 5,000 training images held out to keep the best epoch), stopped by --max-seconds (after 13 epochs on the loaded
+# 2-core machine); then imported through the protocol as ONNX graphs (import --module), figures on all 10,000 test images.
+if [ ${#WANT[@]} -eq 0 ] || [[ " ${WANT[*]} " == *" mnist-conv-vae-2d "* ]]; then
+  echo "=== mnist-conv-vae-2d (training) $(date +%T)"
+  python examples/train_conv_vae.py --epochs 40 --max-seconds 900 --threads 1 --out runs/conv-vae.pt \
+      --history runs/conv-vae.history.json
+fi
+run mnist-conv-vae-2d import --module examples/train_conv_vae.py:build --weights runs/conv-vae.pt \
+    --history runs/conv-vae.history.json --out checkpoints/mnist-conv-vae-2d.safetensors --float16 --test-limit 0 \
+    --name "MNIST conv VAE (2-D)" --description "A convolutional VAE (two stride-2 convolutions and a dense layer encode; a dense layer and two transposed convolutions decode; 0.86 M weights) trained by examples/train_conv_vae.py, a plain PyTorch loop rather than vae_core.fit, and imported through the protocol as ONNX graphs." --quiet

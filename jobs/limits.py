@@ -2,65 +2,74 @@
 
 The file is `.streamlit/latent_lab.toml` beside app.py (another path: LATENT_LAB_CONFIG); its `[limits]` table
 takes the keys below in lower case without the prefix (`max_runs = 2`). An environment variable wins over the
-file; a missing file (at the default path) means the defaults. A bad file, an unknown key or a bad value is a
-LimitsError whose text is one sentence naming the file and key (or the variable), which the Train page shows.
+file; a missing file (at the default path) means the defaults. Every limit has a range. A bad file, an unknown
+key or a value out of range is a LimitsError whose text is one sentence naming the file and key (or the
+variable), the range and the bad value (quoted to at most about 100 characters), which the Train page shows.
 
-    LATENT_LAB_MAX_RUNS            runs training at once            default: CPU cores - 1, at least 1
-    LATENT_LAB_MAX_QUEUED          runs waiting for a free slot     default: 20
-    LATENT_LAB_MAX_WEIGHTS         weights per model                default: 20,000,000
-    LATENT_LAB_MAX_RUN_SECONDS     wall time of one run (0: none)   default: 3600
-    LATENT_LAB_ABANDON_SECONDS     a run whose page has not polled  default: 600 (10 minutes)
-                                   this long stops, keeping its weights
-    LATENT_LAB_WORKER_THREADS      torch threads per worker         default: (cores - 1) // max runs, at least 1
-    LATENT_LAB_WORKER_NICE         CPU priority drop of a worker    default: 10 (0: as the server)
-    LATENT_LAB_RUNNER              local (default) or ray
-    LATENT_LAB_WARM_WORKER         fork workers from a fork server with torch and MNIST loaded  default: 1
+    variable                       what                                range                  default
+    LATENT_LAB_MAX_RUNS            runs training at once               1 to 4 × CPU cores     CPU cores - 1, at least 1
+    LATENT_LAB_MAX_QUEUED          runs waiting for a free slot        0 to 1,000             20
+    LATENT_LAB_MAX_WEIGHTS         weights per model                   1 to 200,000,000       20,000,000
+    LATENT_LAB_MAX_RUN_SECONDS     seconds of one run, 0 for no limit  0 to 604,800 (7 days)  3600
+    LATENT_LAB_ABANDON_SECONDS     seconds without a poll before a     0.1 to 86,400 (1 day)  600 (10 minutes)
+                                   run stops, keeping its weights
+    LATENT_LAB_WORKER_THREADS      torch threads per worker            1 to CPU cores         (cores-1)//max runs, >= 1
+    LATENT_LAB_WORKER_NICE         CPU priority drop of a worker       0 to 19                10 (0: as the server)
+    LATENT_LAB_RUNNER              where runs train                    local or ray           local
+    LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          true (1)
+                                   with torch and MNIST loaded
+
+A limit is one field of `Limits` below, with its range and words; tests/jobs/test_table_and_limits.py checks
+this table, the shipped .streamlit/latent_lab.toml and README.md against the fields.
 """
 from __future__ import annotations
 
-import math
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Mapping
+
+from pydantic import Field
 
 from vae_core import ModelConfig
+from vae_core.cpu import cpu_cores
+from vae_core.validation import Flag, Number, OneOf, SettingError, Whole, build, quote, settings
 
 PREFIX = "LATENT_LAB_"
 CONFIG_VAR = PREFIX + "CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "latent_lab.toml"
 TABLE = "limits"
-# key -> (kind, lowest value); the keys of the file's [limits] table and, upper-cased with PREFIX, the env vars
-KEYS = {"max_runs": ("int", 1), "max_queued": ("int", 0), "max_weights": ("int", 1),
-        "max_run_seconds": ("float", 0), "abandon_seconds": ("float", 0.1), "worker_threads": ("int", 1),
-        "worker_nice": ("int", 0), "runner": ("runner", None), "warm_worker": ("bool", None)}
+MAX_FILE_BYTES = 65_536
 RUNNERS = ("local", "ray")
 FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
 
 
-class LimitsError(ValueError):
+class LimitsError(SettingError):
     """A bad limits file or value; its text is one sentence for the Train page."""
 
 
-def cpu_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+CORES = cpu_cores()   # the machine's, when the server starts: the ranges of max_runs and worker_threads
+DAY = 86_400
 
 
-@dataclass(frozen=True)
+@settings(kw_only=True)
 class Limits:
-    max_runs: int
-    max_queued: int
-    max_weights: int
-    max_run_seconds: float
-    abandon_seconds: float
-    worker_threads: int
-    worker_nice: int
-    runner: str
-    warm_worker: bool = True
+    """The limits of this server: one line per limit, its range and words (the file's key is the field's name;
+    its variable, PREFIX + the name in capitals)."""
+
+    max_runs: Annotated[int, Whole(1, 4 * CORES, "runs training at once", high_words="4 × CPU cores")] = Field(
+        default_factory=lambda: max(1, CORES - 1))
+    max_queued: Annotated[int, Whole(0, 1000, "runs waiting for a free slot")] = 20
+    max_weights: Annotated[int, Whole(1, 200_000_000, "weights per model")] = 20_000_000
+    max_run_seconds: Annotated[float, Number(0, 7 * DAY, "seconds of one run, 0 for no limit",
+                                             span="0 to 604,800 (7 days)")] = 3600.0
+    abandon_seconds: Annotated[float, Number(0.1, DAY, "seconds without a poll before a run stops",
+                                             span="0.1 to 86,400 (1 day)")] = 600.0
+    worker_threads: Annotated[int, Whole(1, CORES, "torch threads per worker", high_words="CPU cores")] = Field(
+        default_factory=lambda given: max(1, (CORES - 1) // given["max_runs"]))
+    worker_nice: Annotated[int, Whole(0, 19, "CPU priority drop of a worker")] = 10
+    runner: Annotated[str, OneOf(RUNNERS, "where runs train", rule="be 'local' or 'ray'", fold_case=True)] = "local"
+    warm_worker: Annotated[bool, Flag("fork workers from a fork server")] = True
 
     def describe(self) -> str:
         """One line for the Train page."""
@@ -68,6 +77,10 @@ class Limits:
         return (f"{self.max_runs} run{'s' * (self.max_runs != 1)} at once, {self.max_queued} waiting at most, "
                 f"{self.max_weights:,} weights per model, {run_time}; a run nobody watches for "
                 f"{_minutes(self.abandon_seconds)} stops and keeps its weights.")
+
+
+# the keys of the file's [limits] table and, upper-cased with PREFIX, the environment variables
+KEYS = tuple(Limits.__pydantic_fields__)
 
 
 def _minutes(seconds: float) -> str:
@@ -87,6 +100,10 @@ def read_config(path: Path, required: bool = False) -> dict:
     """The [limits] table of a TOML file ({} when the file is missing and not required); LimitsError otherwise."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:  # tomllib would take seconds over a file of megabytes
+                raise LimitsError(f"The limits file {path} is {size:,} bytes; a limits file may be at most "
+                                  f"{MAX_FILE_BYTES:,}.")
             data = tomllib.load(f)
     except FileNotFoundError:
         if required:
@@ -99,15 +116,15 @@ def read_config(path: Path, required: bool = False) -> dict:
         raise LimitsError(f"The limits file {path} could not be read ({reason.lower()}).") from None
     extra = sorted(k for k in data if k != TABLE)
     if extra:
-        raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {extra[0]!r}; it may hold only a "
-                          f"[{TABLE}] table.")
+        raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {quote(extra[0])}; it may hold only "
+                          f"a [{TABLE}] table.")
     table = data.get(TABLE, {})
     if not isinstance(table, dict):
         raise LimitsError(f"In the limits file {path}, {TABLE} must be a table ([{TABLE}]), not a single value.")
     unknown = sorted(k for k in table if k not in KEYS)
     if unknown:
-        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {unknown[0]!r}; the keys are "
-                          f"{', '.join(KEYS)}.")
+        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {quote(unknown[0])}; the keys "
+                          f"are {', '.join(KEYS)}.")
     return table
 
 
@@ -115,49 +132,20 @@ def _what(key: str, data: dict) -> str:
     return "a table" if isinstance(data[key], dict) else "a key"
 
 
-def _from_env(raw: str, key: str, where: str):
-    """A string from an environment variable, checked as KEYS[key] says."""
-    kind, low = KEYS[key]
+def _from_text(raw: str, key: str):
+    """An environment variable's text as the value its limit takes (int, float or bool); text that is not one
+    stays text, so that the limit's sentence quotes it."""
     raw = raw.strip()
-    if kind == "runner":
-        value = raw.lower()
-        if value not in RUNNERS:
-            raise LimitsError(f"{where} must be 'local' or 'ray', got {value!r}.")
-        return value
-    if kind == "bool":
-        if raw.lower() not in FALSE_WORDS + TRUE_WORDS:
-            raise LimitsError(f"{where} must be 1 or 0 (on or off), got {raw!r}.")
-        return raw.lower() in TRUE_WORDS
-    try:
-        value = (int if kind == "int" else float)(raw)
-    except ValueError:
-        wanted = "a whole number" if kind == "int" else "a number of seconds"
-        raise LimitsError(f"{where} must be {wanted}, got {raw!r}.") from None
-    return _at_least(value, low, where, repr(raw))
-
-
-def _from_file(value, key: str, where: str):
-    """A TOML value, checked as KEYS[key] says."""
-    kind, low = KEYS[key]
-    if kind == "runner":
-        if not isinstance(value, str) or value.strip().lower() not in RUNNERS:
-            raise LimitsError(f"{where} must be \"local\" or \"ray\", got {value!r}.")
-        return value.strip().lower()
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise LimitsError(f"{where} must be true or false, got {value!r}.")
-        return value
-    ok = (int,) if kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok):
-        wanted = "a whole number" if kind == "int" else "a number of seconds"
-        raise LimitsError(f"{where} must be {wanted}, got {value!r}.")
-    return _at_least(value, low, where, repr(value))
-
-
-def _at_least(value, low, where: str, shown: str):
-    if not math.isfinite(value) or value < low:
-        raise LimitsError(f"{where} must be at least {low}, got {shown}.")
-    return value
+    kind = Limits.__pydantic_fields__[key].annotation
+    if kind is bool:
+        word = raw.lower()
+        return True if word in TRUE_WORDS else False if word in FALSE_WORDS else raw
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:  # not a number (or an int of more than 4,300 digits)
+            return raw
+    return raw
 
 
 def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> Limits:
@@ -169,25 +157,14 @@ def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None 
         path, required = config_path(env)
     else:
         path, required = Path(config), False
-    values = {key: _from_file(value, key, f"In the limits file {path}, [{TABLE}] {key}")
-              for key, value in read_config(path, required).items()}
+    values = read_config(path, required)
+    where = {key: f"In the limits file {path}, [{TABLE}] {key}" for key in values}
+    typed: dict[str, str] = {}
     for key in KEYS:
         raw = env.get(PREFIX + key.upper(), "")
         if raw.strip():
-            values[key] = _from_env(raw, key, PREFIX + key.upper())
-    cores = cpu_cores()
-    max_runs = int(values.get("max_runs", max(1, cores - 1)))
-    return Limits(
-        max_runs=max_runs,
-        max_queued=int(values.get("max_queued", 20)),
-        max_weights=int(values.get("max_weights", 20_000_000)),
-        max_run_seconds=float(values.get("max_run_seconds", 3600.0)),
-        abandon_seconds=float(values.get("abandon_seconds", 600.0)),
-        worker_threads=int(values.get("worker_threads", max(1, (cores - 1) // max_runs))),
-        worker_nice=int(values.get("worker_nice", 10)),
-        runner=values.get("runner", "local"),
-        warm_worker=bool(values.get("warm_worker", True)),
-    )
+            values[key], typed[key], where[key] = _from_text(raw, key), raw.strip(), PREFIX + key.upper()
+    return build(Limits, values, given=typed, name=lambda key: where.get(key, key), error=LimitsError)
 
 
 def count_weights(config: ModelConfig) -> int:

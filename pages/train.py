@@ -19,6 +19,7 @@ from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_cur
 from ui.training_job import DEFAULT_EPOCHS, format_seconds, jobs, last_run_seconds, owner_token, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
+from vae_core.validation import one_sentence
 from vae_core.verdicts import time_promise
 from ui.routing import route_through_app
 
@@ -143,7 +144,7 @@ with settings_box:
                                    beta=float(beta), seed=int(seed), train_limit=int(train_limit),
                                    eval_limit=EVAL_IMAGES)
     except ValueError as e:
-        problem = f"These settings cannot be used: {e}."
+        problem = f"These settings cannot be used: {one_sentence(str(e))}"
     else:
         problem = weights_problem(model_config, service.limits)
     if problem:

@@ -1,7 +1,8 @@
 """The chain of runs behind each shipped checkpoint, from checkpoints/train_all.sh and the files' git history.
 
-    python -m reports.provenance            # print, per shipped file, the chain its record would carry
-    python -m reports.provenance --write    # amend the records (headers only: the weights stay byte for byte)
+    python -m reports.provenance              # print, per shipped file, the chain its record would carry
+    python -m reports.provenance --write      # amend the records (headers only: the weights stay byte for byte)
+    python -m reports.provenance --commands   # train_all.sh's commands, stage by stage, without running any
 
 A model trained with `--init-from` records its chain itself (vae_core/record.py `lineage`: each parent's
 command, file hash and history). The shipped files were made before that, in stages that overwrote one
@@ -43,17 +44,42 @@ STAGE_NOTES = {
 
 
 # ----------------------------------------------------------------------------- train_all.sh
+SHIM = """#!/bin/sh
+# a stand-in for python while reports.provenance reads train_all.sh: print the call, run nothing
+printf 'PYCALL'; for a in "$@"; do printf '\\037%s' "$a"; done; printf '\\n'
+"""
+
+
 def script_stages(script: Path = SCRIPT, names: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """NAME -> the commands train_all.sh runs for it, in order, exactly as the CLI records them
-    (`DRY_RUN=1 bash train_all.sh` prints them; nothing is trained)."""
-    out = subprocess.run(["bash", str(script), *names], env={**os.environ, "DRY_RUN": "1"}, cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    """NAME -> the Latent Lab commands train_all.sh runs for it, in order, exactly as the CLI records them
+    (`python -m vae_core ...`, shlex quoting). The script runs with stand-ins for `python` and `python3` first
+    in PATH, so nothing is trained or imported, whatever a block of the script calls; a step run by other code
+    (a model trained elsewhere, then imported) is that model's `source`, not a command of its chain."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for exe in ("python", "python3"):
+            shim = Path(tmp) / exe
+            shim.write_text(SHIM)
+            shim.chmod(0o755)
+        env = {**os.environ, "PATH": f"{tmp}{os.pathsep}{os.environ.get('PATH', '')}"}
+        out = subprocess.run(["bash", str(script), *names], env=env, cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
     stages: dict[str, list[str]] = {}
+    name = ""
     for line in out.splitlines():
-        name, _, command = line.partition("\t")
-        if command:
-            stages.setdefault(name, []).append(command)
+        if line.startswith("=== "):
+            name = line.split()[1]
+        elif line.startswith("PYCALL") and name:
+            args = line.split("\x1f")[1:]
+            if args[:2] == ["-m", "vae_core"]:
+                stages.setdefault(name, []).append("python " + shlex.join(args))
     return stages
+
+
+def print_commands() -> None:
+    """Every stage's command, NAME and command per line, in the script's order."""
+    for name, commands in script_stages().items():
+        for command in commands:
+            print(f"{name}\t{command}")
 
 
 def same_command(recorded: str, scripted: str) -> bool:
@@ -150,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.provenance", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="amend the shipped files' records (headers only)")
     parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="folder of the shipped files")
+    parser.add_argument("--commands", action="store_true", help="print train_all.sh's commands (nothing runs)")
     args = parser.parse_args(argv)
+    if args.commands:
+        print_commands()
+        return 0
     today = _dt.date.today().isoformat()
     stages = script_stages()
     for path in sorted(Path(args.checkpoints).glob("*.safetensors")):
@@ -161,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name}: {len(record.lineage)} earlier run(s); test images {record.test_images()}")
         for a in record.lineage:
             print(f"  - {a.file}: sha256 {a.sha256 or 'unknown'}; {len(a.history.epochs)} epochs of history")
-        if args.write:
+        if args.write and record.to_json() == read_record(path).to_json():
+            print("  already so; left as it is")
+        elif args.write:
             before = file_sha256(path)
             rewrite_record(path, record)
             print(f"  written (sha256 {before[:12]} -> {file_sha256(path)[:12]}; tensors unchanged)")

@@ -77,10 +77,11 @@ def _load_all(folder: Path):
 
 
 def _find(models, variant, condition, dataset="mnist"):
-    """(file stem, model, record) of the first shipped model of a kind, or Nones."""
+    """(file stem, model, record) of the first shipped model of a kind that Latent Lab trained, or Nones (a model
+    trained elsewhere and imported, such as mnist-conv-vae-2d, is not one of the project's results)."""
     for name, (m, record) in sorted(models.items()):
         c = m.config
-        if c.variant == variant and c.condition == condition and record.dataset == dataset:
+        if c.variant == variant and c.condition == condition and record.dataset == dataset and record.source is None:
             return name, m, record
     return None, None, None
 

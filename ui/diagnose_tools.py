@@ -6,6 +6,7 @@ record (vae_core.record.CheckpointRecord).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Callable
@@ -390,9 +391,19 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
+ONNX_UNUSED = ("hidden_dims", "dropout", "encoder", "alpha", "quadrants")  # Latent Lab's own layers and variants
+
+
 def config_rows(record: CheckpointRecord) -> pd.DataFrame:
-    """Every setting of the model and of its training, one row each (strings, so the column type is one)."""
-    rows = [("model", k, _cell(v)) for k, v in record.model_config.to_dict().items()]
+    """Every setting of the model and of its training, one row each (strings, so the column type is one); for a
+    model trained elsewhere, where it came from, and for one carried as ONNX graphs only the settings that
+    describe it (its layers are the graphs')."""
+    settings = record.model_config.to_dict()
+    if record.is_onnx:
+        settings = {k: v for k, v in settings.items() if k not in ONNX_UNUSED}
+    rows = [("model", k, _cell(v)) for k, v in settings.items()]
+    if record.source is not None:
+        rows += [("source", k, _cell(v)) for k, v in dataclasses.asdict(record.source).items() if v]
     train = record.train_config.to_dict() if record.train_config is not None else {}
     rows += [("training", k, _cell(v)) for k, v in train.items()]
     if "dataset" not in train:

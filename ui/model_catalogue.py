@@ -52,15 +52,17 @@ class ModelEntry:
         latent size are in the caption under the picker)."""
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
-        return self.title or self.name
+        name = self.title or self.name
+        return f"{name} · imported" if self.record.source is not None else name
 
 
-def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
+def recommended_rank(entry: ModelEntry) -> tuple[int, int, int]:
     """Sort key of the recommended order: MNIST before other data sets (Home speaks of handwritten
     digits), and within a data set the 2-D VAE first (it has the map and the manifold a class starts
-    with), then other unconditional models, label models, quadrant models; unreadable files last."""
+    with), then other unconditional models, label models, quadrant models; of each kind, Latent Lab's own
+    models before those trained elsewhere and imported; unreadable files last."""
     if entry.error or entry.config is None:
-        return (2, 0)
+        return (2, 0, 0)
     cfg = entry.config
     if cfg.condition == "none":
         kind = 0 if cfg.has_latent and cfg.latent_dim == 2 else 1
@@ -68,7 +70,7 @@ def recommended_rank(entry: ModelEntry) -> tuple[int, int]:
         kind = {"label": 2, "quadrants": 3}.get(cfg.condition, 4)
     if not cfg.has_latent:
         kind = 5
-    return (0 if entry.dataset == "mnist" else 1, kind)
+    return (0 if entry.dataset == "mnist" else 1, kind, int(entry.record.source is not None))
 
 
 def model_dirs() -> list[Path]:
@@ -115,14 +117,16 @@ def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
 
 def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Two models with the same display name (everyone's default is vae_2d) would look identical in the
-    picker: their titles get the file name added (and its folder, when the file names clash too)."""
+    picker: their titles get the file's name added, without '.safetensors' so it fits the sidebar's box (and its
+    folder, when the file names clash too)."""
     names = Counter(e.name for e in entries if e.error is None)
     files = Counter(e.file_name for e in entries if e.error is None and names[e.name] > 1)
 
     def title(e: ModelEntry) -> str:
         if names[e.name] < 2:
             return e.name
-        where = f"{Path(e.path).parent.name}/{e.file_name}" if files[e.file_name] > 1 else e.file_name
+        stem = Path(e.path).stem
+        where = f"{Path(e.path).parent.name}/{stem}" if files[e.file_name] > 1 else stem
         return f"{e.name} ({where})"
     return [replace(e, title=title(e)) for e in entries]
 
@@ -249,7 +253,8 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 
 def _model_caption(entry: ModelEntry) -> str:
     """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
-    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`"
+    origin = entry.record.origin()
+    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
 
 
 def _short(path: Path) -> Path:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
 from ui.model_catalogue import save_dir
+from vae_core.validation import SettingError, quote
 from vae_core.formatting import format_seconds  # noqa: F401  (re-exported for pages)
 
 # The classroom default run, which Home promises and the Train page opens on: a 2-D VAE (256-256) on all 60,000
@@ -46,8 +47,9 @@ def jobs() -> JobService:
 def parse_hidden(text: str) -> tuple[int, ...]:
     """'512, 512' -> (512, 512); a sentence in a ValueError otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"hidden layers must be whole numbers separated by commas, like 512, 512; got {text!r}")
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        raise SettingError("hidden layers must be whole numbers separated by commas, like 512, 512; "
+                           f"got {quote(text)}.")
     return tuple(int(p) for p in parts)
 
 

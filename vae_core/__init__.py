@@ -7,6 +7,8 @@ A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae
     model = build_model(cfg)
     result = fit(model, prepare_data(tc), tc)
     save_checkpoint("runs/cvae.safetensors", model, record_from_fit(cfg, tc, result, name="my cvae"))
+
+A VAE trained by other code: `explore(model)` (vae_core/importers.py; the protocol is in vae_core/external.py).
 """
 from .cpu import prefer_sleeping_threads
 
@@ -18,6 +20,8 @@ from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_
                    make_batch, quadrant_input, quadrant_mask)
 from .evaluation import (conditional_nll, encode_dataset, evaluate, evaluate_loss, evaluation_work, interpolate,
                          log_likelihood, log_likelihood_per_example, manifold_grid, sample_diversity)
+from .external import OnnxModel, decoder_onnx, decoder_spec
+from .importers import explore
 from .models import VARIANTS, LatentModel, Variant, build_model
 from .record import CheckpointRecord, History, record_from_fit
 from .training import Callback, EpochInfo, FitResult, StepInfo, TrainingData, fit, prepare_data

@@ -1,9 +1,11 @@
-"""Command line: python -m vae_core train | eval | info | diagnose | classifier.
+"""Command line: python -m vae_core train | eval | info | diagnose | classifier | import.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
     python -m vae_core diagnose checkpoints/cvae.safetensors --limit 1000 --json
+    python -m vae_core import --from fc-vae vae.pt --out runs/pytorch-vae.safetensors
+    python -m vae_core import --module my_vae.py:build --weights my.pt --out runs/my-vae.safetensors
 
 (docs/RESULTS.md is written by `python -m reports.results`, a tool outside the core.)
 
@@ -212,6 +214,9 @@ def cmd_train(args) -> int:
     model = build_model(model_cfg, seed=train_cfg.seed)
     parent = None
     if args.init_from:
+        if read_record(args.init_from).is_onnx:
+            raise ValueError(f"--init-from {args.init_from} holds ONNX graphs of a model trained elsewhere; "
+                             "training continues only from Latent Lab's own models")
         start, parent = load_checkpoint(args.init_from)
         parent_sha = file_sha256(args.init_from)  # the file as it was read, before --out may replace it
         if start.config != model_cfg:
@@ -349,7 +354,11 @@ def cmd_info(args) -> int:
     print(f"{args.checkpoint}: {cfg.describe()}")
     print(f"  name         {record.display_name}")
     print(f"  data set     {record.dataset}")
-    print(f"  model config {json.dumps(cfg.to_dict())}")
+    if record.source is not None:
+        print(f"  source       {record.origin()}" + (f", sha256 {record.source.sha256}" if record.source.sha256 else "")
+              + (f", code {record.source.code}" if record.source.code else ""))
+    print(f"  model config {json.dumps(cfg.to_dict())}" + (" (the network is the file's ONNX graphs; hidden_dims, "
+                                                            "dropout and encoder do not apply)" if record.is_onnx else ""))
     if record.train_config is not None:
         print(f"  train config {json.dumps(record.train_config.to_dict())}")
     for key, value in (("status", record.status), ("epochs", record.epochs_completed),
@@ -478,6 +487,46 @@ def cmd_classifier(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from . import importers as imp
+    if (args.kind is None) == (args.module is None):
+        raise CliError("give either --from KIND SRC or --module FILE.py:FUNCTION (see 'python -m vae_core import --help')")
+    if args.kind is not None and args.src is None:
+        raise CliError(f"--from {args.kind} needs the file to import: python -m vae_core import --from {args.kind} "
+                       "SRC --out OUT.safetensors")
+    if args.module is not None and args.src is not None:
+        raise CliError("--module takes its weights with --weights, not as a file argument")
+    out = check_writable_file(args.out, "--out", suffix=SUFFIX)
+    history = imp.read_history(args.history) if args.history else None
+    if args.kind is not None:
+        model, source, description = imp.map_file(args.kind, args.src)
+    else:
+        obj, code = imp.load_module_model(args.module, args.weights)
+        origin = args.weights or args.module.rpartition(":")[0]
+        model = imp.onnx_model(obj, where=out.name)
+        source = imp.source_of("onnx", origin, code)
+        description = f"{type(obj).__qualname__} from {code}, trained elsewhere, carried as ONNX graphs"
+    test = imp.test_set(args.dataset, args.data_dir)
+    if test is None and (args.eval_samples > 0 or args.float16):
+        load_dataset(args.dataset, "test", args.data_dir, download=False)  # raises DatasetUnavailable, a sentence
+    print(f"{model.config.describe()}, {source.describe()} ({model.num_parameters():,} weights)", file=sys.stderr)
+    work = 0
+    if test is not None and args.eval_samples > 0:
+        n = min(args.test_limit, len(test)) if args.test_limit else len(test)
+        work = _metrics_work(model.config, n, args.eval_samples)
+        work += 0 if args.test_limit == CHECK_IMAGES else _metrics_work(model.config, len(test), args.eval_samples,
+                                                                         CHECK_IMAGES)
+    with EvalBar(work, args.quiet or not work) as bar:
+        path = imp.save_imported(model, source, out, dataset=args.dataset, name=args.name,
+                                 description=args.description or f"Imported: {description}.",
+                                 command="python -m vae_core " + shlex.join(args.argv), history=history, test=test,
+                                 eval_samples=args.eval_samples, test_limit=args.test_limit, float16=args.float16,
+                                 progress=bar.update)
+    print(f"saved {path}", file=sys.stderr)
+    print(f"open it with: {imp.open_command(path.parent.resolve())}", file=sys.stderr)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vae_core", description="Latent Lab model core: train, evaluate and inspect models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -530,6 +579,32 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
     c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="random seed")
     c.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
+    m = sub.add_parser("import", help="make a checkpoint of a VAE trained by other code (every page opens it)",
+                       description="Import a VAE trained elsewhere. --from fc-vae (PyTorch's examples/vae fc1/fc21/fc22/"
+                                   "fc3/fc4 layout), --from timbmg (timbmg/VAE-CVAE-MNIST's VAE or CVAE), --from "
+                                   "keras-h5 (a Keras Dense VAE in HDF5): mapped exactly onto Latent Lab's model, the "
+                                   "file read without running any code from it. --module FILE.py:FUNCTION [--weights "
+                                   "W.pt]: any PyTorch model following vae_core/external.py's protocol, carried as "
+                                   "ONNX graphs.")
+    m.add_argument("--from", dest="kind", choices=["fc-vae", "timbmg", "keras-h5"], default=None,
+                   help="the layout of SRC")
+    m.add_argument("src", nargs="?", default=None, help="the file to import (.pt, .pth, .safetensors, or .h5)")
+    m.add_argument("--module", default=None, metavar="FILE.py:FUNCTION",
+                   help="your own Python file and the function in it that builds the model (never from a browser)")
+    m.add_argument("--weights", default=None, help="with --module: a state dict to load into the built model")
+    m.add_argument("--history", default=None, help="with --module: the training curves as JSON, in vae_core.fit's "
+                   "layout (step, loss, recon, kl, epochs)")
+    m.add_argument("--out", required=True, help="checkpoint file to write (.safetensors is added when missing)")
+    m.add_argument("--name", default="", type=_text_up_to(200), help="display name (default: the file name)")
+    m.add_argument("--description", default="", type=_text_up_to(4000), help="one line about the model")
+    m.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="the data it was trained on")
+    m.add_argument("--eval-samples", type=_int_in(0, MAX_SAMPLES), default=100,
+                   help="S for the stored likelihood estimates (default 100; 0: store no figures)")
+    m.add_argument("--test-limit", type=_int_in(0, 10**9), default=QUICK_TEST_IMAGES,
+                   help=f"figures on the first N test images (default {QUICK_TEST_IMAGES}; 0: all)")
+    m.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     return parser
 
 
@@ -565,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
-                    "classifier": cmd_classifier}
+                    "classifier": cmd_classifier, "import": cmd_import}
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the try
         return code

@@ -25,7 +25,9 @@ from safetensors.torch import save as safetensors_bytes
 
 from .atomic import clean_stale_temps, write_atomic
 
+from .external import DECODER_TENSOR, ENCODER_TENSOR, OnnxModel
 from .models import LatentModel, build_model
+from .onnx_graphs import MAX_GRAPH_BYTES
 from .record import CheckpointError, CheckpointRecord, parse_record
 
 __all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints",
@@ -51,15 +53,23 @@ def save_checkpoint(path: str | os.PathLike, model: LatentModel, record: Checkpo
     holds a bare one (the model's config only). overwrite=False claims the name atomically: when the file
     exists, or another save takes the name first, CheckpointExists is raised and nothing is replaced.
     Weights that could not be loaded back (NaN or infinite, also after rounding to float16) are never written.
+    An OnnxModel (vae_core/external.py) is written as its two graphs, as they are (`dtype` does not apply:
+    OnnxModel.half() stores float16 weights); its record must say so (`source.kind` "onnx").
     """
     record = record if record is not None else CheckpointRecord(model_config=model.config)
     if record.model_config != model.config:
         raise ValueError("the record's model_config is not the model's config")
+    if isinstance(model, OnnxModel) != record.is_onnx:
+        raise ValueError("an OnnxModel is saved with a record whose source kind is 'onnx', and only then")
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
-    record = dataclasses.replace(record, storage_dtype=str(dtype).replace("torch.", ""), path=None, extras={})
-    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    if isinstance(model, OnnxModel):
+        record = dataclasses.replace(record, storage_dtype=model.storage_dtype, path=None, extras={})
+        tensors = model.graph_tensors()
+    else:
+        record = dataclasses.replace(record, storage_dtype=str(dtype).replace("torch.", ""), path=None, extras={})
+        tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     for name, value in (extras or {}).items():
         tensors[EXTRA_PREFIX + name] = torch.as_tensor(value).detach().cpu().contiguous()
     for key, value in tensors.items():  # never write weights that cannot be loaded back
@@ -117,9 +127,15 @@ def expected_shapes(record: CheckpointRecord) -> dict[str, tuple[int, ...]]:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LatentModel, CheckpointRecord]:
-    """(model in eval mode, record). record.extras holds the extra tensors saved with the model."""
+    """(model in eval mode, record). record.extras holds the extra tensors saved with the model.
+
+    A model imported as ONNX graphs (record.is_onnx) comes back as an OnnxModel (vae_core/external.py), on
+    the CPU, once vae_core/onnx_graphs.py has proved both graphs cheap to run; nothing in the file is run
+    before that."""
     path = Path(path)
     record = read_record(path)
+    if record.is_onnx:
+        return _load_onnx(path, record)
     expected = expected_shapes(record)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -164,6 +180,38 @@ def read_latent_means(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tens
         raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
     _check_labels(path, record, extras)
     return extras["test_latent_means"], extras["test_labels"]
+
+
+def _load_onnx(path: Path, record: CheckpointRecord) -> tuple[OnnxModel, CheckpointRecord]:
+    """The OnnxModel of a file holding graphs: the two uint8 graph tensors (sizes checked before reading),
+    extras as for any checkpoint, then the graphs' own checks."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+            graphs = {k: s for k, s in shapes.items() if not k.startswith(EXTRA_PREFIX)}
+            if set(graphs) != {ENCODER_TENSOR, DECODER_TENSOR}:
+                raise CheckpointError(f"{path.name} says it holds ONNX graphs, but its tensors are "
+                                      f"{', '.join(sorted(graphs)[:4]) or 'none'} (expected {ENCODER_TENSOR} and "
+                                      f"{DECODER_TENSOR}).")
+            for key, shape in graphs.items():
+                if dtypes[key] != "U8" or len(shape) != 1:
+                    raise CheckpointError(f"{path.name}: {key} is not a byte string (uint8, one dimension).")
+                if shape[0] > MAX_GRAPH_BYTES:
+                    raise CheckpointError(f"{path.name}: {key} holds {shape[0]:,} bytes; at most "
+                                          f"{MAX_GRAPH_BYTES:,} are read.")
+            _check_extra_shapes(path, record, {k[len(EXTRA_PREFIX):]: s for k, s in shapes.items()
+                                               if k.startswith(EXTRA_PREFIX)})
+            data = {k: f.get_tensor(k).numpy().tobytes() for k in graphs}
+            extras = {k[len(EXTRA_PREFIX):]: f.get_tensor(k) for k in shapes if k.startswith(EXTRA_PREFIX)}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
+    _check_labels(path, record, extras)
+    model = OnnxModel(record.model_config, data[ENCODER_TENSOR], data[DECODER_TENSOR], where=path.name,
+                      storage_dtype=record.storage_dtype)
+    return model.eval(), record.located(path, extras)
 
 
 def _check_shapes(path: Path, found: dict, expected: dict) -> None:

@@ -1,15 +1,16 @@
 """Configuration of a model and of a training run.
 
-Both are frozen dataclasses that validate themselves on construction, so a bad setting raises a
-`ValueError` naming the setting before any work starts. They round-trip through plain dicts
-(`to_dict` / `from_dict`), which is how checkpoints store them.
+Both are frozen dataclasses that validate themselves on construction (pydantic, through vae_core/validation.py),
+so a bad setting raises a `ValueError` (SettingError) whose text is one sentence naming the setting, its range
+and the bad value, before any work starts. They round-trip through plain dicts (`to_dict` / `from_dict`), which
+is how checkpoints store them.
 """
-from __future__ import annotations
-
 import dataclasses
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+from .validation import Flag, Number, OneOf, SettingError, Sizes, Text, Whole, quote, settings
 
 CONDITIONS = ("none", "label", "quadrants")
 PRIORS = ("learned", "standard")
@@ -45,17 +46,16 @@ def variant_info(name: str):
     return VARIANTS[name]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+def _even(size: int) -> int:
+    if size % 2:
+        raise ValueError("odd")  # the sentence is image_size's rule
+    return size
 
 
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _device(name: str) -> str:
+    if name in ("auto", "cpu", "cuda") or name.startswith("cuda:"):
+        return name
+    raise ValueError("unknown device")  # the sentence is device's rule
 
 
 class _DictMixin:
@@ -65,11 +65,15 @@ class _DictMixin:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
+        """From a plain dict (JSON): lists become tuples; an unknown key is refused with a sentence."""
         if not isinstance(data, dict):
-            raise ValueError(f"{cls.__name__} must be given as a mapping, got {type(data).__name__}")
+            raise SettingError(f"{cls.__name__} must be given as a mapping of settings; got {quote(data)}.")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        _check(not unknown, f"{cls.__name__} has no setting named {', '.join(unknown)}")
+        unknown = sorted((k for k in data if k not in names), key=str)
+        if unknown:
+            raise SettingError(f"{cls.__name__} has no setting named {', '.join(quote(k) for k in unknown[:3])}"
+                               f"{' (and more)' if len(unknown) > 3 else ''}; its settings are "
+                               f"{', '.join(sorted(names))}.")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
@@ -77,7 +81,7 @@ class _DictMixin:
         return dataclasses.replace(self, **changes)
 
 
-@dataclass(frozen=True)
+@settings
 class ModelConfig(_DictMixin):
     """What a model is: enough to rebuild it from a checkpoint.
 
@@ -96,47 +100,30 @@ class ModelConfig(_DictMixin):
                generation net stays an MLP either way (the browser decodes it)
     """
 
-    variant: str = "vae"
-    condition: str = "none"
-    latent_dim: int = 2
-    hidden_dims: tuple[int, ...] = DEFAULT_HIDDEN_DIMS
-    prior: str = "learned"
-    alpha: float = 0.5
-    quadrants: int = 0
-    image_size: int = 28
-    num_classes: int = 10
-    dropout: float = 0.0
-    encoder: str = "mlp"
+    variant: Annotated[str, OneOf(variant_names, "the kind of model")] = "vae"
+    condition: Annotated[str, OneOf(CONDITIONS, "what the model is given")] = "none"
+    latent_dim: Annotated[int, Whole(1, MAX_LATENT_DIM, "latent dimensions")] = 2
+    hidden_dims: Annotated[tuple[int, ...], Sizes(
+        MAX_HIDDEN_LAYERS, 1, MAX_LAYER_WIDTH, "hidden layer sizes", rule=f"be one or more layer sizes (at most "
+        f"{MAX_HIDDEN_LAYERS}), each a whole number from 1 to {MAX_LAYER_WIDTH:,}")] = DEFAULT_HIDDEN_DIMS
+    prior: Annotated[str, OneOf(PRIORS, "the prior p(z|x)", rule="be 'learned' or 'standard'")] = "learned"
+    alpha: Annotated[float, Number(0, 1, "the hybrid's weight of the CVAE loss")] = 0.5
+    quadrants: Annotated[int, Whole(0, 3, "visible quadrants", rule="be 1, 2 or 3, or 0 for a random count per "
+                                                                     "image")] = 0
+    image_size: Annotated[int, Whole(2, MAX_IMAGE_SIZE, "image side in pixels", rule="be an even number of "
+                                     f"pixels from 2 to {MAX_IMAGE_SIZE}"), AfterValidator(_even)] = 28
+    num_classes: Annotated[int, Whole(2, MAX_CLASSES, "number of classes")] = 10
+    dropout: Annotated[float, Number(0, MAX_DROPOUT, "dropout probability")] = 0.0
+    encoder: Annotated[str, OneOf(ENCODERS, "the recognition net")] = "mlp"
 
     def __post_init__(self) -> None:
-        names = variant_names()
-        _check(self.variant in names, f"variant must be one of {', '.join(names)}; got {self.variant!r}")
-        _check(self.condition in CONDITIONS,
-               f"condition must be one of {', '.join(CONDITIONS)}; got {self.condition!r}")
-        if not variant_info(self.variant).conditional:
-            _check(self.condition == "none",
-                   f"a {self.variant} is unconditional: condition must be 'none', got {self.condition!r} "
-                   "(use cvae for a conditional model)")
-        else:
-            _check(self.condition != "none",
-                   f"a {self.variant} model needs a condition ('label' or 'quadrants'), got 'none'")
-        _check(_whole(self.latent_dim) and 1 <= self.latent_dim <= MAX_LATENT_DIM,
-               f"latent_dim must be a whole number from 1 to {MAX_LATENT_DIM}; got {self.latent_dim!r}")
-        _check(isinstance(self.hidden_dims, tuple) and 1 <= len(self.hidden_dims) <= MAX_HIDDEN_LAYERS
-               and all(_whole(h) and 1 <= h <= MAX_LAYER_WIDTH for h in self.hidden_dims),
-               f"hidden_dims must be one or more layer sizes (at most {MAX_HIDDEN_LAYERS}) from 1 to "
-               f"{MAX_LAYER_WIDTH}; got {self.hidden_dims!r}")
-        _check(self.prior in PRIORS, f"prior must be 'learned' or 'standard'; got {self.prior!r}")
-        _check(_number(self.alpha) and 0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1]; got {self.alpha!r}")
-        _check(self.quadrants in (0, 1, 2, 3) and _whole(self.quadrants),
-               f"quadrants must be 1, 2 or 3 visible quadrants, or 0 for a random count; got {self.quadrants!r}")
-        _check(_whole(self.image_size) and 2 <= self.image_size <= MAX_IMAGE_SIZE and self.image_size % 2 == 0,
-               f"image_size must be an even number of pixels from 2 to {MAX_IMAGE_SIZE}; got {self.image_size!r}")
-        _check(_whole(self.num_classes) and 2 <= self.num_classes <= MAX_CLASSES,
-               f"num_classes must be from 2 to {MAX_CLASSES}; got {self.num_classes!r}")
-        _check(_number(self.dropout) and 0.0 <= self.dropout <= MAX_DROPOUT,
-               f"dropout must lie in [0, {MAX_DROPOUT:g}]; got {self.dropout!r}")
-        _check(self.encoder in ENCODERS, f"encoder must be one of {', '.join(ENCODERS)}; got {self.encoder!r}")
+        """The checks that read two settings: whether the variant is conditional decides the condition."""
+        if not variant_info(self.variant).conditional and self.condition != "none":
+            raise SettingError(f"a {self.variant} is unconditional: condition must be 'none' (use cvae for a "
+                               f"conditional model); got {self.condition!r}.")
+        if variant_info(self.variant).conditional and self.condition == "none":
+            raise SettingError(f"a {self.variant} model needs a condition: condition must be 'label' or "
+                               f"'quadrants'; got 'none'.")
 
     @property
     def num_pixels(self) -> int:
@@ -169,7 +156,7 @@ class ModelConfig(_DictMixin):
         return " | ".join(parts)
 
 
-@dataclass(frozen=True)
+@settings
 class TrainConfig(_DictMixin):
     """How to train: optimisation, data and evaluation settings.
 
@@ -191,60 +178,26 @@ class TrainConfig(_DictMixin):
                      amortisation gap); the model's likelihood p(y|x) stays as it was
     """
 
-    dataset: str = "mnist"
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    beta: float = 1.0
-    kl_warmup_epochs: int = 0
-    seed: int = 0
-    val_fraction: float = 0.0
-    train_limit: int = 0
-    eval_limit: int = 0
-    keep_best: bool = False
-    lr_decay: float = 1.0
-    patience: int = 0
-    device: str = "auto"
-    weight_decay: float = 0.0
-    ema_decay: float = 0.0
-    freeze_decoder: bool = False
-
-    def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS,
-               f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
-        _check(_whole(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS,
-               f"epochs must be a whole number from 1 to {MAX_EPOCHS:,}; got {self.epochs!r}")
-        _check(_whole(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH,
-               f"batch_size must be a whole number from 1 to {MAX_BATCH:,}; got {self.batch_size!r}")
-        _check(_number(self.lr) and 0 < self.lr <= 1e9,
-               f"lr (learning rate) must be a positive number; got {self.lr!r}")
-        _check(_number(self.beta) and 0 <= self.beta <= 1e6,
-               f"beta (KL weight) must be zero or positive (at most 1e6); got {self.beta!r}")
-        _check(_whole(self.kl_warmup_epochs) and 0 <= self.kl_warmup_epochs <= MAX_EPOCHS,
-               f"kl_warmup_epochs must be zero or a positive whole number; got {self.kl_warmup_epochs!r}")
-        _check(_whole(self.seed) and 0 <= self.seed <= MAX_SEED,
-               f"seed must be a whole number from 0 to 2**63 - 1; got {self.seed!r}")
-        _check(_number(self.val_fraction) and 0.0 <= self.val_fraction < 1.0,
-               f"val_fraction must lie in [0, 1); got {self.val_fraction!r}")
-        _check(_whole(self.train_limit) and 0 <= self.train_limit <= 10**9,
-               f"train_limit must be zero (all) or a positive whole number; got {self.train_limit!r}")
-        _check(_whole(self.eval_limit) and 0 <= self.eval_limit <= 10**9,
-               f"eval_limit must be zero (all) or a positive whole number; got {self.eval_limit!r}")
-        _check(isinstance(self.keep_best, bool), f"keep_best must be true or false; got {self.keep_best!r}")
-        _check(_number(self.lr_decay) and 0.0 < self.lr_decay <= 1.0,
-               f"lr_decay (per-epoch learning-rate factor) must lie in (0, 1]; got {self.lr_decay!r}")
-        _check(_whole(self.patience) and 0 <= self.patience <= MAX_EPOCHS,
-               f"patience (epochs without improvement before stopping) must be zero (off) or a positive "
-               f"whole number; got {self.patience!r}")
-        _check(_number(self.weight_decay) and 0.0 <= self.weight_decay <= MAX_WEIGHT_DECAY,
-               f"weight_decay must lie in [0, {MAX_WEIGHT_DECAY:g}]; got {self.weight_decay!r}")
-        _check(_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
-               f"ema_decay (weight averaging) must lie in [0, 1): 0 turns it off, 0.999 averages over about "
-               f"the last 1,000 steps; got {self.ema_decay!r}")
-        _check(isinstance(self.freeze_decoder, bool),
-               f"freeze_decoder must be true or false; got {self.freeze_decoder!r}")
-        _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
-               f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}")
+    dataset: Annotated[str, OneOf(DATASETS, "data set")] = "mnist"
+    epochs: Annotated[int, Whole(1, MAX_EPOCHS, "passes over the training images")] = 10
+    batch_size: Annotated[int, Whole(1, MAX_BATCH, "images per step")] = 128
+    lr: Annotated[float, Number(0, 1e9, "learning rate", open_low=True,
+                                rule="be a positive number (at most 1e9)")] = 1e-3
+    beta: Annotated[float, Number(0, 1e6, "KL weight", rule="be zero or positive (at most 1e6)")] = 1.0
+    kl_warmup_epochs: Annotated[int, Whole(0, MAX_EPOCHS, "epochs over which the KL weight rises")] = 0
+    seed: Annotated[int, Whole(0, MAX_SEED, "random seed", rule="be a whole number from 0 to 2**63 - 1")] = 0
+    val_fraction: Annotated[float, Number(0, 1, "share held out for validation", open_high=True)] = 0.0
+    train_limit: Annotated[int, Whole(0, 10**9, "training images used, 0 for all")] = 0
+    eval_limit: Annotated[int, Whole(0, 10**9, "evaluation images, 0 for all")] = 0
+    keep_best: Annotated[bool, Flag("keep the best epoch's weights")] = False
+    lr_decay: Annotated[float, Number(0, 1, "per-epoch learning-rate factor", open_low=True)] = 1.0
+    patience: Annotated[int, Whole(0, MAX_EPOCHS, "epochs without improvement before stopping, 0 for off")] = 0
+    device: Annotated[str, Text(32, "where to train", rule="be 'auto', 'cpu' or 'cuda' (or 'cuda:N')"),
+                      AfterValidator(_device)] = "auto"
+    weight_decay: Annotated[float, Number(0, MAX_WEIGHT_DECAY, "decoupled weight decay")] = 0.0
+    ema_decay: Annotated[float, Number(0, 1, "weight averaging", open_high=True, rule="lie in [0, 1): 0 turns it "
+                                       "off, 0.999 averages over about the last 1,000 steps")] = 0.0
+    freeze_decoder: Annotated[bool, Flag("train only the encoder")] = False
 
     def kl_weight(self, epoch: int, fraction_of_epoch: float = 0.0) -> float:
         """The KL weight at a point of training (epoch counts from 0)."""

@@ -79,7 +79,7 @@ def log_likelihood(model, y: torch.Tensor, x: torch.Tensor | None, samples: int 
         eps = torch.randn(s, *mu_q.shape, device=mu_q.device)
         z = mu_q + torch.exp(0.5 * logvar_q) * eps                     # [s, B, D]
         h_rep = None if h is None else h.expand(s, *h.shape)
-        logits = model.generation_net(torch.cat([t for t in (h_rep, z) if t is not None], dim=-1))
+        logits = model.generation_logits(z, h_rep)
         log_w = bernoulli_log_likelihood(logits, y, mask)               # [s, B]
         if method == "is":
             log_w = log_w + gaussian_log_density(z, mu_p, logvar_p) - gaussian_log_density(z, mu_q, logvar_q)

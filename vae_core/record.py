@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_vali
 from pydantic.dataclasses import dataclass
 
 from .config import DATASETS, ModelConfig, TrainConfig, variant_info
+from .validation import error_sentence, one_line
 
 FORMAT = "latent-lab-checkpoint"
 FORMAT_VERSION = 1
@@ -45,10 +46,7 @@ class CheckpointError(ValueError):
     a 200,000-character value (or a newline) back to the page or the terminal."""
 
     def __init__(self, message: str = "") -> None:
-        text = " ".join(str(message).split())
-        if len(text) > MAX_MESSAGE_CHARS:
-            text = text[:MAX_MESSAGE_CHARS - 1].rstrip() + "…"
-        super().__init__(text)
+        super().__init__(one_line(message, MAX_MESSAGE_CHARS))
 
 
 # ----------------------------------------------------------------------------- the schema's pieces
@@ -119,6 +117,27 @@ class Ancestor:
         return out
 
 
+SOURCE_KINDS = ("fc-vae", "timbmg", "keras-h5", "onnx")
+SOURCE_TITLES = {"fc-vae": "a PyTorch fc1/fc21/fc22/fc3/fc4 VAE", "timbmg": "a timbmg/VAE-CVAE-MNIST model",
+                 "keras-h5": "a Keras HDF5 VAE", "onnx": "PyTorch code, as ONNX graphs"}
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelSource:
+    """Where a model trained by other code came from (vae_core/importers.py): the importer (`kind`: one of
+    SOURCE_KINDS; "onnx" for any model carried as ONNX graphs, see vae_core/external.py), the original file's
+    name (no folder), its SHA-256, and the code that defined it (e.g. 'my_vae.py:build' or a class name)."""
+
+    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+    file: ShortText = ""
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    code: ShortText = ""
+
+    def describe(self) -> str:
+        """'imported from vae.pt (a PyTorch fc1/fc21/fc22/fc3/fc4 VAE)'."""
+        return f"imported from {self.file or 'Python'} ({SOURCE_TITLES[self.kind]})"
+
+
 @dataclass(frozen=True, config=_STRICT)
 class CheckpointRecord:
     """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
@@ -142,6 +161,7 @@ class CheckpointRecord:
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
     lineage: Annotated[list[Ancestor], Field(max_length=MAX_LINEAGE)] = dataclasses.field(default_factory=list)
+    source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
     path: str | None = None
@@ -165,6 +185,7 @@ class CheckpointRecord:
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
         out["lineage"] = [a.to_dict() for a in self.lineage]
+        out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
 
     def located(self, path: str | Path, extras: dict[str, Any] | None = None) -> "CheckpointRecord":
@@ -185,6 +206,15 @@ class CheckpointRecord:
         given = {"none": "", "label": " given the digit label", "quadrants": " completing hidden quadrants"}
         latent = f", {cfg.latent_dim}-D latent" if cfg.has_latent else ""
         return f"{variant_info(cfg.variant).title}{given.get(cfg.condition, '')}{latent}"
+
+    @property
+    def is_onnx(self) -> bool:
+        """The model travels as ONNX graphs (vae_core/external.py), not as Latent Lab's own networks."""
+        return self.source is not None and self.source.kind == "onnx"
+
+    def origin(self) -> str | None:
+        """Where an imported model came from, in words (None for a model Latent Lab trained)."""
+        return None if self.source is None else self.source.describe()
 
     @property
     def epochs_trained(self) -> int | None:
@@ -318,15 +348,11 @@ _PARTS = {"model_config": "an invalid model config", "train_config": "an invalid
 
 
 def _first_error(error: ValidationError) -> str:
-    """'an invalid model config: latent_dim must be ...' from pydantic's first complaint."""
-    first = error.errors(include_url=False)[0]
-    loc = [str(p) for p in first.get("loc", ())]
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    """'an invalid model config: latent_dim (latent dimensions) must be ...; got 0.' from pydantic's complaints,
+    in the one sentence form of vae_core/validation.py."""
+    loc = error.errors(include_url=False)[0].get("loc", ())
     what = _PARTS.get(loc[0] if loc else "", "an invalid model record")
-    where = ".".join(loc[1:] if loc and loc[0] in _PARTS else loc)
-    more = error.error_count() - 1
-    return (f"{what}: " + (f"{where}: " if where else "") + message
-            + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""))
+    return f"{what}: {error_sentence(error, CheckpointRecord)}"
 
 
 # ----------------------------------------------------------------------------- building

@@ -8,7 +8,6 @@ A callback is any object with some of these methods:
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -267,154 +266,237 @@ def _fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
     train_config.ema_decay > 0 an exponential moving average of the weights (torch's AveragedModel) is updated
     after every step; the per-epoch evaluation and keep_best then look at the averaged weights, and the model
     ends holding them (the best epoch's with keep_best, else the last).
-    Returns a FitResult whose status is 'completed', 'stopped' (a callback asked to stop) or 'diverged' (a NaN or infinite loss, or weights that became NaN or infinite:
-    the model is put back to the state at the end of its last epoch whose weights were all finite, and the
-    message says so). `has_good_state` is False when there is nothing worth saving.
+    Returns a FitResult whose status is 'completed', 'stopped' (a callback asked to stop) or 'diverged' (a NaN
+    or infinite loss, or weights that became NaN or infinite: the model is put back to the state at the end of
+    its last epoch whose weights were all finite, and the message says so). `has_good_state` is False when
+    there is nothing worth saving.
     """
-    cfg = train_config
-    if isinstance(data, ImageDataset):
-        data = TrainingData(data, None)
-    if cfg.patience and data.eval is None:
-        raise ValueError("patience (early stopping) needs an evaluation set: set val_fraction or pass "
-                         "TrainingData with an eval split")
-    check_compatible(model, data)
-    callbacks = list(callbacks)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    images, labels = data.train.images.to(device), data.train.labels.to(device)
-
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, trained_parameters(model, cfg))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay > 0 else None)
-    averaged = ema.module if ema is not None else model  # the weights that are evaluated, kept and handed back
-
-    def hand_back_average() -> None:
-        if ema is not None and ema.n_averaged > 0:
-            model.load_state_dict(ema.module.state_dict())
-
-    n = len(data.train)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    history: dict[str, list] = {"step": [], "loss": [], "recon": [], "kl": [], "epochs": []}
-    # The state to fall back to: only finite weights count, taken at an epoch end (epochs_done says which)
-    good_state = _state_copy(model) if weights_finite(model) else None
-    best_state, best_loss, best_epoch = None, math.inf, None
-    train_time, seen, global_step, epochs_done = 0.0, 0, 0, 0
-    status, message = "completed", f"trained {cfg.epochs} epochs"
-
-    def result() -> FitResult:
-        model.eval()  # what fit hands back is for use: dropout (if any) off
-        return FitResult(status, message, epochs_done, train_time, seen / max(train_time, 1e-9),
-                         best_epoch, history, has_good_state=trained_and_finite())
-
-    def trained_and_finite() -> bool:
-        if status == "diverged":  # put back to the end of the last finite epoch, if there was one
-            return good_state is not None and epochs_done > 0
-        return global_step > 0 and weights_finite(model)
-
-    def restore() -> str:
-        """Put the model back to the last good state; say where that was."""
-        if good_state is not None:
-            model.load_state_dict(good_state)
-        if epochs_done:
-            return f"the model was put back to the end of epoch {epochs_done}"
-        return "the model was put back to its initial weights (no epoch finished with finite weights)"
-
+    run = _Run.start(model, data, train_config, callbacks)
+    cfg = run.cfg
     model.train()
     for epoch in range(cfg.epochs):
-        perm = torch.randperm(n, generator=gen).to(device)
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-        epoch_seen = 0
-        for step in range(steps_per_epoch):
-            if any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop")):
-                if not weights_finite(model):
-                    status = "diverged"
-                    message = (f"stopped by request in epoch {epoch + 1}, but the weights had become NaN or "
-                               f"infinite; {restore()}. Try a lower learning rate.")
-                    return result()
-                status = "stopped"
-                message = f"stopped by request in epoch {epoch + 1}, after {global_step} steps"
-                if cfg.keep_best and best_state is not None:
-                    model.load_state_dict(best_state)
-                    message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
-                else:
-                    hand_back_average()
-                if ema is not None:
-                    message += f" (weights averaged with decay {cfg.ema_decay:g})"
-                return result()
-            t0 = time.perf_counter()
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            y, x = make_batch(model.config, images[idx], labels[idx], generator=gen)
-            beta = cfg.kl_weight(epoch, step / steps_per_epoch)
-            terms = model.loss(y, x, beta)
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            if not all(math.isfinite(v) for v in values.values()):
-                status = "diverged"
-                message = (f"the loss became {values['loss']} at epoch {epoch + 1}, step {step + 1}; "
-                           f"training stopped and {restore()}. Try a lower learning rate.")
-                return result()
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            batch = y.shape[0]
-            train_time += time.perf_counter() - t0
-            seen += batch
-            epoch_seen += batch
-            global_step += 1
-            for k in sums:
-                sums[k] += values[k] * batch
-            history["step"].append(global_step)
-            for k in ("loss", "recon", "kl"):
-                history[k].append(values[k])
-            if callbacks:
-                rate = seen / max(train_time, 1e-9)
-                info = StepInfo(epoch, step, steps_per_epoch, global_step, total_steps, values["loss"],
-                                values["recon"], values["kl"], beta, rate, train_time,
-                                (total_steps - global_step) * cfg.batch_size / rate)
-                for cb in callbacks:
-                    if hasattr(cb, "on_step"):
-                        cb.on_step(info)
-        scheduler.step()
+        train_avg = _train_epoch(run, epoch)
+        if train_avg is None:  # stopped by request, or diverged, within the epoch
+            return run.result()
+        run.scheduler.step()
         if not weights_finite(model):  # the last steps of the epoch blew the weights up: not a good state
-            status = "diverged"
-            message = (f"the weights became NaN or infinite in epoch {epoch + 1} (the loss was still finite); "
-                       f"training stopped and {restore()}. Try a lower learning rate.")
-            return result()
-        epochs_done = epoch + 1
-        train_avg = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
-        eval_terms, kl_per_dim = (evaluation_terms(averaged, data.eval, beta=1.0, seed=cfg.seed)
-                                  if data.eval is not None else (None, None))
-        is_best = False
-        if eval_terms is not None and math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < best_loss:
-            best_loss, best_epoch, is_best = eval_terms["loss"], epoch, True
-            if cfg.keep_best:
-                best_state = _state_copy(averaged)
-        good_state = _state_copy(model)
-        record = {"epoch": epoch, "train": train_avg, "eval": eval_terms}
-        if kl_per_dim is not None:  # for the Diagnose page's KL-per-dimension-over-epochs chart
-            record["kl_per_dim"] = kl_per_dim
-        history["epochs"].append(record)
-        rate = seen / max(train_time, 1e-9)
-        info = EpochInfo(epoch, cfg.epochs, train_avg, eval_terms, rate, train_time,
-                         (total_steps - global_step) * cfg.batch_size / rate, is_best, kl_per_dim)
-        for cb in callbacks:
-            if hasattr(cb, "on_epoch"):
-                cb.on_epoch(info)
-        if (cfg.patience and eval_terms is not None and best_epoch is not None
-                and epoch - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs):
-            message = (f"stopped early after epoch {epoch + 1} of at most {cfg.epochs}: the evaluation loss "
-                       f"had not improved for {cfg.patience} epochs")
+            _diverged(run, f"the weights became NaN or infinite in epoch {epoch + 1} (the loss was still finite); "
+                           f"training stopped and ")
+            return run.result()
+        run.epochs_done = epoch + 1
+        eval_terms, kl_per_dim, is_best = _evaluate_epoch(run, epoch)
+        run.good_state = _state_copy(model)
+        _record_epoch(run, epoch, train_avg, eval_terms, kl_per_dim, is_best)
+        if _out_of_patience(run, epoch, eval_terms):
+            run.message = (f"stopped early after epoch {epoch + 1} of at most {cfg.epochs}: the evaluation loss "
+                           f"had not improved for {cfg.patience} epochs")
             break
-    if cfg.keep_best and best_state is not None:
-        model.load_state_dict(best_state)
-        message += f"; kept the weights of epoch {best_epoch + 1}, the best on the evaluation set"
+    _finish_weights(run)
+    return run.result()
+
+
+@dataclass
+class _Run:
+    """One fit() run: what it trains with, and what it has done so far."""
+
+    model: Any
+    cfg: TrainConfig
+    data: TrainingData
+    callbacks: list
+    images: torch.Tensor
+    labels: torch.Tensor
+    gen: torch.Generator                 # the batch order and the batches' random conditions
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: AveragedModel | None
+    steps_per_epoch: int
+    total_steps: int
+    # the state to fall back to: only finite weights count, taken at an epoch end (epochs_done says which)
+    good_state: dict | None
+    history: dict = field(default_factory=lambda: {"step": [], "loss": [], "recon": [], "kl": [], "epochs": []})
+    best_state: dict | None = None
+    best_loss: float = math.inf
+    best_epoch: int | None = None
+    train_time: float = 0.0
+    seen: int = 0
+    global_step: int = 0
+    epochs_done: int = 0
+    status: str = "completed"
+    message: str = ""
+
+    @classmethod
+    def start(cls, model, data: TrainingData | ImageDataset, cfg: TrainConfig, callbacks: Iterable[Any]) -> "_Run":
+        """Check the data, move the model to its device, seed, and build the optimiser (and the average)."""
+        if isinstance(data, ImageDataset):
+            data = TrainingData(data, None)
+        if cfg.patience and data.eval is None:
+            raise ValueError("patience (early stopping) needs an evaluation set: set val_fraction or pass "
+                             "TrainingData with an eval split")
+        check_compatible(model, data)
+        callbacks = list(callbacks)
+        device = resolve_device(cfg.device)
+        model.to(device)
+        images, labels = data.train.images.to(device), data.train.labels.to(device)
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, trained_parameters(model, cfg))
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+               if cfg.ema_decay > 0 else None)
+        steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        return cls(model, cfg, data, callbacks, images, labels, gen, optimizer, scheduler, ema, steps_per_epoch,
+                   steps_per_epoch * cfg.epochs, good_state=_state_copy(model) if weights_finite(model) else None,
+                   message=f"trained {cfg.epochs} epochs")
+
+    @property
+    def averaged(self):
+        """The weights that are evaluated, kept and handed back: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def rate_and_eta(self) -> tuple[float, float]:
+        """Images per second of training so far, and the seconds the remaining steps should take."""
+        rate = self.seen / max(self.train_time, 1e-9)
+        return rate, (self.total_steps - self.global_step) * self.cfg.batch_size / rate
+
+    def result(self) -> FitResult:
+        self.model.eval()  # what fit hands back is for use: dropout (if any) off
+        return FitResult(self.status, self.message, self.epochs_done, self.train_time,
+                         self.seen / max(self.train_time, 1e-9), self.best_epoch, self.history,
+                         has_good_state=self._trained_and_finite())
+
+    def _trained_and_finite(self) -> bool:
+        if self.status == "diverged":  # put back to the end of the last finite epoch, if there was one
+            return self.good_state is not None and self.epochs_done > 0
+        return self.global_step > 0 and weights_finite(self.model)
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, float] | None:
+    """One pass over the training set in a fresh random order: the epoch's mean terms per image, or None when
+    the run ended inside it (a callback asked to stop, or the loss was not finite)."""
+    perm = torch.randperm(len(run.data.train), generator=run.gen).to(run.images.device)
+    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    epoch_seen = 0
+    for step in range(run.steps_per_epoch):
+        if _stop_requested(run.callbacks):
+            _stop(run, epoch)
+            return None
+        batch = _train_step(run, epoch, step, perm, sums)
+        if batch is None:
+            return None
+        epoch_seen += batch
+    return {k: v / max(epoch_seen, 1) for k, v in sums.items()}
+
+
+def _train_step(run: _Run, epoch: int, step: int, perm: torch.Tensor, sums: dict[str, float]) -> int | None:
+    """One optimiser step on the step-th batch of `perm`: the batch's size, or None when its loss was not finite
+    (the run has then diverged). Adds the batch's terms to `sums`, the history and the step callbacks."""
+    cfg, model = run.cfg, run.model
+    t0 = time.perf_counter()
+    idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+    y, x = make_batch(model.config, run.images[idx], run.labels[idx], generator=run.gen)
+    beta = cfg.kl_weight(epoch, step / run.steps_per_epoch)
+    terms = model.loss(y, x, beta)
+    values = {k: float(v.detach()) for k, v in terms.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        _diverged(run, f"the loss became {values['loss']} at epoch {epoch + 1}, step {step + 1}; "
+                       f"training stopped and ")
+        return None
+    run.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update_parameters(model)
+    batch = y.shape[0]
+    run.train_time += time.perf_counter() - t0
+    run.seen += batch
+    run.global_step += 1
+    for k in sums:
+        sums[k] += values[k] * batch
+    run.history["step"].append(run.global_step)
+    for k in ("loss", "recon", "kl"):
+        run.history[k].append(values[k])
+    if run.callbacks:
+        rate, eta = run.rate_and_eta()
+        _tell(run.callbacks, "on_step", StepInfo(epoch, step, run.steps_per_epoch, run.global_step, run.total_steps,
+                                                 values["loss"], values["recon"], values["kl"], beta, rate,
+                                                 run.train_time, eta))
+    return batch
+
+
+def _evaluate_epoch(run: _Run, epoch: int) -> tuple[dict[str, float] | None, list[float] | None, bool]:
+    """The (averaged) model's terms on the evaluation set, its KL per latent dimension, and whether this is the
+    best epoch so far (then, with keep_best, its weights are kept). (None, None, False) without an eval set."""
+    if run.data.eval is None:
+        return None, None, False
+    eval_terms, kl_per_dim = evaluation_terms(run.averaged, run.data.eval, beta=1.0, seed=run.cfg.seed)
+    is_best = math.isfinite(eval_terms["loss"]) and eval_terms["loss"] < run.best_loss
+    if is_best:
+        run.best_loss, run.best_epoch = eval_terms["loss"], epoch
+        if run.cfg.keep_best:
+            run.best_state = _state_copy(run.averaged)
+    return eval_terms, kl_per_dim, is_best
+
+
+def _record_epoch(run: _Run, epoch: int, train_avg: dict[str, float], eval_terms: dict[str, float] | None,
+                  kl_per_dim: list[float] | None, is_best: bool) -> None:
+    """Add the epoch to the history and tell the epoch callbacks."""
+    record = {"epoch": epoch, "train": train_avg, "eval": eval_terms}
+    if kl_per_dim is not None:  # for the Diagnose page's KL-per-dimension-over-epochs chart
+        record["kl_per_dim"] = kl_per_dim
+    run.history["epochs"].append(record)
+    rate, eta = run.rate_and_eta()
+    _tell(run.callbacks, "on_epoch", EpochInfo(epoch, run.cfg.epochs, train_avg, eval_terms, rate, run.train_time,
+                                               eta, is_best, kl_per_dim))
+
+
+def _out_of_patience(run: _Run, epoch: int, eval_terms: dict[str, float] | None) -> bool:
+    """Early stopping: the evaluation loss has not improved for `patience` epochs, and epochs remain."""
+    cfg = run.cfg
+    return bool(cfg.patience and eval_terms is not None and run.best_epoch is not None
+                and epoch - run.best_epoch >= cfg.patience and epoch + 1 < cfg.epochs)
+
+
+def _stop(run: _Run, epoch: int) -> None:
+    """A callback asked to stop: hand back the weights as at the end of a run, unless they have blown up."""
+    if not weights_finite(run.model):
+        _diverged(run, f"stopped by request in epoch {epoch + 1}, but the weights had become NaN or infinite; ")
+        return
+    run.status = "stopped"
+    run.message = f"stopped by request in epoch {epoch + 1}, after {run.global_step} steps"
+    _finish_weights(run)
+
+
+def _finish_weights(run: _Run) -> None:
+    """The weights a stopped or completed run hands back: the best epoch's with keep_best (when an epoch was
+    evaluated), else the moving average when there is one, else the model's own; the message says which."""
+    cfg = run.cfg
+    if cfg.keep_best and run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+        run.message += f"; kept the weights of epoch {run.best_epoch + 1}, the best on the evaluation set"
+    elif run.ema is not None and run.ema.n_averaged > 0:
+        run.model.load_state_dict(run.ema.module.state_dict())
+    if run.ema is not None:
+        run.message += f" (weights averaged with decay {cfg.ema_decay:g})"
+
+
+def _diverged(run: _Run, cause: str) -> None:
+    """Training blew up: put the model back to its last good state, and say what happened and where it went
+    back to (`cause` ends where that clause begins)."""
+    if run.good_state is not None:
+        run.model.load_state_dict(run.good_state)
+    if run.epochs_done:
+        restored = f"the model was put back to the end of epoch {run.epochs_done}"
     else:
-        hand_back_average()
-    if ema is not None:
-        message += f" (weights averaged with decay {cfg.ema_decay:g})"
-    return result()
+        restored = "the model was put back to its initial weights (no epoch finished with finite weights)"
+    run.status = "diverged"
+    run.message = f"{cause}{restored}. Try a lower learning rate."
+
+
+def _stop_requested(callbacks: list) -> bool:
+    return any(cb.should_stop() for cb in callbacks if hasattr(cb, "should_stop"))
+
+
+def _tell(callbacks: list, hook: str, info) -> None:
+    for cb in callbacks:
+        if hasattr(cb, hook):
+            getattr(cb, hook)(info)

@@ -55,7 +55,7 @@ def test_two_models_with_one_name_show_their_file_names(tmp_path, model_dir, mon
     shutil.copyfile(model_dir / "vae_2d.safetensors", tmp_path / "my_vae.safetensors")
     monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(tmp_path))
     labels = [e.label for e in available_models()]
-    assert labels == ["vae_2d (my_vae.safetensors)", "vae_2d (vae_2d.safetensors)", "cvae_label"]
+    assert labels == ["vae_2d (my_vae)", "vae_2d (vae_2d)", "cvae_label"]
 
 
 def test_the_nearest_model_keeps_the_data_set_then_the_variant():

@@ -81,7 +81,8 @@ def test_train_page_renders_with_defaults(train):
 
 
 @pytest.mark.parametrize("hidden, words", [("abc", "hidden layers must be whole numbers"),
-                                           ("0", "hidden_dims must be one or more layer sizes")])
+                                           ("0", "hidden_dims (hidden layer sizes) must be one or more layer sizes"),
+                                           ("9" * 5000, "hidden layers must be whole numbers")])
 def test_invalid_settings_are_refused_with_a_sentence(train, hidden, words):
     train.text_input(key="train_hidden").set_value(hidden).run()
     assert not errors_of(train)
@@ -271,10 +272,14 @@ def test_hidden_layers_start_at_the_shared_default(train):
 
 
 @pytest.mark.parametrize("text, env, words", [
-    ("[limits]\nmax_runs = 'two'\n", {}, "[limits] max_runs must be a whole number, got 'two'."),
+    ("[limits]\nmax_runs = 'two'\n", {}, "[limits] max_runs (runs training at once) must be a whole number from 1 to"),
     ("[limits]\nmax_run = 2\n", {}, "[limits] has an unknown key 'max_run'"),
-    ("[limits]\nmax_runs = 2\n", {"LATENT_LAB_MAX_QUEUED": "-1"}, "LATENT_LAB_MAX_QUEUED must be at least 0"),
-])
+    ("[limits]\nmax_runs = 2\n", {"LATENT_LAB_MAX_QUEUED": "-1"},
+     "LATENT_LAB_MAX_QUEUED (runs waiting for a free slot) must be a whole number from 0 to 1,000; got '-1'."),
+    ("[limits]\nmax_runs = 2\n", {"LATENT_LAB_WORKER_THREADS": "1000000"},
+     "LATENT_LAB_WORKER_THREADS (torch threads per worker) must be a whole number from 1 to"),
+    ("[limits]\nmax_runs = '" + "x" * 60_000 + "'\n", {}, "…' (60,000 characters)."),
+], ids=["file type", "file unknown key", "variable range", "threads past the cores", "a 60,000-character value"])
 def test_bad_limits_are_a_sentence_on_the_page_not_a_traceback(app, runs, monkeypatch, tmp_path, text, env, words):
     config = tmp_path / "latent_lab.toml"
     config.write_text(text)
@@ -284,7 +289,8 @@ def test_bad_limits_are_a_sentence_on_the_page_not_a_traceback(app, runs, monkey
     app.switch_page("pages/train.py").run()
     assert not app.exception, [e.value for e in app.exception]
     [error] = [e.value for e in app.error]
-    assert error.startswith("Training is off until the limits are fixed: ") and words in error, error
+    assert error.startswith("Training is off until the limits are fixed: ") and words in error, error[:500]
+    assert len(error) < 400 + len(str(config)) and "\n" not in error   # a long value is quoted, not repeated
     assert (str(config) in error) == (not env)  # a file's sentence names the file; a variable's names the variable
     assert not [b for b in app.button if b.key == "train_start"]  # nothing can be started
 

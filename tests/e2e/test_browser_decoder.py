@@ -41,7 +41,7 @@ def models(e2e_env):
 
 
 # the picker lists models by name; vae_2d's name is shared with a second file (tests/e2e/conftest.py)
-PICKER_LABELS = {"vae_2d": "vae_2d (vae_2d.safetensors)"}
+PICKER_LABELS = {"vae_2d": "vae_2d (vae_2d)"}
 
 
 def choose_model(page, name: str) -> None:

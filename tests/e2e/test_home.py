@@ -52,7 +52,7 @@ def test_models_table_recommended_first_and_details_on_demand(page, server):
     overview.locator("table[role=grid]").wait_for(state="attached")
     rows = grid_rows(page, overview)
     assert rows[0] == ["model", "what it is", "data set", "explore on"]
-    assert rows[1][0] == "★ vae_2d (vae_2d.safetensors)" and rows[1][2] == "MNIST digits"
+    assert rows[1][0] == "★ vae_2d (vae_2d)" and rows[1][2] == "MNIST digits"
     datasets = [r[2] for r in rows[1:]]
     assert datasets.index("Fashion-MNIST clothes") > max(i for i, d in enumerate(datasets) if d == "MNIST digits")
     # every column in view: the grid does not scroll sideways

@@ -36,5 +36,5 @@ def test_a_model_without_an_encoder_is_refused(tiny_data):
 
 
 def test_freeze_decoder_must_be_a_bool():
-    with pytest.raises(ValueError, match="freeze_decoder must be true or false"):
+    with pytest.raises(ValueError, match=r"freeze_decoder \(train only the encoder\) must be true or false; got 'yes'"):
         TrainConfig(freeze_decoder="yes")

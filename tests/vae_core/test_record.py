@@ -66,6 +66,15 @@ HOSTILE = {  # case -> (how to damage the record, words the sentence must hold)
                                    "sha256"),
     "an ancestor's command of a million characters": (lambda p: with_changes(p, lineage=[{"command": "x" * 10**6}]),
                                                       "command"),
+    # issue 20: where an imported model came from
+    "a source of an unknown kind": (lambda p: with_changes(p, source={"kind": "pickle"}), "source.kind"),
+    "a source file name of a million characters": (lambda p: with_changes(p, source={"kind": "fc-vae",
+                                                                                      "file": "x" * 1_000_000}),
+                                                   "source.file"),
+    "a source hash that is not one": (lambda p: with_changes(p, source={"kind": "onnx", "sha256": "../../etc"}),
+                                      "source.sha256"),
+    "an ONNX source over ordinary weights": (lambda p: with_changes(p, source={"kind": "onnx"}),
+                                             "says it holds ONNX graphs, but its tensors are"),
 }
 
 
