@@ -81,3 +81,13 @@ fi
 run mnist-conv-vae-2d import --module examples/train_conv_vae.py:build --weights runs/conv-vae.pt \
     --history runs/conv-vae.history.json --out checkpoints/mnist-conv-vae-2d.safetensors --float16 --test-limit 0 \
     --name "MNIST conv VAE (2-D)" --description "A convolutional VAE (two stride-2 convolutions and a dense layer encode; a dense layer and two transposed convolutions decode; 0.86 M weights) trained by examples/train_conv_vae.py, a plain PyTorch loop rather than vae_core.fit, and imported through the protocol as ONNX graphs." --quiet
+# the β sweep (issue 23): six 2-D MNIST VAEs that differ only in β, the weight of the KL term (same seed, data, size
+# and schedule). The Latent map and the Decoder move between them with a β slider and place them on a
+# rate-distortion chart (rate = KL, distortion = reconstruction, nats on all 10,000 test images). Hidden 128-128:
+# a 256-256 file is 1.2 MB, and six would pass the sweep's 6 MB budget; each of these trains in about two CPU-minutes.
+# `bash checkpoints/train_all.sh beta-sweep` trains the six; the app finds a sweep from the records (same model and
+# training settings but β), not from these file names.
+for b in 0.25 0.5 1 2 4 8; do
+  run beta-sweep train --variant vae --latent-dim 2 --hidden-dims 128 128 --beta $b --seed 0 --epochs 30 --patience 4 \
+      $common --name "MNIST VAE (2-D, β = $b)" --out checkpoints/beta-sweep/mnist-vae-2d-beta-$b.safetensors
+done

@@ -29,6 +29,8 @@ st.caption("A GSNN trains its decoder on z drawn from the prior p(z|x), so it le
 state_notation()
 
 entries = available_models()
+if ct.unconditional_sentence():
+    st.caption(ct.unconditional_sentence())
 
 
 def pick_models(found: dict, section: str) -> dict:
@@ -65,8 +67,8 @@ def load(chosen):
 @st.fragment
 def label_section() -> None:
     st.header("Given a label")
-    found = ct.models_by_variant(entries, "label", ct.SAMPLERS)
-    note = ct.missing_sentence([v for v in ct.SAMPLERS if not found[v]], "label")
+    found = ct.models_by_variant(entries, "label", ct.samplers())
+    note = ct.missing_sentence([v for v in found if not found[v]], "label")
     if note:
         st.info(note)
     picked = pick_models(found, "label")
@@ -111,7 +113,7 @@ def quadrant_section() -> None:
     k = st.radio("Visible quadrants", (1, 2, 3), horizontal=True, key="cmp_quadrants",
                  format_func=lambda q: {1: "1 (bottom left)", 2: "2 (left half)", 3: "3 (all but bottom right)"}[q])
     found = ct.models_by_variant(entries, "quadrants", quadrants=k)
-    note = ct.missing_sentence([v for v in ct.TABLE_ORDER if not found[v]], "quadrants")
+    note = ct.missing_sentence([v for v in found if not found[v]], "quadrants")
     if note:
         st.info(note)
     picked = pick_models(found, "quadrants")
@@ -133,18 +135,19 @@ def quadrant_section() -> None:
     truth = test.images[int(index)]
     x = ct.condition(truth, k)
     row = {"Input": ct.masked_rgb(x), "Truth": truth.numpy()}
-    if "baseline" in picked:
-        _, baseline, _ = picked["baseline"]
+    predictors = [v for v in ct.predictors() if v in picked]   # deterministic: one prediction each
+    for variant in predictors:
+        _, predictor, _ = picked[variant]
         with torch.no_grad():
-            prediction = baseline.decode(None, x.reshape(1, -1)).cpu().numpy()
-        row["Baseline NN"] = ct.completions(x, prediction)[0]
-    tops = st.columns(6)
+            prediction = predictor.decode(None, x.reshape(1, -1)).cpu().numpy()
+        row[ct.title(variant)] = ct.completions(x, prediction)[0]
+    tops = st.columns(max(6, len(row)))
     for col, (title, img) in zip(tops, row.items()):
         col.image(ct.upscale_any(img, 4), output_format="PNG", caption=title)
 
-    figure_rows = [(f"{k} visible: input | truth" + (" | baseline" if "baseline" in picked else ""),
+    figure_rows = [(f"{k} visible: input | truth" + "".join(f" | {ct.title(v)}" for v in predictors),
                     ct.strip_rgb(list(row.values())))]
-    for variant in (v for v in ct.SAMPLERS if v in picked):
+    for variant in (v for v in ct.samplers() if v in picked):
         entry, model, _ = picked[variant]
         samples = ct.same_noise_samples(model, x, n, int(seed))[0]
         filled = ct.completions(x, samples)
@@ -167,8 +170,8 @@ quadrant_section()
 st.header("Conditional log-likelihood")
 quadrant_models = [e for e in entries if e.error is None and e.config.condition == "quadrants"]
 if not quadrant_models:
-    st.info("No quadrant-completion model was found, so there is no table yet: train GSNN, CVAE, hybrid and "
-            "baseline models with condition 'quadrants' on the Train page.")
+    st.info("No quadrant-completion model was found, so there is no table yet: train "
+            f"{', '.join(ct.title(v) for v in ct.table_order())} models with condition 'quadrants' on the Train page.")
 else:
     with st.spinner("Estimating the likelihoods that the checkpoints do not store (once; then cached)…"):
         long = ct.nll_table(entries)

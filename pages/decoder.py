@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui import beta_sweep
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
 from vae_core.data import class_names as class_names_of
@@ -50,6 +51,16 @@ SENT_KEY = "_decoder_sent"   # the latent mean "Send to the sliders" last sent (
 CANVAS_KEY = "_decoder_canvas_version"   # "Clear" gives the canvas a fresh key
 in_browser = lp.browser_toggle()
 dt.ensure_z(path, model)
+
+
+def keep_z(old: str, new: str) -> None:
+    """The β slider moves to another model of the sweep: the latent code stays where it is (the same z, decoded
+    by another decoder), rather than going back to the prior's mean as a newly picked model does."""
+    if st.session_state.get(dt.Z_OWNER_KEY) == [old, cfg.latent_dim]:
+        st.session_state[dt.Z_OWNER_KEY] = [new, cfg.latent_dim]
+
+
+beta_sweep.sweep_panel(record, on_move=keep_z)
 
 
 def class_picker(key: str, label: str = "Class") -> int | None:

@@ -19,7 +19,7 @@ from ui.model_catalogue import available_models, load_model, model_picker
 from ui.notation import state_notation
 from ui.plots import loss_curves
 from ui.routing import route_through_app
-from vae_core import CheckpointError
+from vae_core import VARIANTS, CheckpointError, plain_variant
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, default_quadrants, diagnostics_unavailable_reason,
                                   kl_unavailable_reason)
 from vae_core.formatting import format_count, format_nats
@@ -47,7 +47,9 @@ st.caption("Visual debugging for a model that misbehaves: KL per latent dimensio
            "trustworthy, and the checkpoint's own training history, settings and the runs it came from.")
 state_notation()
 
-picked = model_picker(prefer=(lambda c: c.variant == "vae" and c.latent_dim == 2, lambda c: c.has_latent))
+# opens on the plain VAE with a 2-D latent when there is one (the registry's plain unconditional variant)
+picked = model_picker(prefer=(lambda c: c.variant == plain_variant(False) and c.latent_dim == 2,
+                              lambda c: c.has_latent))
 if picked is None:
     st.stop()
 model, record = picked
@@ -102,9 +104,15 @@ with tabs[0]:
             st.plotly_chart(kl_bars(kl, variance), key="diagnose_kl_bars", config={"displaylogo": False})
             show(collapse_verdict(kl, variance, ACTIVE_THRESHOLD,
                                   learned_prior=cfg.condition != "none" and cfg.prior == "learned"))
-            if cfg.variant == "hybrid":
-                st.caption(f"The hybrid's objective weights this KL by α = {cfg.alpha:g}: the stored metric `kl` is "
-                           "α times the total above.")
+            trained_beta = record.train_config.beta if record.train_config is not None else None
+            if trained_beta is not None and trained_beta != 1:
+                pull = ("pulls the posterior towards the prior and can leave dimensions inactive"
+                        if trained_beta > 1 else "lets the posterior stray further from the prior")
+                st.caption(f"This model trained with β = {trained_beta:g}: its objective weighted this KL by "
+                           f"{trained_beta:g}, which {pull}. The figures here are those of the true ELBO (β = 1).")
+            if VARIANTS[cfg.variant].uses_alpha:
+                st.caption(f"The {VARIANTS[cfg.variant].title}'s objective weights this KL by α = {cfg.alpha:g}: the "
+                           "stored metric `kl` is α times the total above.")
             st.caption(f"On the first {images:,} test images; KL against "
                        + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
         history_fig = kl_over_epochs(record)
@@ -297,7 +305,7 @@ with tabs[4]:
             left, right = st.columns(2)
             left.markdown("Settings")
             left.dataframe(config_rows(record), hide_index=True, width="stretch")
-            images, s_ = record.test_images(), record.samples
+            images, s_ = record.test_image_count(), record.samples
             right.markdown("Stored figures (test set"
                            + (f", {format_count(images)} images" if images is not None else "")
                            + (f", S = {format_count(s_)}" if s_ is not None else "") + ")")

@@ -4,10 +4,12 @@ import streamlit as st
 from ui.cached_data import data_problem, dataset_folder, download
 from ui.latent_map_tools import map_shows_codes, stored_map_verdict
 from ui.model_catalogue import available_models, choose_model, model_dirs
+from ui.notation import state_notation
 from ui.home_tools import models_table
 from ui.routing import route_through_app
 from ui.training_job import DEFAULT_EPOCHS
 from vae_core import VARIANTS
+from vae_core import variant_table
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
@@ -121,6 +123,12 @@ else:
     broken = [e for e in entries if e.error]
     for e in broken:
         st.error(f"`{e.name}` cannot be used: {e.error}", icon=":material/error:")
+
+with st.expander("The variants Latent Lab trains", icon=":material/account_tree:"):
+    state_notation()               # the table writes q(z|y), q(z|x,y), p(z|x)
+    st.markdown(variant_table())   # the registry's table (vae_core.models.VARIANTS), as in the README
+    st.caption("One family of models, differing only in where z comes from while training and which terms the "
+               "loss keeps. Pick one on the Train page.")
 
 if st.session_state.pop("_home_switch", None):   # step 5's button: its model is chosen, now open the page
     st.switch_page(STYLE_PAGE)

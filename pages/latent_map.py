@@ -12,7 +12,9 @@ from ui.images import grid, upscale
 from ui.latent_map_tools import (decoded_background, keep_selection, kept_selection, map_unavailable_reason,
                                  map_verdict, no_map_message, pca_axes, point_details, selected_indices, show_selection,
                                  test_latents)
+from ui import beta_sweep
 from ui import latent_pad as lp
+from ui import map_layers
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from vae_core.data import class_names as class_names_of
@@ -77,12 +79,14 @@ with st.sidebar:
         axes_titles = (names[ax_x], names[ax_y])
     else:
         points = table.mu
-    show_background = False
+    show_background = show_classifier = show_thumbnails = False
+    background_label = thumbnail_count = None
     if cfg.latent_dim == 2:
         show_background = st.toggle(f"Decoded {things} underneath", key="latent_background",
+                                    on_change=map_layers.only("decoded"),
                                     help="Decode a grid of latent points and draw the digits under the dots.")
-        background_label = None
-        if show_background and cfg.condition == "label":
+        show_classifier, show_thumbnails, thumbnail_count = map_layers.layer_toggles(record)
+        if (show_background or show_classifier) and cfg.condition == "label":
             background_label = st.selectbox(f"Label for the decoded {things}", range(cfg.num_classes),
                                             format_func=class_names.__getitem__, key="latent_background_label")
     marker_size = st.slider("Dot size", 2, 10, 4, key="latent_marker_size")
@@ -94,15 +98,26 @@ path = record.path
 members = [np.flatnonzero(labels == c) for c in range(len(class_names)) if np.any(labels == c)]
 
 
+def carry_selection(old: str, new: str) -> None:
+    """The β slider moves to another model of the sweep: the same test images stay selected on its map."""
+    keep_selection(new, kept_selection(old))
+
+
+if cfg.latent_dim == 2:
+    beta_sweep.sweep_panel(record, on_move=carry_selection)
+
+
 def remember_selection() -> None:
     """A new box, lasso or click on the chart: keep it (the chart itself forgets it when the view changes)."""
-    keep_selection(path, selected_indices(st.session_state.get(CHART_KEY), members))
+    keep_selection(path, selected_indices(st.session_state.get(CHART_KEY), members, first_dots))
 
 
 kept = [i for i in kept_selection(path) if 0 <= i < len(labels)]
-# Dense dots hide the decoded digits: over the background they turn pale and small, the digits stay dark.
-fig = latent_scatter(points, labels, class_names, marker_size=marker_size if not show_background else max(2, marker_size - 1),
-                     opacity=0.75 if not show_background else 0.3, axis_titles=axes_titles, height=640)
+# Dense dots hide the decoded digits: over a picture they turn pale and small, the picture stays dark.
+underneath = show_background or show_classifier or show_thumbnails
+fig = latent_scatter(points, labels, class_names, marker_size=marker_size if not underneath else max(2, marker_size - 1),
+                     opacity=(0.75 if not underneath else 0.12 if show_thumbnails else 0.3), axis_titles=axes_titles,
+                     height=640)
 fig.update_layout(uirevision=path)  # keep the user's zoom when the figure is redrawn
 show_selection(fig, kept)
 if show_background:
@@ -112,6 +127,11 @@ if show_background:
     fig.add_layout_image(source=uri, xref="x", yref="y", x=float(lo[0]), y=float(hi[1]),
                          sizex=float(hi[0] - lo[0]), sizey=float(hi[1] - lo[1]), sizing="stretch",
                          opacity=BACKGROUND_OPACITY, layer="below")
+layer_note = None
+if show_classifier or show_thumbnails:
+    layer_note = map_layers.draw_layer(fig, record, points, show_classifier=show_classifier,
+                                       thumbnail_count=thumbnail_count if show_thumbnails else None,
+                                       label=background_label, class_names=class_names)
 
 def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
     """The digit under the cursor, decoded in the browser as the mouse moves over a 2-D map (ui/latent_pad.py)."""
@@ -126,15 +146,16 @@ def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
                      class_names=class_names if cfg.condition == "label" else None)
 
 
+first_dots = next((i for i, t in enumerate(fig.data) if t.type == "scattergl"), 0)  # a layer's trace may come first
 map_col, detail_col = st.columns([7, 4], gap="large")
 with map_col:
     event = st.plotly_chart(fig, key=CHART_KEY, on_select=remember_selection,
                             selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})
     where = "stored in the checkpoint" if table.source == "stored" else "encoded from the test set"
-    st.caption(f"{len(labels):,} test images; latent means {where}.")
+    st.caption(f"{len(labels):,} test images; latent means {where}." + (f" {layer_note}" if layer_note else ""))
 
-fresh = [i for i in selected_indices(event, members) if 0 <= i < len(labels)]
+fresh = [i for i in selected_indices(event, members, first_dots) if 0 <= i < len(labels)]
 if fresh and fresh != kept:  # a selection the callback did not see (set through session state, as AppTest does)
     keep_selection(path, fresh)
 chosen = fresh or kept

@@ -34,6 +34,8 @@ FIRST_STEP_SECONDS = 0.2      # until a started run shows its first step, the pa
 LIVE_MAP_SIZE = (600, 420)    # pixels of the live latent map picture
 EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map use this many test images
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
+BETA_MAX = 20.0               # the β field's top; each variant has its own field (key train_beta_<variant>), which
+                              # starts at the variant's default_beta and keeps what the person types for that variant
 # DEFAULT_EPOCHS (ui/training_job.py): the classroom default run, which Home promises too
 
 CONDITIONS = {"label": "the label", "quadrants": "some quadrants"}   # short: the box is a third of the width
@@ -111,10 +113,13 @@ with settings_box:
                               disabled=busy, **KEEP)
     with optim_col:
         st.markdown("**Objective and optimisation**")
-        beta = 1.0
+        beta = kind.default_beta
         if kind.uses_kl:
-            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=20.0, value=1.0, step=0.1,
-                                   key="train_beta", disabled=busy, **KEEP, help="β = 1 is the true ELBO.")
+            beta = st.number_input("β (weight of the KL term)", min_value=0.0, max_value=BETA_MAX,
+                                   value=min(float(kind.default_beta), BETA_MAX), step=0.1,
+                                   key=f"train_beta_{variant}", disabled=busy, **KEEP,
+                                   help=f"β = 1 is the true ELBO; a {kind.title} starts at {kind.default_beta:g}. "
+                                        "The test loss is always scored with β = 1.")
         epochs = st.number_input("Epochs", min_value=1, max_value=200, value=DEFAULT_EPOCHS, step=1, key="train_epochs",
                                  disabled=busy, **KEEP)
         batch_size = st.select_slider("Batch size", [16, 32, 64, 128, 256, 512, 1024], value=128,

@@ -75,6 +75,18 @@ def script_stages(script: Path = SCRIPT, names: tuple[str, ...] = ()) -> dict[st
     return stages
 
 
+def stages_of(path: Path, stages: dict[str, list[str]]) -> list[str]:
+    """The commands of train_all.sh that write `path` (their --out), in the script's order."""
+    rel = str(Path(path).resolve().relative_to(ROOT))
+    out = []
+    for commands in stages.values():
+        for command in commands:
+            words = shlex.split(command)
+            if "--out" in words and words[words.index("--out") + 1] == rel:
+                out.append(command)
+    return out
+
+
 def print_commands() -> None:
     """Every stage's command, NAME and command per line, in the script's order."""
     for name, commands in script_stages().items():
@@ -152,14 +164,11 @@ def rebuild_chain(path: Path, stages: list[str], versions, today: str) -> list[A
 
 
 def with_test_images(metrics: dict, images: int | None) -> dict:
-    """The figures with the count of test images beside each block (kept when already recorded)."""
-    if images is None or not metrics:
+    """The figures with the count of test images beside them, as the CLI now records it (`test_images`, one
+    count for the whole file, beside any per-quadrant blocks); kept when already recorded."""
+    if images is None or not metrics or "test_images" in metrics:
         return dict(metrics)
-    blocks = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    if blocks:
-        return {k: ({"test_images": images, **v} if isinstance(v, dict) and "test_images" not in v else v)
-                for k, v in metrics.items()}
-    return metrics if "test_images" in metrics else {**metrics, "test_images": images}
+    return {**metrics, "test_images": images}
 
 
 def amended(path: Path, stages: list[str], today: str) -> CheckpointRecord:
@@ -183,12 +192,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     today = _dt.date.today().isoformat()
     stages = script_stages()
-    for path in sorted(Path(args.checkpoints).glob("*.safetensors")):
-        if path.stem not in stages:
-            print(f"{path.name}: not in train_all.sh; left as it is", file=sys.stderr)
+    for path in sorted(Path(args.checkpoints).rglob("*.safetensors")):
+        own = stages_of(path, stages)
+        try:
+            read_record(path)
+        except CheckpointError:   # the digit classifier: a file of its own kind, no model record
+            print(f"{path.name}: not a model checkpoint; left as it is", file=sys.stderr)
             continue
-        record = amended(path, stages[path.stem], today)
-        print(f"{path.name}: {len(record.lineage)} earlier run(s); test images {record.test_images()}")
+        if not own:
+            print(f"{path.name}: no command of train_all.sh writes it; left as it is", file=sys.stderr)
+            continue
+        record = amended(path, own, today)
+        print(f"{path.name}: {len(record.lineage)} earlier run(s); test images {record.test_image_count()}")
         for a in record.lineage:
             print(f"  - {a.file}: sha256 {a.sha256 or 'unknown'}; {len(a.history.epochs)} epochs of history")
         if args.write and record.to_json() == read_record(path).to_json():

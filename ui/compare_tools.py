@@ -1,5 +1,7 @@
-"""Helpers of the Compare page: finding the CVAE / GSNN / hybrid / baseline models, sampling them with
-the same noise, quadrant completions, labelled figures, and the table of conditional log-likelihoods.
+"""Helpers of the Compare page: finding the conditional models (CVAE / GSNN / hybrid / baseline, or any other
+conditional variant in the registry), sampling them with the same noise, quadrant completions, labelled figures,
+and the table of conditional log-likelihoods. Which variants go where is read from vae_core's registry
+(`compared_variants`): the paper's order, the stochastic ones sampled, the deterministic ones predicting.
 """
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import streamlit as st
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vae_core import VARIANTS, conditional_nll, quadrant_input
+from vae_core import VARIANTS, compared_variants, conditional_nll, quadrant_input, unconditional_variants
 from vae_core.data import hidden_pixels
 from ui.cached_data import test_set
 from ui.images import BACKGROUND, grid, to_uint8
 from ui.model_catalogue import load_model
 
-SAMPLERS = ("gsnn", "cvae", "hybrid")              # the paper's order of the stochastic models
-TABLE_ORDER = ("baseline", "gsnn", "cvae", "hybrid")
 NLL_IMAGES = 500    # when a checkpoint stores no likelihoods: this many test images ...
 NLL_SAMPLES = 100   # ... and this many z samples per image
 HIDDEN_TINT = (38, 52, 92)   # how hidden pixels are shown in an input
@@ -28,6 +28,32 @@ HIDDEN_TINT = (38, 52, 92)   # how hidden pixels are shown in an input
 def title(variant: str) -> str:
     """How a variant is named in headings and tables (the registry's title)."""
     return VARIANTS[variant].title
+
+
+def table_order() -> list[str]:
+    """Every conditional variant, in the paper's order (baseline, GSNN, CVAE, hybrid, then any new one by where
+    it draws z in training): the rows of the likelihood table and the quadrant section."""
+    return compared_variants()
+
+
+def samplers() -> list[str]:
+    """The stochastic conditional variants in the paper's order: the ones that draw samples side by side."""
+    return compared_variants(with_latent=True)
+
+
+def predictors() -> list[str]:
+    """The deterministic conditional variants (the baseline): one prediction each, beside the input and truth."""
+    return compared_variants(with_latent=False)
+
+
+def unconditional_sentence() -> str | None:
+    """Why the unconditional variants (the VAE and its kin) are not on this page, in one sentence."""
+    names = [title(v) for v in unconditional_variants()]
+    if not names:
+        return None
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (f"Unconditional models ({listed}) are not compared here: they take no label or visible quadrants, so "
+            "there is no condition x to give every model alike; the Latent map and Decoder pages show them.")
 
 
 def _ok(entry) -> bool:
@@ -39,9 +65,10 @@ def handles(config, quadrants: int) -> bool:
     return config.condition == "quadrants" and config.quadrants in (0, quadrants)
 
 
-def models_by_variant(entries, condition: str, variants=TABLE_ORDER, quadrants: int | None = None) -> dict:
-    """variant -> the usable entries for a condition (and a visible-quadrant count), in listing order."""
-    out = {v: [] for v in variants}
+def models_by_variant(entries, condition: str, variants=None, quadrants: int | None = None) -> dict:
+    """variant -> the usable entries for a condition (and a visible-quadrant count), in listing order;
+    `variants` defaults to table_order()."""
+    out = {v: [] for v in (table_order() if variants is None else variants)}
     for e in entries:
         if not _ok(e):
             continue
@@ -189,7 +216,7 @@ def nll_table(entries, compute: bool = True) -> pd.DataFrame:
     in nats per image (over the hidden pixels), and where each figure comes from."""
     rows = []
     by_variant = models_by_variant(entries, "quadrants")
-    for variant in TABLE_ORDER:
+    for variant in by_variant:
         for e in by_variant[variant]:
             for k in (1, 2, 3):
                 if not handles(e.config, k):
@@ -216,22 +243,33 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     wide.columns = [f"{k} quadrant{'s' if k > 1 else ''}: {m.split('(')[1].rstrip(')')}" for m, k in wide.columns]
     order = [f"{k} quadrant{'s' if k > 1 else ''}: {m}" for k in (1, 2, 3) for m in ("MC", "IS")]
     wide = wide[[c for c in order if c in wide.columns]].reset_index()
-    rank = {title(v): i for i, v in enumerate(TABLE_ORDER)}
+    rank = {title(v): i for i, v in enumerate(table_order())}
     return wide.sort_values("variant", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
+
+
+def paper_pair() -> tuple[str, str] | None:
+    """The titles of the paper's comparison (Table 2): the first conditional variant trained on z from q(z|x,y)
+    (the CVAE) and the first trained on z from p(z|x) (the GSNN), or None when the registry lacks one."""
+    order = samplers()
+    on_q = [v for v in order if VARIANTS[v].trains_on == "q"]
+    on_prior = [v for v in order if VARIANTS[v].trains_on == "prior"]
+    return (title(on_q[0]), title(on_prior[0])) if on_q and on_prior else None
 
 
 def finding(long: pd.DataFrame) -> str | None:
     """One sentence on what this table shows for the models present (CVAE vs GSNN, by the MC estimate)."""
-    if long.empty:
+    pair = paper_pair()
+    if long.empty or pair is None:
         return None
+    q, p = pair
     best = long.groupby(["variant", "visible quadrants"])["NLL (MC)"].min().unstack(0)
-    if not {"CVAE", "GSNN"} <= set(best.columns):
+    if not {q, p} <= set(best.columns):
         return None
-    gaps = (best["GSNN"] - best["CVAE"]).dropna()
+    gaps = (best[p] - best[q]).dropna()
     if gaps.empty:
         return None
     parts = ", ".join(f"{gap:+.1f} nats with {k} visible quadrant{'s' if k > 1 else ''}" for k, gap in gaps.items())
     if (gaps > 0).all():
-        return f"Here too, the CVAE's NLL is lower than the GSNN's (GSNN minus CVAE: {parts})."
-    return (f"Here the CVAE's NLL is not lower than the GSNN's everywhere (GSNN minus CVAE: {parts}); "
+        return f"Here too, the {q}'s NLL is lower than the {p}'s ({p} minus {q}: {parts})."
+    return (f"Here the {q}'s NLL is not lower than the {p}'s everywhere ({p} minus {q}: {parts}); "
             "small or briefly trained models may not show the paper's gap.")

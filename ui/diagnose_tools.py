@@ -20,7 +20,7 @@ import torch
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
-from vae_core import CheckpointRecord, make_batch, sample_diversity
+from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch, sample_diversity
 from vae_core.checkpoints import file_sha256
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, active_units, aggregate_density, conditional_gaussians,
                                   importance_curve, per_example_terms, posterior_moments, sample_sizes)
@@ -436,7 +436,7 @@ def metrics_rows(record: CheckpointRecord) -> pd.DataFrame:
 
 def measured(record: CheckpointRecord, test1000: bool = False) -> Measured:
     """How a record's figures (or its figures on the first 1,000 test images) were measured."""
-    return Measured(record.test_images(test1000=test1000), record.samples_of(test1000=test1000), record.dataset)
+    return Measured(record.test_image_count(test1000=test1000), record.samples_of(test1000=test1000), record.dataset)
 
 
 COUNTS = ("samples", "test_images")   # rows that say how a figure was measured, not what it measured
@@ -466,10 +466,10 @@ def compare_rows(a: CheckpointRecord, b: CheckpointRecord) -> tuple[pd.DataFrame
         rows.append({"figure": _figure_name(blk, k),
                      "A": "—" if va is None else format_metric(k, va, unit=False),
                      "B": "—" if vb is None else format_metric(k, vb, unit=False), "B − A": diff})
-    for blk in dict.fromkeys(blk for blk, _ in [*ra, *rb]):   # how each side was measured, recorded or not
-        for k in COUNTS:
-            if (blk, k) not in ra and (blk, k) not in rb:
-                rows.append({"figure": _figure_name(blk, k), "A": "not recorded", "B": "not recorded", "B − A": "—"})
+    present = {k for _, k in [*ra, *rb]}
+    for k in COUNTS:   # how each side was measured, said even where neither file recorded it
+        if k not in present:
+            rows.append({"figure": _figure_name("", k), "A": "not recorded", "B": "not recorded", "B − A": "—"})
     metrics = pd.DataFrame(rows, columns=["figure", "A", "B", "B − A"])
     ca = {(r.part, r.setting): r.value for r in config_rows(a).itertuples()}
     cb = {(r.part, r.setting): r.value for r in config_rows(b).itertuples()}
@@ -536,12 +536,15 @@ def same_z_reason(a, b) -> str | None:
 def conditional_view_reason(config) -> str | None:
     if not config.has_latent:
         return "A baseline model has no latent code, so there is no p(z|x) or q(z|x,y) to draw."
+    info = VARIANTS[config.variant]
+    with_both = " or ".join(VARIANTS[v].title for v in compared_variants(with_latent=True)
+                            if not VARIANTS[v].recognition_is_prior)   # the CVAE or hybrid
     if config.condition == "none":
-        return ("A VAE has no condition x: its prior is N(0, I) for every image (the aggregate-posterior view "
-                "compares q with it). Pick a CVAE or hybrid to see p(z|x) against q(z|x,y).")
-    if config.variant == "gsnn":
-        return ("A GSNN's recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide and "
-                "their KL is zero. Pick a CVAE or hybrid.")
+        return (f"A {info.title} has no condition x: its prior is N(0, I) for every image (the aggregate-posterior "
+                f"view compares q with it). Pick a {with_both} to see p(z|x) against q(z|x,y).")
+    if info.recognition_is_prior:
+        return (f"A {info.title}'s recognition net is its prior net: q(z|x,y) = p(z|x), so the two ellipses coincide "
+                f"and their KL is zero. Pick a {with_both}.")
     if config.prior == "standard":
         return "This model's prior is N(0, I) whatever x is; the view compares a learned p(z|x) with q(z|x,y)."
     return None

@@ -25,7 +25,7 @@ def where_to_explore(config, map_shows_codes: bool = True) -> str:
 
 def measured_on(record) -> str:
     """How the stored test figures were measured: '10,000 images, S = 1,000' (parts not recorded say so)."""
-    images, samples = record.test_images(), record.samples
+    images, samples = record.test_image_count(), record.samples
     if images is None and samples is None:
         return "not recorded"
     return (f"{format_count(images)} images" if images is not None else "images not recorded") + \

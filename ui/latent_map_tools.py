@@ -153,22 +153,28 @@ def decoded_background(model: LatentModel, x_range: tuple[float, float], y_range
     return png_data_url(picture)
 
 
-def selected_indices(event, class_members: list[np.ndarray] | None = None) -> list[int]:
+def selected_indices(event, class_members: list[np.ndarray] | None = None, first_curve: int = 0) -> list[int]:
     """Test-set rows of the selected points of a latent_scatter chart (from each point's customdata;
-    falls back to curve_number + point_index when customdata is missing)."""
+    falls back to curve_number + point_index when customdata is missing). `first_curve`: the curve number of
+    the first class's trace (1 when a layer's trace comes before the dots, ui/map_layers.py); points of other
+    traces (a layer's heatmap cells) are no test images and are left out."""
     if not event:
         return []
     selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
     points = (selection or {}).get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
     out = []
     for p in points or []:
+        curve = p.get("curve_number")
+        if isinstance(curve, int) and (curve < first_curve
+                                       or class_members is not None and curve >= first_curve + len(class_members)):
+            continue   # not a dot: a layer's trace (the classifier's heatmap cells)
         custom = p.get("customdata")
         if isinstance(custom, (list, tuple)):
             custom = custom[0] if custom else None
-        if custom is not None:
+        if isinstance(custom, (int, float)) or (isinstance(custom, str) and custom.isdigit()):
             out.append(int(custom))
-        elif class_members is not None and "curve_number" in p and "point_index" in p:
-            members = class_members[int(p["curve_number"])]
+        elif class_members is not None and isinstance(curve, int) and isinstance(p.get("point_index"), int):
+            members = class_members[curve - first_curve]
             if 0 <= int(p["point_index"]) < len(members):
                 out.append(int(members[int(p["point_index"])]))
     return list(dict.fromkeys(out))
@@ -199,5 +205,7 @@ def show_selection(fig, rows) -> None:
         return
     wanted = np.asarray(sorted(set(int(r) for r in rows)))
     for trace in fig.data:
+        if trace.type not in ("scatter", "scattergl"):
+            continue   # a layer (the classifier's heatmap) holds no test-set rows
         custom = np.asarray(trace.customdata if trace.customdata is not None else [], dtype=np.int64).reshape(-1)
         trace.selectedpoints = np.flatnonzero(np.isin(custom, wanted)).tolist()

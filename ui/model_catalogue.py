@@ -1,7 +1,8 @@
 """Finding, listing and loading checkpoints for the pages, and the sidebar model picker.
 
 Model folders: $LATENT_LAB_MODEL_DIRS (os.pathsep-separated) or, by default, `checkpoints/` (shipped
-models) and `runs/` (models saved from the Train page), both relative to the repository root.
+models), `checkpoints/beta-sweep/` (the shipped β sweep) and `runs/` (models saved from the Train page), all
+relative to the repository root.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from vae_core import CheckpointError, CheckpointRecord, LatentModel, ModelConfig
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "LATENT_LAB_MODEL_DIRS"
 SHIPPED_DIR = ROOT / "checkpoints"
+SHIPPED_SWEEP_DIR = SHIPPED_DIR / "beta-sweep"   # six 2-D VAEs that differ only in β (checkpoints/train_all.sh)
 RUNS_DIR = ROOT / "runs"
 
 
@@ -78,13 +80,14 @@ def model_dirs() -> list[Path]:
     raw = os.environ.get(ENV_VAR, "")
     if raw.strip():
         return [Path(p) if Path(p).is_absolute() else ROOT / p for p in raw.split(os.pathsep) if p.strip()]
-    return [SHIPPED_DIR, RUNS_DIR]
+    return [SHIPPED_DIR, SHIPPED_SWEEP_DIR, RUNS_DIR]
 
 
 def save_dir() -> Path:
-    """Where the Train page saves: runs/, or the first model folder that is not the shipped one."""
+    """Where the Train page saves: runs/, or the first model folder that is not a shipped one."""
+    shipped = {SHIPPED_DIR.resolve(), SHIPPED_SWEEP_DIR.resolve()}
     for folder in model_dirs():
-        if folder.resolve() != SHIPPED_DIR.resolve():
+        if folder.resolve() not in shipped:
             return folder
     return RUNS_DIR
 

@@ -39,6 +39,13 @@ def owner_token() -> str:
     return token
 
 
+def known_owner() -> str | None:
+    """This browser's token when it already has one (from the URL or this session), else None: unlike
+    owner_token, it never makes one up or writes the URL (a page that only reads the owner's runs)."""
+    token = st.query_params.get(OWNER_PARAM) or st.session_state.get(OWNER_KEY)
+    return token if token and TOKEN_PATTERN.match(token) else None
+
+
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())

@@ -1,9 +1,10 @@
-"""Command line: python -m vae_core train | eval | info | diagnose | classifier | import.
+"""Command line: python -m vae_core train | eval | info | diagnose | variants | classifier | import.
 
     python -m vae_core train --variant cvae --condition label --epochs 20 --out checkpoints/cvae.safetensors
     python -m vae_core eval checkpoints/cvae.safetensors --json
     python -m vae_core info checkpoints/cvae.safetensors
     python -m vae_core diagnose checkpoints/cvae.safetensors --limit 1000 --json
+    python -m vae_core variants --markdown        # the README's variant table, from the registry
     python -m vae_core import --from fc-vae vae.pt --out runs/pytorch-vae.safetensors
     python -m vae_core import --module my_vae.py:build --weights my.pt --out runs/my-vae.safetensors
 
@@ -31,7 +32,7 @@ from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
 from .evaluation import checkpoint_metrics, encode_dataset, evaluation_work
 from .formatting import format_count, format_duration, format_metric, metric_label, quadrant_block_name
-from .models import VARIANTS, LatentModel, build_model
+from .models import VARIANTS, LatentModel, build_model, variant_table
 from .record import record_from_fit
 from .training import Callback, prepare_data, fit
 
@@ -60,7 +61,7 @@ FIELD_HELP = {
     "epochs": "passes over the training images",
     "batch_size": "images per optimiser step",
     "lr": "Adam learning rate",
-    "beta": "weight of the KL term (1 gives the true ELBO)",
+    "beta": "weight of the KL term (1 gives the true ELBO; the test figures always use 1)",
     "kl_warmup_epochs": "raise the KL weight linearly from 0 to beta over this many epochs (0: off)",
     "seed": f"random seed, 0 to {MAX_SEED}",
     "val_fraction": "share of the training split held out for validation and early stopping (0: use the test split)",
@@ -133,7 +134,16 @@ def _text_up_to(limit: int):
 
 
 # Flags whose range the CLI checks itself (torch fails on these with an unreadable error, or not at all)
-FIELD_TYPES = {"seed": _int_in(0, MAX_SEED)}
+FIELD_TYPES = {"seed": _int_in(0, MAX_SEED), "beta": _float_in(0, 1e6)}
+
+
+def _variant_default(field: str) -> str:
+    """What a per-variant default (a field whose default is None) is, read from the registry when asked, e.g.
+    "the variant's: 1, or 4 for beta-vae"."""
+    values = {name: getattr(v, f"default_{field}") for name, v in VARIANTS.items()}
+    common = max(set(values.values()), key=list(values.values()).count)
+    others = [f"{value:g} for {name}" for name, value in values.items() if value != common]
+    return f"the variant's: {common:g}" + (f", or {', '.join(others)}" if others else "")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -150,6 +160,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         elif isinstance(default, bool):  # a plain flag; 'true' / 'false' after it are still accepted
             parser.add_argument(flag, type=_bool, nargs="?", const=True, default=default,
                                 help=f"{text} (off unless given)" if not default else f"{text} (default: on)")
+        elif default is None:  # a per-variant default (TrainConfig.beta): the registry says what it is
+            parser.add_argument(flag, type=FIELD_TYPES[f.name], default=None,
+                                help=f"{text} (default: {_variant_default(f.name)})")
         elif f.name == "variant":  # the registry's list, so a new variant shows up here by itself
             listing = "; ".join(f"{name}: {v.description}" for name, v in VARIANTS.items())
             parser.add_argument(flag, default=default, choices=list(VARIANTS), metavar="VARIANT",
@@ -207,7 +220,7 @@ def check_model_size(config: ModelConfig) -> None:
 
 def cmd_train(args) -> int:
     model_cfg = _config_from(args, ModelConfig)
-    train_cfg = _config_from(args, TrainConfig)
+    train_cfg = _config_from(args, TrainConfig).for_variant(model_cfg.variant)  # no --beta: the variant's
     out = check_writable_file(args.out, "--out", suffix=SUFFIX)   # before any work, not after the training
     check_model_size(model_cfg)
     data = prepare_data(train_cfg, args.data_dir)
@@ -223,8 +236,9 @@ def cmd_train(args) -> int:
             raise ValueError(f"--init-from {args.init_from} holds a {start.config.describe()} model with "
                              f"{start.config.to_dict()}, not the {model_cfg.to_dict()} asked for")
         model.load_state_dict(start.state_dict())
+    kl_weight = f", β = {train_cfg.beta:g}" if VARIANTS[model_cfg.variant].uses_kl else ""
     print(f"training {model_cfg.describe()} on {train_cfg.dataset} ({len(data.train):,} images, "
-          f"{model.num_parameters():,} parameters)", file=sys.stderr)
+          f"{model.num_parameters():,} parameters{kl_weight})", file=sys.stderr)
     bar = ProgressBar(train_cfg.epochs * -(-len(data.train) // train_cfg.batch_size), args.max_seconds, args.quiet)
     started = time.time()
     try:
@@ -311,14 +325,10 @@ def _metrics_work(cfg, n_test: int, samples: int, limit: int = 0) -> int:
 
 
 def _metrics(model, test, samples: int, limit: int = 0, progress=None) -> dict:
-    """checkpoint_metrics on the first `limit` test images (0: all), with the count of images beside each
-    block of figures (`test_images`), so a reader can tell figures from different test sets apart."""
-    subset = test.subset(0, limit) if limit else test
-    metrics = checkpoint_metrics(model, subset, samples, progress=progress)
-    blocks = [v for v in metrics.values() if isinstance(v, dict)] or [metrics]
-    for block in blocks:
-        block["test_images"] = len(subset)
-    return metrics
+    """checkpoint_metrics on the first `limit` test images (0: all), with their count as 'test_images' (as a
+    Train-page run records it), so a reader never sets figures from different test sets side by side unawares."""
+    images = test.subset(0, limit) if limit else test
+    return {**checkpoint_metrics(model, images, samples, progress=progress), "test_images": len(images)}
 
 
 def cmd_eval(args) -> int:
@@ -367,7 +377,7 @@ def cmd_info(args) -> int:
         if value not in (None, ""):
             print(f"  {key:12s} {value}")
     if record.metrics:
-        images, samples = record.test_images(), record.samples
+        images, samples = record.test_image_count(), record.samples
         print("  metrics" + (f" (on {format_count(images)} test images" if images is not None else
                              " (number of test images not recorded")
               + (f", S = {format_count(samples)}):" if samples is not None else "):"))
@@ -469,6 +479,17 @@ def _print_diagnosis(r: dict) -> None:
         print(f"    {'S':>6s} {'NLL':>9s} {'ESS':>8s} {'ESS/S':>6s}")
         for s, nll, ess in zip(curve["samples"], curve["nll"], curve["ess"]):
             print(f"    {s:6d} {nll:9.3f} {ess:8.1f} {ess / s:6.2f}")
+    return 0
+
+
+def cmd_variants(args) -> int:
+    """The registered variants: one line each, or the README's Markdown table."""
+    if args.markdown:
+        print(variant_table(), end="")
+        return 0
+    for name, v in VARIANTS.items():
+        beta = f"; default β {v.default_beta:g}" if v.uses_kl else ""
+        print(f"{name:10s} {v.title}: {v.description}{beta}")
     return 0
 
 
@@ -574,6 +595,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None, help="data folder (default: $VAE_DATA_DIR, then ./data)")
     i = sub.add_parser("info", help="print a checkpoint's config and metrics")
     i.add_argument("checkpoint", help="the checkpoint file")
+    v = sub.add_parser("variants", help="list the model variants (the registry in vae_core/models.py)")
+    v.add_argument("--markdown", action="store_true", help="print the README's variant table (Markdown)")
     c = sub.add_parser("classifier", help="train the MNIST digit classifier that scores conditional samples")
     c.add_argument("--out", default="checkpoints/classifier/mnist-digits.safetensors", help="file to write")
     c.add_argument("--epochs", type=_int_in(1, 1000), default=3, help="passes over the training images")
@@ -640,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint
         commands = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "diagnose": cmd_diagnose,
-                    "classifier": cmd_classifier, "import": cmd_import}
+                    "variants": cmd_variants, "classifier": cmd_classifier, "import": cmd_import}
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that went away (`| head`) shows here, inside the try
         return code

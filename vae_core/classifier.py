@@ -91,6 +91,46 @@ def label_accuracy(model, classifier: DigitClassifier, per_label: int = 100, see
     return float((predicted == labels.unsqueeze(1)).float().mean())
 
 
+READ_CHUNK = 128  # images per classifier pass in `read_images`: measured fastest on this 2-core machine
+
+
+@torch.no_grad()
+def read_images(classifier: DigitClassifier, images: torch.Tensor, chunk: int = READ_CHUNK) -> torch.Tensor:
+    """The classifier's class probabilities for images [B, 784] or [B, 28, 28] in [0, 1]: [B, classes].
+
+    It runs in chunks of `chunk` images with the convolutions in channels-last layout: for the 4,096 decoded
+    digits of a 64 x 64 latent grid this took 0.2 s here where one batch in the default layout took 1.2 s (the
+    intermediate activations of a chunk stay in the cache). The classifier's weights are converted in place
+    once (the layout changes no result)."""
+    classifier.eval()
+    if not classifier.features[0].weight.is_contiguous(memory_format=torch.channels_last):
+        classifier.to(memory_format=torch.channels_last)
+    images = images.reshape(-1, 1, 28, 28).float()
+    parts = [classifier(images[i:i + chunk].contiguous(memory_format=torch.channels_last)).softmax(-1)
+             for i in range(0, len(images), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, classifier.head[-1].out_features)
+
+
+@torch.no_grad()
+def latent_grid_readings(model, classifier: DigitClassifier, x_range: tuple[float, float],
+                         y_range: tuple[float, float], n: int = 64, label: int | None = None) -> torch.Tensor:
+    """What the classifier reads in the decoder's image at every point of an n x n grid over a 2-D latent:
+    class probabilities [n, n, classes], row 0 at the top (highest z2), column 0 at the left (lowest z1), the
+    cell centres spanning the ranges (as vae_core.evaluation's grids, and ui's decoded background). A label
+    model decodes every point as `label`. All n * n decodes and classifier passes run in one call."""
+    model._require_latent()
+    if model.config.latent_dim != 2:
+        raise ValueError(f"a latent grid needs a 2-D latent; this model has {model.config.latent_dim} dimensions")
+    xs = torch.linspace(float(x_range[0]), float(x_range[1]), n)
+    ys = torch.linspace(float(y_range[1]), float(y_range[0]), n)
+    zy, zx = torch.meshgrid(ys, xs, indexing="ij")
+    z = torch.stack([zx, zy], dim=-1).reshape(-1, 2)
+    x = None if label is None else torch.full((n * n,), int(label), dtype=torch.long)
+    model.eval()
+    images = model.decode(z.to(model.device), x).cpu()
+    return read_images(classifier, images).reshape(n, n, -1)
+
+
 def save_classifier(path: str | os.PathLike, model: DigitClassifier, meta: dict | None = None) -> Path:
     """Write the classifier atomically (unique temporary file, fsync, rename: vae_core.atomic)."""
     record = dict(meta or {}, format=FORMAT, format_version=1)

@@ -160,7 +160,9 @@ class ModelConfig(_DictMixin):
 class TrainConfig(_DictMixin):
     """How to train: optimisation, data and evaluation settings.
 
-    beta             weight of the KL term (1 gives the true ELBO)
+    beta             weight of the KL term (1 gives the true ELBO); None (the default): the variant's own
+                     (Variant.default_beta, e.g. 4 for the β-VAE), resolved once by `for_variant`, which
+                     fit and the checkpoint record (vae_core.record) call: a record states the number used
     kl_warmup_epochs the KL weight rises linearly from 0 to beta over this many epochs (0: off)
     val_fraction     share of the training split held out for validation, early stopping and the
                      per-epoch curve (0: evaluate on the test split instead)
@@ -183,7 +185,8 @@ class TrainConfig(_DictMixin):
     batch_size: Annotated[int, Whole(1, MAX_BATCH, "images per step")] = 128
     lr: Annotated[float, Number(0, 1e9, "learning rate", open_low=True,
                                 rule="be a positive number (at most 1e9)")] = 1e-3
-    beta: Annotated[float, Number(0, 1e6, "KL weight", rule="be zero or positive (at most 1e6)")] = 1.0
+    beta: Annotated[float | None, Number(0, 1e6, "KL weight", rule="be zero or positive (at most 1e6), or None for "
+                                         "the variant's own")] = None
     kl_warmup_epochs: Annotated[int, Whole(0, MAX_EPOCHS, "epochs over which the KL weight rises")] = 0
     seed: Annotated[int, Whole(0, MAX_SEED, "random seed", rule="be a whole number from 0 to 2**63 - 1")] = 0
     val_fraction: Annotated[float, Number(0, 1, "share held out for validation", open_high=True)] = 0.0
@@ -199,8 +202,15 @@ class TrainConfig(_DictMixin):
                                        "off, 0.999 averages over about the last 1,000 steps")] = 0.0
     freeze_decoder: Annotated[bool, Flag("train only the encoder")] = False
 
+    def for_variant(self, variant: str) -> "TrainConfig":
+        """This config with beta = None resolved to the variant's default_beta (the one place it is resolved);
+        a config with a beta of its own comes back unchanged."""
+        return self if self.beta is not None else self.replace(beta=float(variant_info(variant).default_beta))
+
     def kl_weight(self, epoch: int, fraction_of_epoch: float = 0.0) -> float:
-        """The KL weight at a point of training (epoch counts from 0)."""
+        """The KL weight at a point of training (epoch counts from 0); beta must be resolved (for_variant)."""
+        if self.beta is None:
+            raise SettingError("beta is the variant's default until resolved: call for_variant(variant) first.")
         if self.kl_warmup_epochs <= 0:
             return float(self.beta)
         progress = (epoch + fraction_of_epoch) / self.kl_warmup_epochs

@@ -59,9 +59,9 @@ def kl_unavailable_reason(config) -> str | None:
     info = variant_info(config.variant)
     if not config.has_latent:
         return f"This {info.title} model is deterministic: it has no latent code, so no KL and no active units."
-    if config.variant == "gsnn":
-        return ("A GSNN trains with z drawn from its prior net p(z|x) and has no KL term (its recognition net is "
-                "the prior net), so every dimension's KL is zero by construction.")
+    if info.recognition_is_prior:
+        return (f"A {info.title} trains with z drawn from its prior net p(z|x) and has no KL term (its recognition "
+                "net is the prior net), so every dimension's KL is zero by construction.")
     if not info.uses_kl:
         return f"A {info.title} model's objective has no KL term, so there is no KL per dimension to show."
     return None
@@ -235,9 +235,9 @@ def diagnose(model, dataset: ImageDataset, samples: int = 100, quadrants: int | 
         kl = per["kl_per_dim"].double().mean(0)  # the same numbers as kl_per_dimension, already computed
         report["kl_per_dim"] = [float(v) for v in kl]
         report["kl"] = float(kl.sum())
-        if cfg.variant == "hybrid":
-            report["notes"].append(f"The hybrid's objective weights the KL by alpha = {cfg.alpha:g}: kl_in_objective "
-                                   "is alpha times kl.")
+        if variant_info(cfg.variant).uses_alpha:
+            report["notes"].append(f"The {variant_info(cfg.variant).title}'s objective weights the KL by alpha = "
+                                   f"{cfg.alpha:g}: kl_in_objective is alpha times kl.")
     if cfg.has_latent:
         say("active units", 0.85)
         means, _ = posterior_moments(model, dataset, quadrants, seed=seed)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .models import LatentModel
+from .models import LatentModel, plain_variant
 from .onnx_graphs import GraphPlan, GraphRunner, Port, half_weights
 from .record import CheckpointError
 
@@ -48,8 +48,6 @@ IMAGES, LABELS, Z = "images", "label_onehot", "z"
 MU, LOGVAR, LOGITS = "mu", "logvar", "logits"
 OPSET = 17
 CONDITIONS = ("none", "label")
-# The variant each condition maps onto: the ELBO with a N(0, I) prior (prior="standard" for the label model)
-VARIANT_OF = {"none": "vae", "label": "cvae"}
 
 
 class ProtocolError(ValueError):
@@ -74,7 +72,7 @@ def protocol_config(model: Any) -> ModelConfig:
     if condition not in CONDITIONS:
         raise ProtocolError(f"the model's condition is {condition!r}; it must be 'none' or 'label'")
     try:
-        return ModelConfig(variant=VARIANT_OF[condition], condition=condition, prior="standard",
+        return ModelConfig(variant=plain_variant(condition != "none"), condition=condition, prior="standard",
                            latent_dim=model.latent_dim, image_size=getattr(model, "image_size", 28),
                            num_classes=getattr(model, "num_classes", 10))
     except ValueError as e:

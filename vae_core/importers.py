@@ -46,7 +46,7 @@ from .config import ModelConfig
 from .data import DatasetUnavailable, ImageDataset, load_dataset, make_batch
 from .evaluation import checkpoint_metrics, encode_dataset
 from .external import OnnxModel, ProtocolError, protocol_config
-from .models import LatentModel, build_model
+from .models import LatentModel, build_model, plain_variant
 from .record import CheckpointError, CheckpointRecord, ModelSource, compact_history
 
 KINDS = ("fc-vae", "timbmg", "keras-h5")
@@ -177,7 +177,7 @@ def map_fc_vae(state: dict[str, torch.Tensor], name: str = "the file") -> tuple[
     if fc3[0].shape[0] != hidden:
         raise ForeignModelError(f"{name}: its decoder's hidden layer ({fc3[0].shape[0]}) differs from its encoder's "
                                 f"({hidden}); Latent Lab's MLPs mirror each other (import it with --module instead)")
-    config = ModelConfig(variant="vae", condition="none", latent_dim=latent, hidden_dims=(hidden,),
+    config = ModelConfig(variant=plain_variant(False), condition="none", latent_dim=latent, hidden_dims=(hidden,),
                          image_size=_image_side(pixels, name))
     model = _assemble(config, {
         "recognition_net.body.0": fc1,
@@ -224,7 +224,7 @@ def map_timbmg(state: dict[str, torch.Tensor], name: str = "the file") -> tuple[
         enc_layers[0] = (torch.cat([w[:, pixels:], w[:, :pixels]], dim=1), b)
         (w, b) = dec_layers[0]
         dec_layers[0] = (torch.cat([w[:, latent:], w[:, :latent]], dim=1), b)
-    config = ModelConfig(variant="cvae" if conditional else "vae", condition="label" if conditional else "none",
+    config = ModelConfig(variant=plain_variant(conditional), condition="label" if conditional else "none",
                          prior="standard", latent_dim=latent, hidden_dims=tuple(hidden),
                          num_classes=labels if conditional else 10, image_size=_image_side(pixels, name))
     layers = {f"recognition_net.body.{2 * i}": layer for i, layer in enumerate(enc_layers)}
@@ -321,7 +321,7 @@ def map_keras_h5(path: str | os.PathLike) -> tuple[LatentModel, str]:
     for lname, kernel, bias, _ in layers:
         if not (torch.isfinite(torch.from_numpy(kernel)).all() and torch.isfinite(torch.from_numpy(bias)).all()):
             raise ForeignModelError(f"{name}: layer {lname[:60]!r} holds NaN or infinite values")
-    config = ModelConfig(variant="vae", condition="none", latent_dim=latent, hidden_dims=tuple(hidden),
+    config = ModelConfig(variant=plain_variant(False), condition="none", latent_dim=latent, hidden_dims=tuple(hidden),
                          image_size=_image_side(pixels, name))
     mu, logvar = t(*first[1:3]), t(*second[1:3])
     parts = {f"recognition_net.body.{2 * i}": t(k, b) for i, (_, k, b, _) in enumerate(encoder)}

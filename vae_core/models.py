@@ -7,8 +7,8 @@ Three networks, named as in the paper and in Pyro's CVAE example:
     generation_net   p(y | x, z)   (x, z) -> pixel logits (Bernoulli)
 
 plus `baseline_net`, a deterministic x -> y network. The variants (vae, cvae, gsnn, hybrid,
-baseline) are the same module with different objectives; `VARIANTS` says which networks each one
-builds and which loss it trains with (vae_core.losses).
+baseline, beta-vae) are the same module with different objectives; `VARIANTS` says which networks each
+one builds, which loss it trains with (vae_core.losses) and its per-variant defaults.
 
 Shapes: y is float [B, P] in [0, 1] (P = image pixels, images of [B, H, W] are flattened);
 x is None (vae), int64 labels [B] (label condition), or float [B, P] with hidden pixels at -1
@@ -33,8 +33,10 @@ from .config import ModelConfig
 class Variant:
     """One member of the family: how it trains, which networks it builds, and how people should see it.
 
-    Everything else (config validation, the Train page's list, Home's table, the CLI's help) reads this
-    registry, so a new variant is one entry here (and its objective in vae_core.losses)."""
+    Everything else (config validation, the Train page's list and its β field, Home's tables, Compare's rows,
+    Diagnose's notes, the CLI's help, the README's variant table) reads this registry, so a new variant is one
+    entry here (and its objective in vae_core.losses). Nothing outside models.py writes a variant's name to
+    decide what to do: it reads these fields."""
 
     title: str                       # short name for tables and pickers, e.g. "CVAE"
     description: str                 # one line for people, e.g. "conditional, z ~ q(z|x,y), KL to p(z|x)"
@@ -43,6 +45,10 @@ class Variant:
     conditional: bool = True         # needs a condition x (label or quadrants); False: condition must be none
     uses_kl: bool = True             # its loss has a KL term, so beta and KL warm-up apply
     uses_alpha: bool = False         # mixes two objectives by ModelConfig.alpha (the hybrid)
+    default_beta: float = 1.0        # the KL weight a run uses unless told otherwise (TrainConfig.beta = None)
+    plain: bool = False              # the plain ELBO model of its kind (VAE, CVAE): an imported VAE or CVAE becomes
+                                     # one (plain_variant), and Diagnose opens on an unconditional one first
+    loss_text: str = ""              # the loss per example, for the variant table (README); "" shows the description
 
     @property
     def has_latent(self) -> bool:
@@ -54,6 +60,21 @@ class Variant:
         return "prior" in self.nets
 
     @property
+    def recognition_is_prior(self) -> bool:
+        """Has a latent but no recognition net: q(z|x,y) is p(z|x) (the GSNN), so its KL is zero by construction."""
+        return self.has_latent and "recognition" not in self.nets
+
+    @property
+    def trains_on(self) -> str:
+        """Where z comes from during training: 'q' (the recognition net), 'prior' (the prior net), 'both' (a
+        mix of the two objectives by alpha) or 'none' (a deterministic network)."""
+        if not self.has_latent:
+            return "none"
+        if self.recognition_is_prior:
+            return "prior"
+        return "both" if self.uses_alpha else "q"
+
+    @property
     def gives_per_example(self) -> bool:
         """Its objective takes per_example=True and returns one value per example (the diagnostics need it;
         an objective without it still trains and evaluates, from batch means)."""
@@ -62,16 +83,60 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "vae": Variant("VAE", "unconditional, z ~ q(z|y), KL to N(0, I)", losses.elbo_objective,
-                   ("recognition", "generation"), conditional=False),
+                   ("recognition", "generation"), conditional=False, plain=True,
+                   loss_text="recon + β · KL(q(z|y) ‖ N(0, I))"),
     "cvae": Variant("CVAE", "conditional, z ~ q(z|x,y), KL to p(z|x)", losses.elbo_objective,
-                    ("prior", "recognition", "generation")),
+                    ("prior", "recognition", "generation"), plain=True,
+                    loss_text="recon + β · KL(q(z|x,y) ‖ p(z|x))"),
     "gsnn": Variant("GSNN", "trained with z ~ p(z|x), as used at test time (no KL)", losses.gsnn_objective,
-                    ("prior", "generation"), uses_kl=False),
+                    ("prior", "generation"), uses_kl=False,
+                    loss_text="recon only (the recognition net is the prior net)"),
     "hybrid": Variant("Hybrid", "alpha * CVAE + (1 - alpha) * GSNN", losses.hybrid_objective,
-                      ("prior", "recognition", "generation"), uses_alpha=True),
+                      ("prior", "recognition", "generation"), uses_alpha=True,
+                      loss_text="alpha · L_cvae + (1 − alpha) · L_gsnn"),
     "baseline": Variant("Baseline NN", "deterministic x -> y, no latent", losses.baseline_objective,
-                        ("baseline",), uses_kl=False),
+                        ("baseline",), uses_kl=False, loss_text="recon of a deterministic x → y network"),
+    "beta-vae": Variant("β-VAE", "unconditional VAE with a heavier KL weight β (Higgins et al., 2017)",
+                        losses.elbo_objective, ("recognition", "generation"), conditional=False, default_beta=4.0,
+                        loss_text="recon + β · KL(q(z|y) ‖ N(0, I)), β > 1 (Higgins et al., 2017)"),
 }
+
+# Where z comes from in training, in the paper's order of the models it compares (Sohn et al., 2015, Table 2:
+# the deterministic baseline, the GSNN, the CVAE, the hybrid): Compare's rows and columns follow it.
+TRAINS_ON = ("none", "prior", "q", "both")
+TRAINS_ON_TEXT = {"none": "none", "prior": "p(z|x)", "both": "both"}   # 'q': q(z|y), or q(z|x,y) if conditional
+
+
+def compared_variants(with_latent: bool | None = None) -> list[str]:
+    """The conditional variants, in the paper's order (TRAINS_ON, then registry order): what Compare sets side by
+    side. with_latent=True: only the stochastic ones (they have samples); False: only the deterministic ones."""
+    names = [n for n, v in VARIANTS.items() if v.conditional and (with_latent is None or v.has_latent == with_latent)]
+    return sorted(names, key=lambda n: TRAINS_ON.index(VARIANTS[n].trains_on))
+
+
+def plain_variant(conditional: bool) -> str:
+    """The plain ELBO variant (flag `plain`) that takes a condition or not: the VAE, or the CVAE. A model trained
+    elsewhere (vae_core/importers.py, vae_core/external.py) becomes one, and Diagnose opens on the VAE."""
+    return next(name for name, v in VARIANTS.items() if v.plain and v.conditional == conditional)
+
+
+def unconditional_variants() -> list[str]:
+    """The variants that take no condition x (the VAE and its kin), in registry order."""
+    return [n for n, v in VARIANTS.items() if not v.conditional]
+
+
+def variant_table() -> str:
+    """The variant table of the README, in Markdown, from the registry (`python -m vae_core variants --markdown`;
+    tests/vae_core/test_models.py checks that the README's table is this one)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| variant | title | z during training | loss per example | β by default |", "|---|---|---|---|---|"]
+    for name, v in VARIANTS.items():
+        z = TRAINS_ON_TEXT.get(v.trains_on) or ("q(z|x,y)" if v.conditional else "q(z|y)")
+        beta = f"{v.default_beta:g}" if v.uses_kl else "–"
+        lines.append(f"| `{name}` | {cell(v.title)} | {cell(z)} | {cell(v.loss_text or v.description)} | {beta} |")
+    return "\n".join(lines) + "\n"
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:

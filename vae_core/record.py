@@ -174,8 +174,13 @@ class CheckpointRecord:
 
     @field_validator("train_config", mode="before")
     @classmethod
-    def _train_config(cls, value):
-        return TrainConfig.from_dict(value) if isinstance(value, dict) else value
+    def _train_config(cls, value, info):
+        """A TrainConfig, with a beta of None (the variant's default) resolved: a record states the beta used."""
+        config = TrainConfig.from_dict(value) if isinstance(value, dict) else value
+        model = info.data.get("model_config")
+        if isinstance(config, TrainConfig) and isinstance(model, ModelConfig):
+            config = config.for_variant(model.variant)
+        return config
 
     # ------------------------------------------------------------------ writing
     def to_json(self) -> str:
@@ -265,7 +270,34 @@ class CheckpointRecord:
                 return int(block["samples"])
         return None
 
-    def test_images(self, quadrants: int | None = None, *, test1000: bool = False) -> int | None:
+    @property
+    def beta(self) -> float | None:
+        """β, the weight of the KL term it was trained with (None without a training config)."""
+        return None if self.train_config is None else float(self.train_config.beta)
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the stored figures were computed on, when the record says (the CLI and the Train
+        page store it as metrics['test_images']); None when it does not."""
+        value = self.metrics.get("test_images")
+        return int(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else None
+
+    def rate_distortion(self) -> tuple[float, float] | None:
+        """(rate, distortion) in nats per image: the stored KL term and reconstruction term of the ELBO (Alemi et
+        al. 2018, "Fixing a Broken ELBO"); their sum is the stored -ELBO. None when either is missing."""
+        rate, distortion = self.metric("kl"), self.metric("recon")
+        return None if rate is None or distortion is None else (rate, distortion)
+
+    def sweep_key(self) -> str | None:
+        """What a β sweep's members share: the data set, the whole model config and every training setting but β.
+        Two records with the same key differ only in β. None for a model that cannot be in a β sweep (no
+        training config, or an objective without a KL term)."""
+        if self.train_config is None or not variant_info(self.model_config.variant).uses_kl:
+            return None
+        settings = {k: v for k, v in self.train_config.to_dict().items() if k != "beta"}
+        return json.dumps([self.dataset, self.model_config.to_dict(), settings], sort_keys=True)
+
+    def test_image_count(self, quadrants: int | None = None, *, test1000: bool = False) -> int | None:
         """How many test images the stored figures average over (None when the record does not say): the
         count in the block of `quadrants`, else the one beside the blocks, else the first block's."""
         metrics = self.metrics_test1000 if test1000 else self.metrics
@@ -320,6 +352,18 @@ class CheckpointRecord:
 
 
 _RECORD = TypeAdapter(CheckpointRecord)
+
+
+def beta_sweeps(records: list[CheckpointRecord]) -> list[list[CheckpointRecord]]:
+    """The β sweeps among some records: groups of two or more that differ only in β (CheckpointRecord.sweep_key),
+    each sorted by β with one record per β value (the first one given wins a tie), groups in order of first
+    appearance. A sweep is found from what the records say, never from file names."""
+    groups: dict[str, dict[float, CheckpointRecord]] = {}
+    for record in records:
+        key = record.sweep_key()
+        if key is not None:
+            groups.setdefault(key, {}).setdefault(record.beta, record)
+    return [[members[b] for b in sorted(members)] for members in groups.values() if len(members) >= 2]
 
 
 def parse_record(text: str, source: str = "the checkpoint") -> CheckpointRecord:

@@ -231,11 +231,13 @@ def trained_parameters(model, train_config: TrainConfig) -> list:
 def fit(model, data: TrainingData | ImageDataset, train_config: TrainConfig,
         callbacks: Iterable[Any] = (), *, threads: int | str | None = "auto") -> FitResult:
     """Train `model` in place on `data` with `train_config`; report through `callbacks` (see _fit).
-    With freeze_decoder the weights outside the recognition net take no gradient while it runs.
+    With freeze_decoder the weights outside the recognition net take no gradient while it runs. A beta of None
+    is the variant's default (TrainConfig.for_variant).
 
     threads (CPU only): "auto" follows the cores other processes leave free, checked every few seconds
     (vae_core.cpu.AdaptiveThreads: a lone run uses every core, one beside other work steps down to one thread);
     a number fixes torch's thread count for the run; None leaves it as it is. torch's count is put back after."""
+    train_config = train_config.for_variant(model.config.variant)
     trained = {id(p) for p in trained_parameters(model, train_config)}
     frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
     callbacks = list(callbacks)

@@ -39,8 +39,14 @@ FIXTURE_MODELS = {
     # a Fashion-MNIST VAE whose file name sorts first, as the shipped checkpoints/ do: the pages must still
     # open on the MNIST 2-D VAE
     "fashion_vae_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,)),
+    # a tiny β sweep: three models trained alike but for β (FIXTURE_BETAS), found as a sweep from their records;
+    # their size differs from vae_2d's, so the default model belongs to no sweep
+    **{name: ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(24,))
+       for name in ("vae_2d_beta05", "vae_2d_beta2", "vae_2d_beta8")},
 }
 FIXTURE_DATASETS = {"fashion_vae_2d": "fashion-mnist"}   # the others are trained on MNIST
+FIXTURE_BETAS = {"vae_2d_beta05": 0.5, "vae_2d_beta2": 2.0, "vae_2d_beta8": 8.0}   # the others: β = 1
+SWEEP_FIXTURES = tuple(FIXTURE_BETAS)
 BROKEN = "broken.safetensors"
 
 
@@ -94,13 +100,13 @@ def fixture_data_root(tmp: Path) -> Path:
 def train_fixture_model(name: str, config: ModelConfig, root: Path, out: Path) -> None:
     dataset = FIXTURE_DATASETS.get(name, "mnist")
     tcfg = TrainConfig(dataset=dataset, epochs=2, batch_size=64, seed=0, train_limit=TRAIN_IMAGES,
-                       eval_limit=200, device="cpu")
+                       eval_limit=200, device="cpu", beta=FIXTURE_BETAS.get(name, 1.0))
     train = load_dataset(dataset, "train", root, download=False).subset(0, TRAIN_IMAGES)
     test = load_dataset(dataset, "test", root, download=False)
     model = build_model(config, seed=0)
     result = fit(model, TrainingData(train, test.subset(0, 200)), tcfg)
     model.eval()
-    metrics = checkpoint_metrics(model, test.subset(0, 100), samples=10, diversity_examples=10)
+    metrics = {**checkpoint_metrics(model, test.subset(0, 100), samples=10, diversity_examples=10), "test_images": 100}
     record = record_from_fit(config, tcfg, result, name=name, description=f"test fixture: {config.describe()}",
                              command="tests/app/conftest.py", metrics=metrics)
     extras = {}

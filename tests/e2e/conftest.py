@@ -17,14 +17,14 @@ import torch
 from harness import ROOT, VIEWPORT, StreamlitServer, launch_chromium, missing_browser_reason
 
 sys.path.insert(0, str(ROOT / "tests" / "app"))
-from apptest_helpers import FIXTURE_MODELS, fixture_data_root, train_fixture_model  # noqa: E402
+from apptest_helpers import FIXTURE_MODELS, SWEEP_FIXTURES, fixture_data_root, train_fixture_model  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SHIPPED_ENV = "LATENT_LAB_E2E_SHIPPED"  # set (to 1): the app serves checkpoints/ instead of tiny fixture models
-# what the pages need: a 2-D VAE (latent map, decoder), the label trio and the quadrant quartet (compare)
+# what the pages need: a 2-D VAE (latent map, decoder), the label trio and the quadrant quartet (compare), a tiny β sweep
 # (and a Fashion-MNIST VAE whose file sorts first, as in the shipped checkpoints/: the default must not be it)
 E2E_MODELS = ("vae_2d", "cvae_label", "gsnn_label", "hybrid_label", "baseline_quadrants", "gsnn_quadrants",
-              "cvae_quadrants", "hybrid_quadrants", "fashion_vae_2d")
+              "cvae_quadrants", "hybrid_quadrants", "fashion_vae_2d", *SWEEP_FIXTURES)
 SAME_NAME_COPY = "vae_2d_again.safetensors"   # a second file of the model named "vae_2d": the picker must tell them apart
 
 

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from vae_core import VARIANTS
+
 from harness import (PICKER, exceptions_on, go_to, open_options, open_page, option_texts, plot_eval, select_option,
                      wait_idle, wait_picker)
 
@@ -199,9 +201,9 @@ def train_agrees(page) -> list[str]:
     dataset = page.locator(f"{MAIN} .st-key-train_dataset input")
     if not note or variant is None:
         return []
-    words = {"VAE": "vae", "CVAE": "cvae", "GSNN": "gsnn", "Hybrid": "hybrid"}
+    words = {kind.title: name for name, kind in VARIANTS.items()}   # what the box shows -> what the note says
     problems = []
-    if variant in words and not re.search(rf"\b{words[variant]}\b", note[0]):
+    if variant in words and not re.search(rf"\b{re.escape(words[variant])}\b", note[0]):
         problems.append(f"variant {variant} but the note says {note[0]!r}")
     if dataset.count() and not note[0].rstrip(".").endswith(dataset.input_value()):
         problems.append(f"data set {dataset.input_value()} but the note says {note[0]!r}")
@@ -224,6 +226,11 @@ def test_walk_home(page, server):
         go_to(page, "Home", "Latent Lab")
         hand.after("back to Home")
     hand.click(page.get_by_text("Scores, training and files"), "expander")
+    hand.click(page.get_by_text("The variants Latent Lab trains"), "expander")
+    for kind in VARIANTS.values():   # the registry's table: a row per variant, readable as a table
+        cell = page.locator(f"{MAIN} [data-testid='stMarkdownContainer'] table td",
+                            has_text=re.compile(rf"^{re.escape(kind.title)}$"))
+        cell.first.wait_for(timeout=10_000)
 
 
 def test_walk_latent_map(page, server):
@@ -342,7 +349,7 @@ def test_walk_train(page, server):
     hand.after("variant VAE")
     select_option(page, page.locator(f"{MAIN} .st-key-train_dataset input"), "mnist")
     hand.after("data set mnist")
-    for key, value in (("train_latent", 2), ("train_beta", 0.5), ("train_seed", 7), ("train_epochs", 200)):
+    for key, value in (("train_latent", 2), ("train_beta_vae", 0.5), ("train_seed", 7), ("train_epochs", 200)):
         hand.type_number(page.locator(f"{MAIN} .st-key-{key} input"), value, f"type {value} into {key}")
     hidden = page.locator(f"{MAIN} .st-key-train_hidden input")
     hidden.fill("16")

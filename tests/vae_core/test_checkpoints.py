@@ -93,7 +93,8 @@ def test_meta_and_extras_survive(saved, tmp_path):
     mu, lab = record.latent_means()
     assert (mu == means.numpy()).all() and (lab == labels.numpy()).all()
     assert record.dataset == META["dataset"] and record.command == META["command"] and record.name == META["name"]
-    assert record.train_config == TrainConfig(epochs=3, lr=0.001) and record.metrics == META["metrics"]
+    # a record states the beta used: TrainConfig's default (None) reads as the variant's own (1 for this one)
+    assert record.train_config == TrainConfig(epochs=3, lr=0.001, beta=1.0) and record.metrics == META["metrics"]
     assert record.history.to_dict() == {**META["history"], "epochs": [{"epoch": 0, "train": {"loss": 2.5}, "eval": None}]}
     assert record.format_version == FORMAT_VERSION and record.path == str(path)
     assert isinstance(record.model_config, ModelConfig)

@@ -70,7 +70,7 @@ def test_train_a_quadrant_model_in_float16(fake_data_dir, tmp_path, capsys):
     assert code == 0, err
     record = read_record(out)
     assert record.storage_dtype == "float16"
-    assert set(record.metrics) == {"q1", "q2", "q3"}
+    assert set(record.metrics) == {"q1", "q2", "q3", "test_images"}
 
 
 def test_eval_json_prints_one_object(trained, fake_data_dir, capsys):

@@ -1,20 +1,22 @@
 """Every variant x condition on tiny synthetic data: shapes, finite losses, learning, and the
 relations between the objectives (GSNN ignores q; the hybrid at alpha 0 / 1 is GSNN / CVAE)."""
 import math
+import re
 
 import pytest
 import torch
 
-from vae_core import VARIANTS, ModelConfig, TrainConfig, build_model, fit, make_batch
+from vae_core import VARIANTS, ModelConfig, TrainConfig, build_model, fit, make_batch, variant_table
+from vae_core.models import TRAINS_ON, plain_variant
 
 P = 64  # 8 x 8 pixels
 B = 6
 
-# (variant, condition, quadrants, prior)
-COMBOS = [("vae", "none", 0, "learned")]
-for _variant in ("cvae", "gsnn", "hybrid", "baseline"):
-    for _cond, _q in (("label", 0), ("quadrants", 2), ("quadrants", 0)):
-        for _prior in (("learned", "standard") if _variant != "baseline" else ("learned",)):
+# (variant, condition, quadrants, prior): every registered variant, under every condition and prior it accepts
+COMBOS = []
+for _variant, _kind in VARIANTS.items():
+    for _cond, _q in ((("label", 0), ("quadrants", 2), ("quadrants", 0)) if _kind.conditional else (("none", 0),)):
+        for _prior in (("learned", "standard") if _kind.conditional and _kind.uses_prior else ("learned",)):
             COMBOS.append((_variant, _cond, _q, _prior))
 IDS = [f"{v}-{c}{q if c == 'quadrants' else ''}-{p}" for v, c, q, p in COMBOS]
 
@@ -32,7 +34,27 @@ def batch_for(config, data, n=B, quadrants=None):
 
 
 def test_registry_names_every_variant():
-    assert set(VARIANTS) == {"vae", "cvae", "gsnn", "hybrid", "baseline"}
+    """Every registered variant is covered by the tests below (COMBOS reads the registry) and its entry is whole:
+    a name the CLI and file names can carry, a title no other variant has, nets that exist, a per-variant default
+    β the config accepts, a row in the variant table; and exactly one plain ELBO model with a condition and one without (imported
+    models become them, Diagnose opens on the VAE)."""
+    assert {v for v, *_ in COMBOS} == set(VARIANTS)
+    titles = [v.title for v in VARIANTS.values()]
+    assert len(set(titles)) == len(titles), titles
+    table = variant_table()
+    for name, v in VARIANTS.items():
+        assert re.fullmatch(r"[a-z][a-z0-9-]*", name), name
+        assert v.title and v.description, name
+        assert set(v.nets) <= {"prior", "recognition", "generation", "baseline"} and v.nets, name
+        assert v.trains_on in TRAINS_ON, name
+        assert TrainConfig(beta=v.default_beta).for_variant(name).beta == v.default_beta
+        assert TrainConfig().for_variant(name).beta == v.default_beta
+        assert f"| `{name}` | " in table, name
+    for conditional in (False, True):
+        plain = [n for n, v in VARIANTS.items() if v.plain and v.conditional == conditional]
+        assert len(plain) == 1 and plain_variant(conditional) == plain[0], plain
+        kind = VARIANTS[plain[0]]
+        assert kind.trains_on == "q" and kind.uses_kl and kind.default_beta == 1 and not kind.uses_alpha
 
 
 @pytest.mark.parametrize("variant, condition, quadrants, prior", COMBOS, ids=IDS)
@@ -77,16 +99,19 @@ def test_loss_goes_down_on_a_tiny_problem(variant, condition, quadrants, prior, 
     cfg = tiny_config(variant, condition, quadrants, prior)
     model = build_model(cfg)
     eval_y, eval_x = batch_for(cfg, tiny_data, n=256)
+    train = TrainConfig(epochs=16, batch_size=32, lr=3e-3, seed=0)
+    beta = train.for_variant(variant).beta   # the objective it trains (beta = None: the variant's default)
     with torch.no_grad():
         torch.manual_seed(1)
-        before = float(model.loss(eval_y, eval_x)["loss"])
-    result = fit(model, tiny_data, TrainConfig(epochs=16, batch_size=32, lr=3e-3, seed=0))
+        before = float(model.loss(eval_y, eval_x, beta)["loss"])
+    result = fit(model, tiny_data, train)
     assert result.status == "completed", result.message
     with torch.no_grad():
         torch.manual_seed(1)
-        after = float(model.loss(eval_y, eval_x)["loss"])
-    # measured: after / before between 0.42 and 0.64 for every combination
-    assert after < 0.75 * before, (before, after)
+        after = float(model.loss(eval_y, eval_x, beta)["loss"])
+    # measured: after / before between 0.42 and 0.64 for every combination with beta = 1; 0.88 for the beta-vae
+    # (beta = 4: the heavier KL leaves the code little room on this tiny problem, so less of the loss can go)
+    assert after < (0.75 if beta == 1 else 0.95) * before, (before, after)
     first, last = result.history["epochs"][0]["train"]["loss"], result.history["epochs"][-1]["train"]["loss"]
     assert last < first
 

@@ -182,7 +182,7 @@ def test_rewrite_record_keeps_every_tensor_byte(saved):
     size_a, size_b = (int.from_bytes(b[:8], "little") for b in (before, after))
     assert before[8 + size_a:] == after[8 + size_b:]
     model, again = load_checkpoint(saved)
-    assert again.description == "amended" and again.test_images() == 20
+    assert again.description == "amended" and again.test_image_count() == 20
     assert again.extras["test_latent_means"].shape == (20, 2)
     with pytest.raises(ValueError, match="model_config"):
         rewrite_record(saved, dataclasses.replace(record, model_config=ModelConfig(hidden_dims=(8,))))

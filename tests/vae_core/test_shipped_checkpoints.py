@@ -13,9 +13,12 @@ import torch
 
 import vae_core as V
 from vae_core.classifier import accuracy, load_classifier
+from vae_core.record import beta_sweeps
 
 ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
-SHIPPED = sorted(ROOT.glob("*.safetensors"))
+SWEEP = ROOT / "beta-sweep"     # issue 23: six 2-D VAEs that differ only in β
+SHIPPED = sorted(ROOT.glob("*.safetensors")) + sorted(SWEEP.glob("*.safetensors"))
+SWEEP_BETAS = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 CLASSIFIER = ROOT / "classifier" / "mnist-digits.safetensors"
 RTOL = 0.01  # 1 %: the seeds are fixed, so only summation order differs
 
@@ -37,6 +40,26 @@ def test_checkpoints_are_shipped_and_small():
     total = sum(p.stat().st_size for p in ROOT.rglob("*.safetensors"))
     assert total <= 40e6, f"shipped checkpoints take {total / 1e6:.1f} MB (limit 40 MB)"
     assert all(p.stat().st_size <= 4e6 for p in IMPORTED), "an imported example is at most 4 MB"
+    sweep = sum(p.stat().st_size for p in SWEEP.glob("*.safetensors"))
+    assert sweep <= 6e6, f"the β sweep takes {sweep / 1e6:.1f} MB (limit 6 MB)"
+
+
+def test_the_beta_sweep_is_found_from_its_records():
+    """The app finds a sweep from what the records say (vae_core.record.beta_sweeps), never from file names: the
+    shipped one is a single group of six, each with its figures on all 10,000 test images and its map."""
+    records = [V.read_record(p) for p in SHIPPED]
+    sweeps = beta_sweeps(records)
+    assert len(sweeps) == 1, [[r.path for r in g] for g in sweeps]
+    sweep = sweeps[0]
+    assert [r.beta for r in sweep] == SWEEP_BETAS
+    assert all(Path(r.path).parent == SWEEP for r in sweep)
+    assert all(r.test_images == 10_000 and r.rate_distortion() is not None for r in sweep)
+    rates = [r.rate_distortion()[0] for r in sweep]
+    distortions = [r.rate_distortion()[1] for r in sweep]
+    # more weight on the KL term, less rate and more distortion (Alemi et al. 2018), along the whole sweep
+    assert rates == sorted(rates, reverse=True) and distortions == sorted(distortions)
+    for r in sweep:
+        assert V.load_checkpoint(r.path)[1].latent_means()[0].shape == (10_000, 2)
 
 
 @pytest.mark.parametrize("path", IMPORTED, ids=[p.stem for p in IMPORTED])
@@ -84,16 +107,16 @@ def test_train_all_and_the_record_agree_on_every_stage(path, script_stages):
     """Issue 21 item 7: `info` (the record's chain) and checkpoints/train_all.sh list the same commands, in
     order; a file made by continuing another carries the chain. A stage trained before issue 14 recorded its
     command without `--test-limit 0` (then the default): reports.provenance.same_command allows exactly that."""
-    from reports.provenance import same_command
+    from reports.provenance import same_command, stages_of
     record = V.read_record(path)
-    stages = script_stages[path.stem]
+    stages = stages_of(path, script_stages)
     chain = record.rebuild_commands
     assert len(chain) == len(stages), (chain, stages)
     assert all(same_command(c, s) for c, s in zip(chain, stages)), (chain, stages)
     assert "--init-from" not in chain[0] and all("--init-from" in c for c in chain[1:])
     for link in record.lineage:
         assert link.sha256 or link.reconstructed, "a link without a hash says why"
-    assert record.test_images() == 10_000 and record.test_images(test1000=True) == 1000
+    assert record.test_image_count() == 10_000 and record.test_image_count(test1000=True) == 1000
 
 
 @pytest.mark.slow
@@ -107,7 +130,8 @@ def test_checkpoint_metrics_reproduce_on_1000_test_images(path):
     for key, k in per_k.items():
         want = stored[key] if key else stored
         got = V.evaluate(model, test, want["samples"], quadrants=k)
-        for name in ("neg_elbo", "nll_is", "nll_mc", "diversity"):
+        # recon and kl too: the rate-distortion chart of the β sweep plots them (issue 23)
+        for name in ("neg_elbo", "recon", "kl", "nll_is", "nll_mc", "diversity"):
             if name in want:
                 assert got[name] == pytest.approx(want[name], rel=RTOL, abs=1e-3), (key, name)
 
