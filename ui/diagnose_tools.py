@@ -167,13 +167,13 @@ def _sha256(path: str, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
-def related(a: CheckpointRecord, b: CheckpointRecord) -> bool:
-    """Whether one of two checkpoints continued the other's training, or both continued a common file (by
-    the SHA-256 their records keep of each parent file)."""
+def kinship(a: CheckpointRecord, b: CheckpointRecord) -> tuple[bool, bool]:
+    """(the two files are the same bytes, one continued the other's training or both continued a common file),
+    by the files' SHA-256 and the hashes their records keep of each parent file."""
     sha_a, sha_b = (_sha256(r.path, mtime_of(r.path)) if r.path else "" for r in (a, b))
     chain_a = {x.sha256 for x in a.lineage if x.sha256}
     chain_b = {x.sha256 for x in b.lineage if x.sha256}
-    return bool(sha_a in chain_b or sha_b in chain_a or chain_a & chain_b)
+    return bool(sha_a and sha_a == sha_b), bool(sha_a in chain_b or sha_b in chain_a or chain_a & chain_b)
 
 
 @torch.no_grad()
@@ -482,7 +482,8 @@ def same_z_note(a_imgs: np.ndarray, b_imgs: np.ndarray, a: CheckpointRecord, b: 
     """Why the same z decodes alike or not under A and B: relatedness (the chain of runs) and the measured mean
     pixel distance between their pictures (the unit of sample diversity)."""
     distance = float(np.linalg.norm((a_imgs - b_imgs).reshape(len(a_imgs), -1), axis=1).mean())
-    return same_z_verdict(related=related(a, b), distance=distance)
+    identical, related = kinship(a, b)
+    return same_z_verdict(related=related, distance=distance, identical=identical)
 
 
 def lineage_rows(record: CheckpointRecord) -> pd.DataFrame:

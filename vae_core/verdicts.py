@@ -249,11 +249,15 @@ def comparison_note(a: Measured, b: Measured) -> Verdict | None:
         {"a": (a.images, a.samples), "b": (b.images, b.samples)})
 
 
-def same_z_verdict(*, related: bool, distance: float) -> Verdict:
-    """Why the same z gives (un)like pictures under A and B: whether one model continued the other's training
-    (their latent spaces are the same one) and the measured mean pixel distance between their decodings."""
-    facts = {"related": related, "distance": distance}
+def same_z_verdict(*, related: bool, distance: float, identical: bool = False) -> Verdict:
+    """Why the same z gives (un)like pictures under A and B: whether the two files are one and the same,
+    whether one model continued the other's training (their latent spaces are the same one) and the measured
+    mean pixel distance between their decodings."""
+    facts = {"related": related, "distance": distance, "identical": identical}
     d = format_number(distance)
+    if identical:
+        return Verdict("same_file", "The two files are byte for byte the same model, so the same z gives the same "
+                                    f"pictures (mean pixel distance {d}).", "info", facts)
     if related:
         return Verdict("continued", (
             f"One of these models continued the other's training, so they share a latent space: the same z "

@@ -139,6 +139,27 @@ def test_two_checkpoints_measured_alike_show_the_difference(app, tmp_path, monke
     assert dict(zip(figures["figure"], figures["B − A"]))["−ELBO (nats per image)"] == "+2.50"
 
 
+def test_the_same_z_sentence_knows_a_continued_run_and_a_copy(app, tmp_path, monkeypatch):
+    from vae_core.checkpoints import file_sha256
+    folder = tmp_path / "kin"
+    folder.mkdir()
+    cfg = ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,))
+    parent = CheckpointRecord(model_config=cfg, name="parent", command="python -m vae_core train --out parent")
+    save_checkpoint(folder / "parent.safetensors", build_model(cfg, seed=0), parent)
+    child = CheckpointRecord(model_config=cfg, name="child", command="python -m vae_core train --init-from parent")
+    child = child.continued_from(parent, file_sha256(folder / "parent.safetensors"), "parent.safetensors")
+    save_checkpoint(folder / "child.safetensors", build_model(cfg, seed=1), child)
+    shutil.copyfile(folder / "parent.safetensors", folder / "copy.safetensors")
+    monkeypatch.setenv("LATENT_LAB_MODEL_DIRS", str(folder))
+    at = diagnose_tab(first_500(open_page(app, "pages/diagnose.py", "parent (parent)")), "Two checkpoints")
+    at.selectbox(key="diagnose_other").select(
+        next(o for o in at.selectbox(key="diagnose_other").options if o.startswith("child"))).run()
+    assert "continued the other's training" in texts_of(at)
+    at.selectbox(key="diagnose_other").select(
+        next(o for o in at.selectbox(key="diagnose_other").options if "copy" in o)).run()
+    assert "byte for byte the same model" in texts_of(at) and "trained separately" not in texts_of(at)
+
+
 # ----------------------------------------------------------------------------- item 6: promised times
 def test_train_promises_no_time_it_did_not_measure_then_the_one_it_did(app):
     at = open_page(app, "pages/train.py")

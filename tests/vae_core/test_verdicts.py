@@ -152,6 +152,8 @@ def test_the_same_z_sentence_follows_relatedness_and_the_measured_distance():
     assert "rotation" in same_z_verdict(related=False, distance=6.0).text
     assert same_z_verdict(related=False, distance=0.2).rule == "separate_but_alike"
     assert same_z_verdict(related=True, distance=0.5).rule == "continued"
+    assert same_z_verdict(related=False, distance=0.0, identical=True).rule == "same_file"
+    assert "trained separately" not in same_z_verdict(related=False, distance=0.0, identical=True).text
 
 
 # ----------------------------------------------------------------------------- promised times
