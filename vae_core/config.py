@@ -85,7 +85,7 @@ class _DictMixin:
 class ModelConfig(_DictMixin):
     """What a model is: enough to rebuild it from a checkpoint.
 
-    variant    a name in vae_core.models.VARIANTS: vae | cvae | gsnn | hybrid | baseline
+    variant    a name in vae_core.models.VARIANTS: vae | beta-vae | cvae | gsnn | hybrid | baseline (the registry decides)
     condition  none (plain VAE) | label (x = digit class, y = image) |
                quadrants (x = image with some quadrants visible, y = the missing pixels)
     quadrants  for the quadrants condition: 1, 2 or 3 visible quadrants, or 0 to draw the count at
@@ -151,7 +151,7 @@ class ModelConfig(_DictMixin):
             parts.append("label")
         if self.has_latent:
             parts.append(f"{self.latent_dim}-D latent")
-        if self.variant == "hybrid":
+        if variant_info(self.variant).uses_alpha:
             parts.append(f"alpha {self.alpha:g}")
         return " | ".join(parts)
 
