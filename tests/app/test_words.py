@@ -218,6 +218,8 @@ def test_the_decoder_names_fashion_items_not_digits(app):
     at = open_page(app, "pages/decoder.py", "fashion_vae_2d")
     assert "Draw an item of clothing" in [h.value for h in at.subheader]
     assert "Two test items of clothing" in at.radio(key="interp_mode").options
+    at.sidebar.toggle(key="browser_decode").set_value(False).run()   # the server's canvas, with its caption
+    assert not errors_of(at) and "Draw an item of clothing in white on the black square." in texts_of(at)
     assert "toolbar" not in texts_of(at)
     assert any(b.label == "Clear the drawing" for b in at.button)
 
