@@ -107,7 +107,7 @@ if not entries:
     st.info(f"No models yet: train one on the Train page, or put checkpoints in {folders}.")
 else:
     overview, details = models_table(entries, map_shows_codes)  # recommended first
-    st.dataframe(overview, hide_index=True, width="stretch", key="home_models")
+    st.dataframe(overview, hide_index=True, width="stretch", height="content", key="home_models")  # every model in view
     with st.expander("Scores, training and files", icon=":material/table_chart:"):
         st.dataframe(
             details, hide_index=True, width="stretch", key="home_model_details",
