@@ -4,6 +4,9 @@
 # Early stopping / model choice use a validation split carved from the training set (--val-fraction), never
 # the test set; the test set is only used for the final figures.
 # Usage: bash checkpoints/train_all.sh [NAME ...]   (no names: all, one after another)
+# `python -m reports.provenance --commands` prints every stage's command without running any (it puts stand-ins for
+# python first in PATH); `python -m vae_core info FILE` prints the same commands from the file's record, and
+# tests/vae_core/test_shipped_checkpoints.py checks that the two agree.
 # --threads 1: on the 2-core machine these ran as two single-threaded queues side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +20,6 @@ run() {  # run NAME CLI-ARGS...: runs only the names asked for (all when none we
 # --test-limit 0: the final figures on all 10,000 test images (train's default became 1,000 in issue 14; the
 # checkpoints trained before that recorded their command without the flag and were evaluated on all 10,000).
 common="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --lr 1e-3 --lr-decay 0.95 --test-limit 0"
-# stage 2 (issue 14): continue from the stage-1 file (--init-from, same model config) at a lower learning rate until
-# the validation loss stops improving (--patience); --max-seconds caps the run on a shared CPU.
-cont="--val-fraction 0.1 --keep-best true --float16 --quiet --threads 1 --test-limit 0 --epochs 200"
 
 # label-conditioned CVAE / GSNN / hybrid with a 2-D latent (Compare page, latent map, decoder)
 for v in cvae gsnn hybrid; do
@@ -63,8 +63,12 @@ for v in baseline gsnn cvae hybrid; do
   run mnist-quadrants-$v train --variant $v --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
       --epochs 40 $common --name "MNIST $v (quadrants 1-3)" --out checkpoints/mnist-quadrants-$v.safetensors
 done
+# stage 2 (issue 14): continue from the stage-1 file (--init-from, same model config) at a lower learning rate until
+# the validation loss stops improving (--patience); --max-seconds caps the run on a shared CPU. The flags are in the
+# order the file's record holds them, so `info` and this script print the same command.
 run mnist-quadrants-cvae train --variant cvae --condition quadrants --quadrants 0 --latent-dim 32 --hidden-dims 400 400 \
-    --init-from checkpoints/mnist-quadrants-cvae.safetensors $cont --patience 6 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 \
+    --init-from checkpoints/mnist-quadrants-cvae.safetensors --epochs 200 --patience 6 --val-fraction 0.1 \
+    --keep-best true --float16 --quiet --threads 1 --lr 3e-4 --lr-decay 0.97 --max-seconds 2400 --test-limit 0 \
     --name "MNIST cvae (quadrants 1-3)" --out checkpoints/mnist-quadrants-cvae.safetensors
 # a VAE trained by code that is not Latent Lab's (issue 20): examples/train_conv_vae.py, a plain PyTorch loop (Adam,
 # 5,000 training images held out to keep the best epoch), stopped by --max-seconds (after 13 epochs on the loaded

@@ -104,7 +104,7 @@ def _worker_main(inbox, outbox, stop_event) -> None:
     else:
         run_job(task["settings"], task["data_root"], emit, should_stop, redraw_seconds=task["redraw_seconds"],
                 timings={"submitted": task.get("submitted"), "received": task["received"]},
-                quick=orphaned.is_set)
+                quick=gone)
     if orphaned.is_set():
         os._exit(0)  # the queue's feeder may be blocked on a pipe nobody reads: do not wait for it
     outbox.close()

@@ -190,10 +190,9 @@ class JobStoreError(RuntimeError):
         self.recovered = recovered    # the fault was repaired (the table recreated): the call may be retried
 
 
-# Per table file (resolved path), shared by every JobTable of this process on it: the newest recovery's notice
-# (time, sentence) and how many recoveries happened (a service re-registers its running rows when it changes).
+# Per table file (resolved path), shared by every JobTable of this process on it: the newest repair's notice
+# (time, sentence). A service puts back the running rows a repair lost when it next renews their leases.
 _notices: dict[str, tuple[float, str]] = {}
-_generations: dict[str, int] = {}
 _recovery_lock = threading.Lock()
 
 
@@ -225,11 +224,6 @@ class JobTable:
         self.path = Path(path)
         self.key = str(self.path.resolve())
         self.start()
-
-    @property
-    def generation(self) -> int:
-        """How many times this table file was recreated in this process (deleted or damaged, then started anew)."""
-        return _generations.get(self.key, 0)
 
     def notice(self) -> str | None:
         return notice(self.path)
@@ -388,7 +382,6 @@ class JobTable:
                             f"server ran); at {at} a new one was started. Runs listed before are no longer listed; "
                             "saved models are untouched, and runs training on this server carry on.")
             _notices[self.key] = (time.time(), sentence)
-            _generations[self.key] = _generations.get(self.key, 0) + 1
             return sentence
 
     def _fault_now(self) -> str | None:

@@ -15,6 +15,7 @@ from ui import compare_tools as ct
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, upscale
 from ui.model_catalogue import available_models, load_model
+from ui.notation import state_notation
 from vae_core import CheckpointError, sample_diversity
 from vae_core.data import class_names
 from ui.routing import route_through_app
@@ -25,6 +26,7 @@ st.title("Compare CVAE vs GSNN")
 st.caption("A GSNN trains its decoder on z drawn from the prior p(z|x), so it learns to hedge and its samples "
            "look alike; a CVAE trains on z from the recognition net q(z|x,y) and keeps a different plausible "
            "answer for each z. Same conditions, same noise, side by side.")
+state_notation()
 
 entries = available_models()
 if ct.unconditional_sentence():

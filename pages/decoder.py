@@ -23,6 +23,7 @@ from ui import latent_pad as lp
 from ui import live_encoder as le
 from ui import presenter as pv
 from vae_core.data import class_names as class_names_of
+from vae_core.formatting import a_thing, thing_name
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
 from ui.model_catalogue import model_picker
@@ -48,6 +49,10 @@ cfg = model.config
 path = record.path
 dataset_name = record.dataset
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
+thing, things = thing_name(dataset_name), thing_name(dataset_name, plural=True)   # digit(s), or item(s) of clothing
+a_one = a_thing(dataset_name)                                                     # "a digit", "an item of clothing"
+SENT_KEY = "_decoder_sent"   # the latent mean "Send to the sliders" last sent (its feedback shows beside the button)
+CANVAS_KEY = "_decoder_canvas_version"   # "Clear" gives the canvas a fresh key
 in_browser = lp.browser_toggle()
 presenting = pv.presenter_toggle()   # ?present=1 or the sidebar switch: a projector's view with keys
 dt.ensure_z(path, model)
@@ -108,12 +113,12 @@ def side_controls(label, *, numbers: bool) -> None:
         st.caption(note)
     b1, b2 = st.columns(2)
     b1.button("Sample", icon=":material/casino:", on_click=random_sample, width="stretch",
-              help="Draw z from the prior p(z|x) (N(0, I) for a plain VAE)")
+              help="Draw z from the prior (for a label model, the prior of the chosen class; N(0, I) for a plain VAE)")
     b2.button("Centre", icon=":material/center_focus_strong:", on_click=centre, width="stretch",
               help="Go to the prior's mean (the origin for a plain VAE)")
     if cfg.condition == "label" and cfg.prior == "learned":
         mu, std = dt.prior(model, label)
-        st.caption("The prior p(z | class " + class_names[label or 0] + ") has mean ("
+        st.caption("The prior for class " + class_names[label or 0] + " has mean ("
                    + ", ".join(f"{v:.2f}" for v in mu[:4]) + (", …" if len(mu) > 4 else "") + ") and sd ("
                    + ", ".join(f"{v:.2f}" for v in std[:4]) + (", …" if len(std) > 4 else "") + ").")
 
@@ -192,28 +197,29 @@ INTERP_ENDS_KEY = "interp_ends"   # the interpolation's ends and class, for the 
 def interpolation() -> None:
     st.subheader("Interpolation")
     test = test_set(dataset_name)
-    modes = ["Two latent points", "Two test digits"]
-    mode = st.radio("Between", modes, horizontal=True, key="interp_mode")
+    modes = ["Two latent points", "Two test digits"]   # stable values; the labels name this data set's things
+    mode = st.radio("Between", modes, horizontal=True, key="interp_mode",
+                    format_func=lambda m: m.replace("digits", things))
     label = class_picker("interp_label", "Decode as class") if cfg.condition == "label" else None
     if mode == "Two test digits":
         if test is None:
-            st.info(missing_data_note(dataset_name) + " Interpolating between test digits needs it; "
+            st.info(missing_data_note(dataset_name) + f" Interpolating between test {things} needs it; "
                     "two latent points work without it.")
             return
         a, b, _ = st.columns([1, 1, 2])
-        i0 = a.number_input("First test digit (#)", 0, len(test) - 1, 0, key="interp_i0")
-        i1 = b.number_input("Second test digit (#)", 0, len(test) - 1, 1, key="interp_i1")
+        i0 = a.number_input(f"First test {thing} (#)", 0, len(test) - 1, 0, key="interp_i0")
+        i1 = b.number_input(f"Second test {thing} (#)", 0, len(test) - 1, 1, key="interp_i1")
         ends = []
         for i in (i0, i1):
             own = int(test.labels[i]) if cfg.condition == "label" else None
             if own is not None and not 0 <= own < cfg.num_classes:  # the data set has more classes than the model
-                st.warning(f"Test digit #{i} is of class {own}, which this model (trained on {cfg.num_classes} "
-                           "classes) cannot encode: pick another digit.", icon=":material/block:")
+                st.warning(f"Test {thing} #{i} is of class {own}, which this model (trained on {cfg.num_classes} "
+                           f"classes) cannot encode: pick another {thing}.", icon=":material/block:")
                 return
             mu, _, _ = dt.encode_digit(model, test.images[i].numpy(), own)
             ends.append(mu)
         z0, z1 = ends
-        st.caption(f"From test digit #{i0} (a {class_names[int(test.labels[i0])]}) to #{i1} "
+        st.caption(f"From test {thing} #{i0} (a {class_names[int(test.labels[i0])]}) to #{i1} "
                    f"(a {class_names[int(test.labels[i1])]}), through their latent means"
                    + (f", decoded as class {class_names[label]}." if label is not None else "."))
     else:
@@ -251,14 +257,22 @@ interpolation()
 def send_to_sliders(mu) -> None:
     """Move the explorer to the drawn digit's latent mean. A full rerun: rerunning only the two fragments
     (st.rerun with their keys, from this callback) redrew the picture but left the number boxes and sliders
-    showing the old z in the browser (Streamlit 1.67), and the next key press jumped back."""
+    showing the old z in the browser (Streamlit 1.67), and the next key press jumped back. The sent z is
+    remembered so the button's own place can say what happened (the explorer is far up the page)."""
     dt.set_z(mu)
+    st.session_state[SENT_KEY] = [round(float(v), 3) for v in mu]
     st.rerun()
+
+
+def clear_drawing() -> None:
+    """A fresh canvas (a new key), and no feedback left over from the last drawing."""
+    st.session_state[CANVAS_KEY] = st.session_state.get(CANVAS_KEY, 0) + 1
+    st.session_state.pop(SENT_KEY, None)
 
 
 @st.fragment(key="decoder_drawing")
 def drawing() -> None:
-    st.subheader("Draw a digit")
+    st.subheader(f"Draw {a_one}")
     label = class_picker("draw_label", "It is a") if cfg.condition == "label" else None
     why_not = le.unavailable() if in_browser else "“Decode in the browser” is off"
     if why_not is None:  # the encoder follows the pen, in the browser (ui/live_encoder.py)
@@ -268,13 +282,15 @@ def drawing() -> None:
     left, mid, right = st.columns([1.1, 1, 1.4])
     with left:
         if st_canvas is not None:
+            version = st.session_state.get(CANVAS_KEY, 0)
             result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
                                height=280, width=280, drawing_mode="freedraw", return_image_data=True,
-                               key="decoder_canvas")
+                               key=f"decoder_canvas_{version}" if version else "decoder_canvas")
             raw = result.image_data
-            st.caption("Draw in white on the black square; the toolbar clears it.")
+            st.caption(f"Draw {a_one} in white on the black square.")
+            st.button("Clear the drawing", icon=":material/ink_eraser:", key="draw_clear", on_click=clear_drawing)
         else:
-            upload = st.file_uploader("A PNG of a digit (light on dark)", type=["png"], key="decoder_upload",
+            upload = st.file_uploader(f"A PNG of {a_one} (light on dark)", type=["png"], key="decoder_upload",
                                       max_upload_size=dt.UPLOAD_MAX_BYTES // (1024 * 1024))
             raw = None
             if upload is not None:
@@ -283,7 +299,7 @@ def drawing() -> None:
                     st.error(problem, icon=":material/broken_image:")
     digit = dt.drawing_to_digit(raw)
     if digit is None:
-        mid.info("Draw a digit to see how the model reads it.")
+        mid.info(f"Draw {a_one} to see how the model reads it.")
         return
     with mid:
         mu, std, recon = dt.encode_digit(model, digit, label)
@@ -293,6 +309,11 @@ def drawing() -> None:
                     + "  \nStandard deviation " + ", ".join(f"{s:.2f}" for s in std[:6]) + (" …" if len(std) > 6 else ""))
         st.button("Send to the sliders", icon=":material/arrow_upward:", on_click=send_to_sliders, args=(mu,),
                   key="draw_send")
+        sent = st.session_state.get(SENT_KEY)
+        if sent is not None and np.allclose(sent, mu, atol=1e-3):   # feedback where the click was
+            st.success("Sent: the explorer above now shows z = (" + ", ".join(f"{v:.2f}" for v in sent[:6])
+                       + (", …" if len(sent) > 6 else "") + "). [Go up to it](#explore)",
+                       icon=":material/check_circle:")
     with right:
         if cfg.latent_dim != 2:
             st.caption("The map needs a 2-D latent.")
@@ -307,12 +328,12 @@ def drawing() -> None:
             fig = go.Figure()
             fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
                               xaxis_title="z₁", yaxis_title="z₂")
-        fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name="your digit",
+        fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", name=f"your {thing}",
                                  marker=dict(size=18, symbol="star", color="#111",
                                              line=dict(color=class_color(label or 0), width=1.5))))
         st.plotly_chart(fig, width="stretch", key="draw_map", config={"displayModeBar": False})
-        st.caption("Your digit (black star) among the test set's latent means"
-                   if stored is not None else "Where your digit lands (this checkpoint stores no test-set map).")
+        st.caption(f"Your {thing} (black star) among the test set's latent means"
+                   if stored is not None else f"Where your {thing} lands (this checkpoint stores no test-set map).")
 
 
 drawing()

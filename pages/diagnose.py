@@ -13,18 +13,30 @@ import streamlit as st
 import torch
 
 from ui.cached_data import missing_data_note, test_set
-from ui.diagnose_tools import (aggregate_figures, history_dict, record_facts, collapse_view, compare_rows,
-                               conditional_view_reason, config_rows, decode_same_z, ellipses_figure,
-                               example_gaussians, kl_bars, kl_over_epochs, likelihood_figure, likelihood_view,
-                               marginal_histograms, metrics_rows, mtime_of, per_example_view, reconstructions,
-                               same_z_reason, view_applies)
+from ui.diagnose_tools import (aggregate_figures, chain_history_figure, history_dict, record_facts, collapse_view,
+                               compare_rows, conditional_view_reason, config_rows, curve_diversity, decode_same_z,
+                               ellipses_figure, example_gaussians, kl_bars, kl_over_epochs, likelihood_figure,
+                               likelihood_view, lineage_rows, marginal_histograms, metrics_rows, mtime_of,
+                               per_example_view, reconstructions, same_z_note, same_z_reason, view_applies)
 from ui.images import grid, upscale
 from ui.model_catalogue import available_models, load_model, model_picker
+from ui.notation import state_notation
 from ui.plots import loss_curves
 from ui.routing import route_through_app
 from vae_core import VARIANTS, CheckpointError, plain_variant
 from vae_core.diagnostics import (ACTIVE_THRESHOLD, default_quadrants, diagnostics_unavailable_reason,
                                   kl_unavailable_reason)
+from vae_core.formatting import format_count, format_nats
+from vae_core.verdicts import collapse_verdict, likelihood_verdict, nll_bias
+
+TONES = {"success": (st.success, ":material/check_circle:"), "warning": (st.warning, ":material/warning:"),
+         "info": (st.info, ":material/info:")}
+
+
+def show(verdict) -> None:
+    """A verdict of vae_core.verdicts, in the box of its tone."""
+    box, icon = TONES[verdict.tone]
+    box(verdict.text, icon=icon)
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
 
@@ -36,7 +48,8 @@ GALLERY = 12
 st.title(":material/troubleshoot: Diagnose")
 st.caption("Visual debugging for a model that misbehaves: KL per latent dimension and active units, the "
            "aggregate posterior against the prior, the worst test images, whether the likelihood estimate is "
-           "trustworthy, and the checkpoint's own training history and settings.")
+           "trustworthy, and the checkpoint's own training history, settings and the runs it came from.")
+state_notation()
 
 # opens on the plain VAE with a 2-D latent when there is one (the registry's plain unconditional variant)
 picked = model_picker(prefer=(lambda c: c.variant == plain_variant(False) and c.latent_dim == 2,
@@ -96,16 +109,8 @@ with tabs[0]:
                 c.metric("Largest share of the KL", f"{kl.max() / max(kl.sum(), 1e-12):.0%}",
                          help="The fraction of the KL carried by the busiest dimension.")
                 st.plotly_chart(kl_bars(kl, variance), key="diagnose_kl_bars", config={"displaylogo": False})
-                inactive = [f"z{d + 1}" for d in np.flatnonzero(variance <= ACTIVE_THRESHOLD)]
-                if inactive:
-                    verb = "is" if len(inactive) == 1 else "are"
-                    st.warning(f"{len(inactive)} of {cfg.latent_dim} dimensions {verb} inactive ({', '.join(inactive[:12])}"
-                               f"{', …' if len(inactive) > 12 else ''}): their posterior mean hardly moves across the "
-                               "data, so they carry no information about the image to the decoder; their KL is near zero. "
-                               "This is posterior collapse in those dimensions (grey bars).", icon=":material/warning:")
-                else:
-                    st.success(f"All {cfg.latent_dim} dimensions are active: each one's posterior mean varies across "
-                               "the data.", icon=":material/check_circle:")
+                show(collapse_verdict(kl, variance, ACTIVE_THRESHOLD,
+                                      learned_prior=cfg.condition != "none" and cfg.prior == "learned"))
                 trained_beta = record.train_config.beta if record.train_config is not None else None
                 if trained_beta is not None and trained_beta != 1:
                     pull = ("pulls the posterior towards the prior and can leave dimensions inactive"
@@ -118,12 +123,13 @@ with tabs[0]:
                 st.caption(f"On the first {images:,} test images; KL against "
                            + ("N(0, I)." if cfg.condition == "none" or cfg.prior == "standard" else "the learned prior p(z|x)."))
         history_fig = kl_over_epochs(record)
-        st.markdown("**KL per dimension over the training epochs**")
-        if history_fig is not None:
+        if history_fig is not None:   # a heading only over something: a GSNN has no KL to draw (issue 21)
+            st.markdown("**KL per dimension over the training epochs**")
             st.plotly_chart(history_fig, key="diagnose_kl_epochs", config={"displaylogo": False})
         elif reason is None:
-            st.caption("This checkpoint's history has no KL per dimension: it was trained before Latent Lab recorded "
-                       "it. Models trained now (Train page or `python -m vae_core train`) record it every epoch.")
+            st.caption("This checkpoint's history has no KL per dimension over the epochs: it was trained before "
+                       "Latent Lab recorded it. Models trained now (Train page or `python -m vae_core train`) record "
+                       "it every epoch.")
 
 # ---------------------------------------------------------------------------- 2. aggregate posterior
 with tabs[1]:
@@ -182,6 +188,10 @@ with tabs[2]:
                            "(no KL, no gap).")
             left, right = st.columns([3, 2], gap="large")
             with left:
+                # the caption first: the table's toolbar appears above its top edge on hover and, with nothing
+                # above the table, it covered the tab strip (a click on a tab's centre hit the toolbar)
+                st.caption(f"Nats per image, worst −ELBO first; click a column header to sort, a row to inspect "
+                           f"it. NLL by importance sampling with S = {samples}.")
                 number = st.column_config.NumberColumn(format="%.2f")
                 event = st.dataframe(table, key=TABLE_KEY, on_select="rerun", selection_mode="single-row",
                                      hide_index=True, height=420,
@@ -191,8 +201,6 @@ with tabs[2]:
                                                     "gap": st.column_config.NumberColumn(
                                                         format="%.2f", help="−ELBO − NLL: how loose the bound is "
                                                         "for this image (up to sampling noise)")})
-                st.caption(f"Nats per image, worst −ELBO first; click a column header to sort, a row to inspect it. "
-                           f"NLL by importance sampling with S = {samples}.")
             rows = list(getattr(getattr(event, "selection", None), "rows", None) or
                         (event.get("selection", {}).get("rows", []) if isinstance(event, dict) else []))
             with right:
@@ -237,22 +245,21 @@ with tabs[3]:
                 (curve := likelihood_view(path, quadrants, source, data_root)) is not None:
             st.plotly_chart(likelihood_figure(curve), key="diagnose_is_curve", config={"displaylogo": False})
             mean_ess = curve["ess"].mean(1)
-            last = float(mean_ess[-1] / curve["samples"][-1])
+            top = int(curve["samples"][-1])
+            last = float(mean_ess[-1] / top)
             nll = curve["nll"].mean(1)
             a, b, c = st.columns(3)
-            a.metric("NLL at S = 1 (≈ −ELBO)", f"{nll[0]:.2f} nats")
-            b.metric("NLL at S = 1,000", f"{nll[-1]:.2f} nats", f"{nll[-1] - nll[0]:+.2f}", delta_color="inverse")
-            c.metric("ESS / S at S = 1,000", f"{last:.0%}")
-            verdict = ("q(z|x,y) is close to the true posterior: the weights are even and the estimate settles fast."
-                       if last > 0.5 else
-                       "a few samples carry most of the weight: the estimate is noisy and still biased low at small "
-                       "S; trust it only where the curve has flattened." if last > 0.05 else
-                       "one or two samples carry almost all the weight: q(z|x,y) is far from the true posterior and "
-                       "the likelihood estimate should not be trusted, even at S = 1,000.")
+            a.metric("NLL at S = 1 (≈ −ELBO)", format_nats(nll[0]))
+            b.metric(f"NLL at S = {format_count(top)}", format_nats(nll[-1]), f"{nll[-1] - nll[0]:+.2f} nats",
+                     delta_color="inverse")
+            c.metric(f"ESS / S at S = {format_count(top)}", f"{last:.0%}")
+            diversity = curve_diversity(path, mtime_of(path), quadrants, source)
+            show(likelihood_verdict(ess_fraction=last, diversity=diversity,
+                                    bias=nll_bias(curve["samples"], curve["nll"])))
             st.caption(f"Over the first {curve['nll'].shape[1]} test images (the first {min(5, curve['nll'].shape[1])} "
-                       "drawn one by one). Each estimate at S uses the first S of the same 1,000 draws. "
+                       f"drawn one by one). Each estimate at S uses the first S of the same {format_count(top)} draws. "
                        "ESS = 1 / Σ w², with w the normalised importance weights; ESS = S means perfectly even "
-                       f"weights. Here {verdict}")
+                       "weights.")
 
 # ---------------------------------------------------------------------------- 5. training history
 with tabs[4]:
@@ -274,14 +281,30 @@ with tabs[4]:
             facts = record_facts(record)
             if facts:
                 st.caption(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in facts.items()))
-            if record.command:
+            if record.lineage:   # the runs it continued, oldest first, and the commands that rebuild it
+                n = len(record.lineage)
+                st.markdown(f"**The chain of runs**: this model continued {n} earlier run{'s' * (n != 1)}, oldest "
+                            "first. Its loss curves above are its own run's; each earlier run's are in its file.")
+                chain_fig = chain_history_figure(record)
+                if chain_fig is not None:
+                    st.plotly_chart(chain_fig, key="diagnose_chain_history", config={"displaylogo": False})
+                st.dataframe(lineage_rows(record), hide_index=True, width="stretch", key="diagnose_lineage",
+                             column_config={"how it is known": st.column_config.TextColumn(width="large")})
+                if record.lineage[0].dropped_before:
+                    st.caption(f"{record.lineage[0].dropped_before} older runs of this chain are no longer recorded.")
+                st.caption("The commands that rebuild it, in order:")
+                st.code("\n".join(record.rebuild_commands), language="bash")
+            elif record.command:
                 st.code(record.command, language="bash")
             else:
                 st.caption("No training command stored.")
             left, right = st.columns(2)
             left.markdown("Settings")
             left.dataframe(config_rows(record), hide_index=True, width="stretch")
-            right.markdown("Stored metrics (test set, nats per image)")
+            images, s_ = record.test_image_count(), record.samples
+            right.markdown("Stored figures (test set"
+                           + (f", {format_count(images)} images" if images is not None else "")
+                           + (f", S = {format_count(s_)}" if s_ is not None else "") + ")")
             if record.metrics:
                 right.dataframe(metrics_rows(record), hide_index=True, width="stretch")
             else:
@@ -315,11 +338,13 @@ with tabs[5]:
                     st.image(upscale(grid(np.concatenate([a_imgs, b_imgs]), ncols=len(a_imgs)), 3),
                              output_format="PNG", caption=f"The same latent codes ({given}) decoded by A (top row) "
                                                           "and B (bottom row).")
-                metrics, settings = compare_rows(record, other)
+                    st.caption(same_z_note(a_imgs, b_imgs, record, other).text)
+                metrics, settings, note, source = compare_rows(record, other)
+                if note is not None:
+                    st.warning(note.text, icon=":material/rule:")
                 left, right = st.columns(2)
-                left.markdown("Metrics")
-                left.dataframe(metrics, hide_index=True, width="stretch",
-                               column_config={k: st.column_config.NumberColumn(format="%.3f") for k in ("A", "B", "B − A")})
+                left.markdown(f"Figures ({source}; nats per image unless named)")
+                left.dataframe(metrics, hide_index=True, width="stretch", key="diagnose_compare_figures")
                 right.markdown("Settings that differ")
                 if len(settings):
                     right.dataframe(settings, hide_index=True, width="stretch")

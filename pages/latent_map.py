@@ -10,13 +10,15 @@ import streamlit as st
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, upscale
 from ui.latent_map_tools import (decoded_background, keep_selection, kept_selection, map_unavailable_reason,
-                                 no_map_message, pca_axes, point_details, selected_indices, show_selection, test_latents)
+                                 map_verdict, no_map_message, pca_axes, point_details, selected_indices, show_selection,
+                                 test_latents)
 from ui import beta_sweep
 from ui import latent_pad as lp
 from ui import map_layers
 from ui.model_catalogue import model_picker
 from ui.plots import class_color, latent_scatter
 from vae_core.data import class_names as class_names_of
+from vae_core.formatting import thing_name
 from ui.routing import route_through_app
 
 route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
@@ -27,9 +29,9 @@ GALLERY_MAX = 60
 BACKGROUND_OPACITY = 0.9   # the decoded digits under the dots: nearly opaque, the dots pale over them
 
 st.title(":material/scatter_plot: Latent map")
-st.caption("Each dot is one test image, placed at the mean of its latent code q(z|y) and coloured by its class. "
-           "Click a dot to inspect it; choose the lasso or box tool in the chart's toolbar to gather a region. "
-           "Click a class in the legend to hide it.")
+st.caption("Each dot is one test image, placed where the encoder puts it (the mean of the latent code it gives "
+           "that image) and coloured by its class. Click a dot to inspect it; choose the lasso or box tool in the "
+           "chart's toolbar to gather a region. Click a class in the legend to hide it.")
 
 picked = model_picker(where=lambda c: map_unavailable_reason(c) is None, why_not=map_unavailable_reason)
 if picked is None:
@@ -38,6 +40,7 @@ model, record = picked
 cfg = record.model_config
 
 dataset_name = record.dataset
+things = thing_name(dataset_name, plural=True)    # digits, or items of clothing
 data = test_set(dataset_name)
 table = test_latents(record)
 if table is None:
@@ -46,12 +49,13 @@ if table is None:
 if table.note:
     st.warning(table.note, icon=":material/warning:")
 if data is None:
-    st.warning("The map below comes from the means stored in the checkpoint; showing the digits themselves "
+    st.warning(f"The map below comes from the means stored in the checkpoint; showing the {things} themselves "
                "needs the data set. " + missing_data_note(dataset_name), icon=":material/folder_off:")
-if cfg.condition == "label":
-    st.info("This model is given the label, so each image is encoded with its true label: the map shows "
-            "**style** (slant, width, stroke), not class, and the colours overlap by design.",
-            icon=":material/palette:")
+verdict = map_verdict(record, table.mu, table.labels)   # what this map shows, measured on its points
+if verdict.tone == "warning":
+    st.warning(verdict.text, icon=":material/scatter_plot:")
+else:
+    st.info(verdict.text, icon=":material/palette:" if cfg.condition == "label" else ":material/scatter_plot:")
 
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
 
@@ -79,12 +83,12 @@ with st.sidebar:
     show_background = show_classifier = show_thumbnails = False
     background_label = thumbnail_count = None
     if cfg.latent_dim == 2:
-        show_background = st.toggle("Decoded digits underneath", key="latent_background",
+        show_background = st.toggle(f"Decoded {things} underneath", key="latent_background",
                                     on_change=map_layers.only("decoded"),
                                     help="Decode a grid of latent points and draw the digits under the dots.")
         show_classifier, show_thumbnails, thumbnail_count = map_layers.layer_toggles(record)
         if (show_background or show_classifier) and cfg.condition == "label":
-            background_label = st.selectbox("Label for the decoded digits", range(cfg.num_classes),
+            background_label = st.selectbox(f"Label for the decoded {things}", range(cfg.num_classes),
                                             format_func=class_names.__getitem__, key="latent_background_label")
     marker_size = st.slider("Dot size", 2, 10, 4, key="latent_marker_size")
     in_browser = lp.browser_toggle()
@@ -146,7 +150,7 @@ def hover_digits(cfg, class_names: list[str], in_browser: bool) -> None:
         return
     why_not = lp.unavailable(model)
     if why_not:
-        st.caption(f"Hovering the map would show the digit under the cursor, but {why_not}.")
+        st.caption(f"Hovering the map would show the {thing_name(dataset_name)} under the cursor, but {why_not}.")
         return
     st.markdown("**Under the cursor**" + (" (decoded as every class)" if cfg.condition == "label" else ""))
     lp.hover_decoder(str(record.path), model, chart_key=CHART_KEY,
@@ -174,7 +178,7 @@ with detail_col:
                   on_click=keep_selection, args=(path, []))
     if not chosen:
         st.markdown("**Nothing selected yet**")
-        st.caption("Click a dot to see its digit, its reconstruction and its latent mean and spread; "
+        st.caption(f"Click a dot to see its {thing_name(dataset_name)}, its reconstruction and its latent mean and spread; "
                    "or pick the lasso in the chart's toolbar and circle a region.")
     elif len(chosen) == 1:
         i = chosen[0]
@@ -193,14 +197,15 @@ with detail_col:
             st.dataframe({"dimension": [f"z{d + 1}" for d in range(cfg.latent_dim)],
                           "mean μ": info["mu"].round(3), "std σ": info["std"].round(3)},
                          hide_index=True, width="stretch")
-            st.caption("μ and σ of q(z|y): where the encoder puts this digit, and how sure it is.")
+            st.caption(f"μ and σ of the latent code the encoder gives this image: where it puts this "
+                       f"{thing_name(dataset_name)}, and how sure it is.")
     else:
         counts = np.bincount(labels[chosen], minlength=len(class_names))
         ranked = sorted(((n, c) for c, n in enumerate(counts) if n), reverse=True)
-        st.markdown(f"**{len(chosen):,} digits selected**")
+        st.markdown(f"**{len(chosen):,} {things} selected**")
         st.caption(" · ".join(f"{class_names[c]}: {n:,}" for n, c in ranked))
         if data is None:
-            st.caption("Showing the digits needs the data set.")
+            st.caption(f"Showing the {things} needs the data set.")
         else:
             shown = np.asarray(chosen)
             if len(shown) > GALLERY_MAX:  # a fair sample of the region, not just the first class listed

@@ -16,17 +16,20 @@ from jobs.limits import LimitsError, weights_problem
 from ui.cached_data import data_problem, dataset_folder
 from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
+from ui.notation import state_notation
 from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
-from ui.training_job import (format_seconds, job_store_sentences, jobs, my_models_folder, parse_hidden,
-                             show_table_notice)
+from ui.training_job import (DEFAULT_EPOCHS, format_seconds, job_store_sentences, jobs, last_run_seconds,
+                             my_models_folder, parse_hidden, show_table_notice)
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
 from vae_core.validation import one_sentence
+from vae_core.verdicts import time_promise
 from ui.routing import route_through_app
 
 person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
 
 VIEW = "train_view"           # the id of the job this session looks at
+RUNS_OPEN = "_train_runs_open"  # the list of runs was used: keep it open
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map
 REFRESH_SECONDS = 1.0
 CURVE_SECONDS = 2.0           # the live loss curves take new data this often (and at each epoch's test loss)
@@ -36,13 +39,7 @@ EVAL_IMAGES = 2000            # the per-epoch test curve and the live latent map
 KEEP = dict(persist_state="session")  # settings survive a switch to another page and back
 BETA_MAX = 20.0               # the β field's top; each variant has its own field (key train_beta_<variant>), which
                               # starts at the variant's default_beta and keeps what the person types for that variant
-# The classroom default: a 2-D VAE (256-256) on all 60,000 MNIST images for 4 epochs, batch 128, lr 1e-3; the
-# clusters form in front of the class. Measured on this project's 2-core machine with `nice -n 19` and one torch
-# thread at load 0.7: test loss (2,000 images) 163.5, 157.4, 153.9, 151.6 nats after epochs 1-4, 21.8 s wall
-# (20.1 s of steps); 3 epochs (153.9) sit close to the 155 bar, 6 took 33 s. Under a load of 10 the same job
-# took 182 s in the app and 192 s with the CLI (bench/jobs_speed.py), and reached the same 151.6 nats.
-DEFAULT_EPOCHS = 4
-DEFAULT_SECONDS = "25 seconds"
+# DEFAULT_EPOCHS (ui/training_job.py): the classroom default run, which Home promises too
 
 CONDITIONS = {"label": "the label", "quadrants": "some quadrants"}   # short: the box is a third of the width
 CONDITION_NOTES = {"label": "x is the class label; y is the whole image.",
@@ -59,6 +56,7 @@ st.title(":material/model_training: Train a model")
 st.caption("Pick a model and its settings, press Start, and watch the losses fall, the samples sharpen and, "
            "for a 2-D latent, the digit clusters form. Training runs apart from this page: it goes on while you "
            "visit another page, and a refresh or this page's link in a new tab finds it again.")
+state_notation()   # the variants' descriptions write q(z|x,y) and p(z|x)
 
 try:
     with job_store_sentences():   # the job table's faults (busy, read-only, disk) are its sentence, not a traceback
@@ -171,8 +169,10 @@ stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disable
 if busy or others:
     note_col.caption(f"One run at a time on this page (each person may have {service.limits.share()}): stop "
                      "the running one to start another.")
-elif problem is None:
-    note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
+elif problem is None:   # a time only where one was measured here (the last finished run with these settings)
+    measured = last_run_seconds(service, model_config, train_config)
+    note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}."
+                     + (" " + time_promise(measured) if measured is not None else ""))
 else:
     note_col.caption("Change the settings above to start.")
 
@@ -213,19 +213,38 @@ def run_line(snap) -> str:
     return f"{what} · {snap.status} · {snap.message}"
 
 
-if len(mine) > 1 or (mine and mine[0].id != (job.id if job else None)):
-    with st.expander(f"Your runs ({len(mine)})", icon=":material/list:", expanded=any(j.active for j in mine)):
-        for snap in mine:
+@st.fragment(run_every=REFRESH_SECONDS if any(j.active for j in mine) else None)
+def your_runs() -> None:
+    """The owner's runs, one line each. It redraws itself while a run is active, so a line's percentage
+    follows the progress bar below (drawn once with the page, it stayed at its first figure: issue 21)."""
+    runs = service.jobs_of(owner)
+    shown = job.id if job else None
+    if not (len(runs) > 1 or (runs and runs[0].id != shown)):
+        return
+    # open while a run is active, and after a click in it (its Stop or Open) so the answer shows where it was made
+    opened = any(j.active for j in runs) or st.session_state.get(RUNS_OPEN, False)
+    with st.expander(f"Your runs ({len(runs)})", icon=":material/list:", expanded=opened):
+        for snap in runs:
             line, open_col, stop_col = st.columns([6, 1, 1], vertical_alignment="center")
-            viewing = job is not None and snap.id == job.id
-            line.markdown(f"{STATUS_ICONS.get(snap.status, '')} {run_line(snap)}" + (" · *shown below*" if viewing else ""))
+            viewing = snap.id == shown
+            if viewing and snap.active:   # the bar below is the live figure: one source, never two
+                text = f"**{snap.model_config.describe()}**, {snap.epochs} epoch{'s' * (snap.epochs != 1)} · " \
+                       f"{snap.status} · *shown below*"
+            else:
+                text = run_line(snap) + (" · *shown below*" if viewing else "")
+            line.markdown(f"{STATUS_ICONS.get(snap.status, '')} {text}")
             if open_col.button("Open", key=f"train_open_{snap.id}", disabled=viewing, width="stretch"):
                 st.session_state[VIEW] = snap.id
+                st.session_state[RUNS_OPEN] = True
                 st.rerun()
             if stop_col.button("Stop run", key=f"train_stoprun_{snap.id}", disabled=not snap.active,
                                width="stretch"):
                 stop_and_wait(snap.id)
+                st.session_state[RUNS_OPEN] = True
                 st.rerun()
+
+
+your_runs()
 
 
 # ---------------------------------------------------------------------------- the run
@@ -255,25 +274,16 @@ def draw(snap) -> None:
         st.progress(snap.fraction, text=text)
 
     figures = cached_figures(snap.id)
-    if snap.steps.get("step"):
-        now = time.monotonic()
-        if "curves" not in figures:
-            figures["curves"] = loss_curves(snap.steps, snap.epoch_records, snap.steps_per_epoch)
-            figures["curves_at"] = now
-        elif (not snap.active or now - figures["curves_at"] >= CURVE_SECONDS - 0.05
-              or len(snap.epoch_records) != figures.get("curves_epochs")):
-            # swapping the data in is ~20x cheaper than rebuilding
-            refresh_loss_curves(figures["curves"], snap.steps, snap.epoch_records, snap.steps_per_epoch)
-            figures["curves_at"] = now
-        figures["curves_epochs"] = len(snap.epoch_records)
-        # The chart's element id hashes its figure and the browser builds a chart with a new id anew
-        # (Plotly.newPlot); an unchanged figure keeps its id and costs the browser nothing.
-        st.plotly_chart(figures["curves"], key="train_curves", config={"displayModeBar": False})
-        st.caption("Nats per image (total and reconstruction on a log scale). Thin lines: the training loss of "
-                   "each batch; bold: smoothed; "
-                   f"dotted diamonds: the test loss (first {snap.eval_images:,} test images, β = 1) after each epoch.")
-
-    pictures, latent = st.columns([1, 1], gap="large")
+    # The loss curves and, for a 2-D latent, the live map side by side at the top, in view without scrolling
+    # (below the curves, the map began under the fold of a 1000-pixel-high window: issue 21); samples below.
+    two_d = snap.model_config.has_2d_map
+    curves_col, map_col = st.columns([3, 2], gap="large") if two_d else (st.container(), None)
+    with curves_col:
+        draw_curves(snap, figures)
+    if map_col is not None:
+        with map_col:
+            draw_latent_map(snap, figures)
+    pictures, notes = st.columns([1, 1], gap="large")
     with pictures:
         if snap.preview is not None:
             st.markdown("**What the model generates**")
@@ -282,30 +292,63 @@ def draw(snap) -> None:
                 figures["preview"], figures["preview_of"] = png_bytes(upscale(snap.preview, scale)), snap.preview
             # the same bytes make the same media URL, so an unchanged picture is not fetched or decoded again
             st.image(figures["preview"], caption=snap.preview_caption.capitalize())
-    with latent:
-        if snap.latent is not None:
-            st.markdown("**Latent map of test images**")
-            points, labels = snap.latent
-            if snap.active:
-                # while it trains, one picture per new map: a Plotly figure of 2,000 points redrawn every
-                # second cost the browser most of a core (issue 10); the finished run gets the Plotly map
-                if figures.get("latent_png_of") is not points:
-                    figures["latent_png"] = latent_map_png(points, labels, list(snap.class_names), CLASS_COLORS,
-                                                           width=LIVE_MAP_SIZE[0], height=LIVE_MAP_SIZE[1])
-                    figures["latent_png_of"] = points
-                st.image(figures["latent_png"])
-                st.caption(f"Latent means of {len(labels):,} test images, coloured by class; redrawn every second "
-                           "or so while it trains. When it ends, the map can be zoomed and hovered.")
-            else:
-                if figures.get("latent_of") is not points:   # build it once per map
-                    figures["latent"] = latent_scatter(points, labels, list(snap.class_names), height=420,
-                                                       marker_size=5)
-                    figures["latent_of"] = points
-                st.plotly_chart(figures["latent"], key="train_latent_map", config={"displayModeBar": False})
-                st.caption(f"Latent means of {len(labels):,} test images, coloured by class, at the end of the run.")
-        elif snap.model_config.has_latent and snap.model_config.latent_dim != 2:
+    with notes:
+        if snap.model_config.has_latent and snap.model_config.latent_dim != 2:
             st.caption(f"The live latent map needs a 2-D latent; this model has {snap.model_config.latent_dim} "
                        "dimensions (the Latent map page can project it).")
+
+
+def draw_curves(snap, figures: dict) -> None:
+    """The loss curves, from the moment the run starts: empty until its first step, so the browser has the
+    chart (and Plotly's code) ready when the first losses arrive. Before, the chart was first sent with the
+    first step and took about four seconds more to appear (issue 21)."""
+    steps = len(snap.steps.get("step", ()))
+    now = time.monotonic()
+    if "curves" not in figures:
+        figures["curves"] = loss_curves(snap.steps, snap.epoch_records, snap.steps_per_epoch)
+        figures["curves_at"], figures["curves_steps"] = now, steps
+    elif (not snap.active or now - figures["curves_at"] >= CURVE_SECONDS - 0.05
+          or len(snap.epoch_records) != figures.get("curves_epochs")
+          or (steps and not figures.get("curves_steps"))):      # the first losses: at once
+        # swapping the data in is ~20x cheaper than rebuilding
+        refresh_loss_curves(figures["curves"], snap.steps, snap.epoch_records, snap.steps_per_epoch)
+        figures["curves_at"], figures["curves_steps"] = now, steps
+    figures["curves_epochs"] = len(snap.epoch_records)
+    # The chart's element id hashes its figure and the browser builds a chart with a new id anew
+    # (Plotly.newPlot); an unchanged figure keeps its id and costs the browser nothing.
+    st.plotly_chart(figures["curves"], key="train_curves", config={"displayModeBar": False})
+    if steps:
+        st.caption("Nats per image (total and reconstruction on a log scale). Thin lines: the training loss of "
+                   "each batch; bold: smoothed; dotted diamonds: the test loss (first "
+                   f"{snap.eval_images:,} test images, β = 1) after each epoch.")
+    else:
+        st.caption("The curves start with the first training step.")
+
+
+def draw_latent_map(snap, figures: dict) -> None:
+    """The latent means of the evaluation images: a picture while it trains, a Plotly map when it ends."""
+    st.markdown("**Latent map of test images**")
+    if snap.latent is None:
+        st.caption("It appears with the first training step and is redrawn about every second.")
+        return
+    points, labels = snap.latent
+    if snap.active:
+        # while it trains, one picture per new map: a Plotly figure of 2,000 points redrawn every
+        # second cost the browser most of a core (issue 10); the finished run gets the Plotly map
+        if figures.get("latent_png_of") is not points:
+            figures["latent_png"] = latent_map_png(points, labels, list(snap.class_names), CLASS_COLORS,
+                                                   width=LIVE_MAP_SIZE[0], height=LIVE_MAP_SIZE[1])
+            figures["latent_png_of"] = points
+        st.image(figures["latent_png"])
+        st.caption(f"Latent means of {len(labels):,} test images, coloured by class; redrawn every second "
+                   "or so while it trains. When it ends, the map can be zoomed and hovered.")
+    else:
+        if figures.get("latent_of") is not points:   # build it once per map
+            figures["latent"] = latent_scatter(points, labels, list(snap.class_names), height=420,
+                                               marker_size=5)
+            figures["latent_of"] = points
+        st.plotly_chart(figures["latent"], key="train_latent_map", config={"displayModeBar": False})
+        st.caption(f"Latent means of {len(labels):,} test images, coloured by class, at the end of the run.")
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -392,10 +435,11 @@ def save_form(snap) -> None:
 
 
 if job is None:
+    measured = None if problem else last_run_seconds(service, model_config, train_config)
     who = "" if person.solo else f" by {person.name}"
     st.info(f"Nothing trained yet{who}. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
-            f"on all 60,000 MNIST images) take about {DEFAULT_SECONDS} here, long enough to watch the digit "
-            "clusters form on the latent map.", icon=":material/lightbulb:")
+            "on all 60,000 MNIST images) are long enough to watch the digit clusters form on the latent map. "
+            + time_promise(measured), icon=":material/lightbulb:")
 elif job.active and job.status != "queued" and job.global_step == 0:
     live_until_first_step(job.id)
 elif job.active:

@@ -28,8 +28,12 @@ from jobs.limits import LimitsError, read_limits
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
 from ui.plots import class_color
-from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch
+from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch, sample_diversity
+from vae_core.checkpoints import file_sha256
 from vae_core.diagnostics import ACTIVE_THRESHOLD, aggregate_density, conditional_gaussians
+from vae_core.formatting import (format_count, format_duration, format_metric, format_nats, metric_label,
+                                 metric_name, quadrant_block_name)
+from vae_core.verdicts import Measured, Verdict, comparison_note, same_z_verdict
 
 CHUNK = views.PER_EXAMPLE_CHUNK   # images per cached piece of the per-example table (a progress bar step)
 CURVE_IMAGES = views.CURVE_IMAGES  # images of the NLL-against-S curve (the mean); the first few drawn one by one
@@ -245,6 +249,37 @@ def likelihood_view(path: str, quadrants: int | None, data_source: str, data_roo
             return likelihood_curve(path, mtime_of(path), quadrants, data_source)
     return view_result("likelihood_curve", path, params, data_root,
                        f"Importance sampling with up to {CURVE_MAX_S:,} samples for {CURVE_IMAGES} images")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def curve_diversity(path: str, mtime_ns: int, quadrants: int | None, data_source: str) -> float | None:
+    """The sample diversity on the curve's own images (10 samples per image; cheap): whether the picture
+    depends on z at all, which the likelihood verdict needs (vae_core.verdicts.likelihood_verdict)."""
+    model, record = load_model(path)
+    cfg = model.config
+    if not cfg.has_latent:
+        return None
+    if cfg.condition == "none":
+        return sample_diversity(model, None, 10)
+    data = test_set(record.dataset).subset(0, CURVE_IMAGES)
+    if cfg.condition == "label":
+        return sample_diversity(model, data.labels.to(model.device), 10)
+    _, x = make_batch(cfg, data.images.to(model.device), data.labels.to(model.device), quadrants=quadrants)
+    return sample_diversity(model, x, 10)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sha256(path: str, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def kinship(a: CheckpointRecord, b: CheckpointRecord) -> tuple[bool, bool]:
+    """(the two files are the same bytes, one continued the other's training or both continued a common file),
+    by the files' SHA-256 and the hashes their records keep of each parent file."""
+    sha_a, sha_b = (_sha256(r.path, mtime_of(r.path)) if r.path else "" for r in (a, b))
+    chain_a = {x.sha256 for x in a.lineage if x.sha256}
+    chain_b = {x.sha256 for x in b.lineage if x.sha256}
+    return bool(sha_a and sha_a == sha_b), bool(sha_a in chain_b or sha_b in chain_a or chain_a & chain_b)
 
 
 @torch.no_grad()
@@ -482,27 +517,97 @@ def config_rows(record: CheckpointRecord) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["part", "setting", "value"])
 
 
-def metrics_rows(record: CheckpointRecord) -> pd.DataFrame:
-    flat = flatten(record.metrics)
-    return pd.DataFrame({"metric": list(flat), "value": [_cell(v) for v in flat.values()]})
-
-
-def compare_rows(a: CheckpointRecord, b: CheckpointRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics side by side with B − A, settings that differ), for two checkpoints."""
-    ma, mb = flatten(a.metrics), flatten(b.metrics)
-    keys = list(dict.fromkeys([*ma, *mb]))
+def _figure_rows(metrics: dict) -> list[tuple[str, str, object]]:
+    """(block, code name, value) of every stored figure; a quadrant model's blocks by their visible count."""
     rows = []
-    for k in keys:
-        va, vb = ma.get(k), mb.get(k)
-        diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
-        rows.append({"metric": k, "A": va if isinstance(va, (int, float)) else None,
-                     "B": vb if isinstance(vb, (int, float)) else None, "B − A": diff})
-    metrics = pd.DataFrame(rows, columns=["metric", "A", "B", "B − A"])
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            rows += [(k, kk, vv) for kk, vv in v.items() if not isinstance(vv, dict)]
+        else:
+            rows.append(("", k, v))
+    return rows
+
+
+def _figure_name(block: str, key: str) -> str:
+    return (f"{quadrant_block_name(block)} · " if block else "") + metric_label(key)
+
+
+def metrics_rows(record: CheckpointRecord) -> pd.DataFrame:
+    """The stored figures under human names, with units and their own precision (strings: whole counts print
+    whole, nats with two decimals)."""
+    rows = _figure_rows(record.metrics)
+    return pd.DataFrame({"figure": [_figure_name(b, k) for b, k, _ in rows],
+                         "value": [format_metric(k, v, unit=False) for _, k, v in rows]})
+
+
+def measured(record: CheckpointRecord, test1000: bool = False) -> Measured:
+    """How a record's figures (or its figures on the first 1,000 test images) were measured."""
+    return Measured(record.test_image_count(test1000=test1000), record.samples_of(test1000=test1000), record.dataset)
+
+
+COUNTS = ("samples", "test_images")   # rows that say how a figure was measured, not what it measured
+
+
+def compare_rows(a: CheckpointRecord, b: CheckpointRecord) -> tuple[pd.DataFrame, pd.DataFrame, Verdict | None, str]:
+    """(figures side by side, settings that differ, a note when the figures were measured differently, where
+    the figures come from). Both files' figures on their first 1,000 test images are used when those were
+    measured alike and the main ones were not; otherwise the main figures, and B − A is left out when they
+    were measured differently. Strings, so counts print whole and nats with two decimals."""
+    ma, mb, source = a.metrics, b.metrics, "the figures each file stores"
+    note = comparison_note(measured(a), measured(b))
+    if note is not None and a.metrics_test1000 and b.metrics_test1000 and \
+            comparison_note(measured(a, True), measured(b, True)) is None:
+        ma, mb, note = a.metrics_test1000, b.metrics_test1000, None
+        source = "both files' figures on the same first 1,000 test images"
+    ra = {(blk, k): v for blk, k, v in _figure_rows(ma)}
+    rb = {(blk, k): v for blk, k, v in _figure_rows(mb)}
+    rows = []
+    for key in dict.fromkeys([*ra, *rb]):
+        blk, k = key
+        va, vb = ra.get(key), rb.get(key)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+        diff = "—"
+        if numbers and k not in COUNTS and note is None:
+            diff = f"{vb - va:+.2f}" if metric_name(k).kind == "nats" else format_metric(k, vb - va)
+        rows.append({"figure": _figure_name(blk, k),
+                     "A": "—" if va is None else format_metric(k, va, unit=False),
+                     "B": "—" if vb is None else format_metric(k, vb, unit=False), "B − A": diff})
+    present = {k for _, k in [*ra, *rb]}
+    for k in COUNTS:   # how each side was measured, said even where neither file recorded it
+        if k not in present:
+            rows.append({"figure": _figure_name("", k), "A": "not recorded", "B": "not recorded", "B − A": "—"})
+    metrics = pd.DataFrame(rows, columns=["figure", "A", "B", "B − A"])
     ca = {(r.part, r.setting): r.value for r in config_rows(a).itertuples()}
     cb = {(r.part, r.setting): r.value for r in config_rows(b).itertuples()}
     diff = [{"part": p, "setting": s, "A": ca.get((p, s), "—"), "B": cb.get((p, s), "—")}
             for (p, s) in dict.fromkeys([*ca, *cb]) if ca.get((p, s)) != cb.get((p, s))]
-    return metrics, pd.DataFrame(diff, columns=["part", "setting", "A", "B"])
+    return metrics, pd.DataFrame(diff, columns=["part", "setting", "A", "B"]), note, source
+
+
+def same_z_note(a_imgs: np.ndarray, b_imgs: np.ndarray, a: CheckpointRecord, b: CheckpointRecord) -> Verdict:
+    """Why the same z decodes alike or not under A and B: relatedness (the chain of runs) and the measured mean
+    pixel distance between their pictures (the unit of sample diversity)."""
+    distance = float(np.linalg.norm((a_imgs - b_imgs).reshape(len(a_imgs), -1), axis=1).mean())
+    identical, related = kinship(a, b)
+    return same_z_verdict(related=related, distance=distance, identical=identical)
+
+
+def lineage_rows(record: CheckpointRecord) -> pd.DataFrame:
+    """The runs a model came from, oldest first, then itself: file, hash, epochs, time, figure, how known."""
+    rows = []
+    for i, link in enumerate([*record.lineage, record], start=1):
+        own = link is record
+        flat = {k: v for k, v in link.metrics.items() if not isinstance(v, dict)}
+        rows.append({
+            "run": i,
+            "file": f"{Path(record.path).name} (this file)" if own and record.path else (link.file or "—"),
+            "SHA-256": "this file" if own else (link.sha256[:12] + "…" if link.sha256 else "not kept"),
+            "epochs": "—" if link.epochs_completed is None else format_count(link.epochs_completed),
+            "training time": format_duration(link.train_seconds) if link.train_seconds else "—",
+            "test −ELBO (nats)": format_nats(flat["neg_elbo"], unit=False) if "neg_elbo" in flat else "—",
+            "how it is known": "from the file itself" if own else (link.reconstructed or "from its parent file"),
+        })
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
@@ -557,3 +662,28 @@ def example_gaussians(model, image_uint8: torch.Tensor, label: int, quadrants: i
     y, x = make_batch(cfg, image_uint8.reshape(1, *image_uint8.shape).to(model.device),
                       torch.tensor([label], device=model.device), quadrants=quadrants)
     return conditional_gaussians(model, y, x)
+
+
+def chain_history_figure(record: CheckpointRecord) -> go.Figure | None:
+    """The evaluation loss after each epoch over the whole chain of runs, run after run (a run whose history
+    was not kept is a labelled gap); None when the model continued no earlier run."""
+    if not record.lineage:
+        return None
+    fig, start = go.Figure(), 0
+    for i, link in enumerate([*record.lineage, record], start=1):
+        epochs = [e for e in link.history.epochs if e.eval and "loss" in e.eval]
+        span = max(len(epochs), link.epochs_completed or 0, 1)
+        if epochs:
+            fig.add_trace(go.Scatter(x=[start + e.epoch + 1 for e in epochs], y=[e.eval["loss"] for e in epochs],
+                                     mode="lines+markers", marker=dict(size=4), name=f"run {i}",
+                                     hovertemplate=f"run {i}, epoch %{{customdata}}: %{{y:.2f}} nats<extra></extra>",
+                                     customdata=[e.epoch + 1 for e in epochs]))
+        else:
+            fig.add_vrect(x0=start + 0.5, x1=start + span + 0.5, fillcolor="#eee", line_width=0,
+                          annotation_text=f"run {i}: history not kept", annotation_position="top left")
+        if i > 1:
+            fig.add_vline(x=start + 0.5, line=dict(color="#999", dash="dot", width=1))
+        start += span
+    fig.update_xaxes(title_text="epoch, counted over the chain of runs")
+    fig.update_yaxes(title_text="evaluation loss (nats per image)")
+    return _layout(fig, height=300, legend=dict(orientation="h", y=-0.3))

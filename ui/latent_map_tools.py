@@ -12,7 +12,9 @@ import torch
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_data_url
 from ui.model_catalogue import load_model
-from vae_core import LatentModel, encode_dataset, make_batch
+from vae_core import CheckpointError, LatentModel, encode_dataset, make_batch
+from vae_core.checkpoints import read_latent_means
+from vae_core.verdicts import Verdict, class_share, distinct_points, latent_map_verdict, map_is_informative
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,54 @@ def test_latents(record) -> LatentTable | None:
         return None
     mu, labels = _encoded(record.path, Path(record.path).stat().st_mtime_ns, record.dataset, data.source)
     return LatentTable(mu, labels, "encoded", note)
+
+
+def map_verdict(record, mu: np.ndarray, labels: np.ndarray) -> Verdict:
+    """What this model's map shows, from its latent means (vae_core/verdicts.py picks the sentence)."""
+    cfg = record.model_config
+    return latent_map_verdict(condition=cfg.condition, distinct=distinct_points(mu), n_points=len(mu),
+                              num_classes=cfg.num_classes, share=class_share(mu, labels), dataset=record.dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _stored_facts(path: str, mtime_ns: int) -> tuple[int, float] | None:
+    """(distinct points, the class's share of their spread) of the latent means a file stores, or None."""
+    try:
+        stored = read_latent_means(path)
+    except CheckpointError:
+        return None
+    if stored is None:
+        return None
+    mu, labels = stored[0].numpy(), stored[1].numpy()
+    return distinct_points(mu), class_share(mu, labels)
+
+
+def stored_map_verdict(entry) -> Verdict | None:
+    """What a model's Latent map would show, from the means its file stores (None: none stored, or no map)."""
+    cfg = entry.config
+    if cfg is None or map_unavailable_reason(cfg) is not None:
+        return None
+    try:
+        facts = _stored_facts(entry.path, Path(entry.path).stat().st_mtime_ns)
+    except OSError:
+        return None
+    if facts is None:
+        return None
+    distinct, share = facts
+    return latent_map_verdict(condition=cfg.condition, distinct=distinct, n_points=0, num_classes=cfg.num_classes,
+                              share=share, dataset=entry.record.dataset)
+
+
+def map_shows_codes(entry) -> bool:
+    """Whether a model's Latent map shows more than one point per label, from the means its file stores
+    (a model without stored means: assumed so; the Latent map itself says what it finds)."""
+    cfg = entry.config
+    if cfg is None or map_unavailable_reason(cfg) is not None:
+        return False
+    if cfg.condition != "label":
+        return True
+    verdict = stored_map_verdict(entry)
+    return verdict is None or map_is_informative(cfg.condition, verdict.facts["distinct"], cfg.num_classes)
 
 
 def no_map_message(record) -> str:

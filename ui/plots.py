@@ -36,6 +36,9 @@ def latent_scatter(points, labels, class_names=None, *, marker_size: int = 4, op
             selected=dict(marker=dict(size=marker_size * 2.5, opacity=1.0)),
             unselected=dict(marker=dict(opacity=0.12)),
             hovertemplate=f"{names[c]}<br>z = (%{{x:.2f}}, %{{y:.2f}})<br>test image #%{{customdata}}<extra></extra>",
+            # a white label with dark text and the class's colour as its border: readable whatever the dot's
+            # colour and opacity (Plotly's default fills the label with the dot's own, faded, colour)
+            hoverlabel=dict(bgcolor="white", bordercolor=class_color(c), font=dict(color="#1f1f1f", size=13)),
         ))
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=10, b=10), legend_title_text="class",
@@ -65,7 +68,7 @@ def _curve_data(steps: dict[str, list], epoch_records: list[dict], steps_per_epo
     for key in LOSS_TERMS:
         y = np.asarray(steps.get(key, []), dtype=np.float64)
         if len(steps.get(key + "_smooth", ())) == y.size:  # smoothed where the steps were collected (jobs/api.py)
-            smoothed = np.asarray(steps[key + "_smooth"], dtype=np.float64)
+            smoothed = np.asarray(steps.get(key + "_smooth", ()), dtype=np.float64)
         else:
             smoothed = np.asarray(smooth(y.tolist(), smoothing)) if y.size else y
         evals = [(r["epoch"] + 1, r["eval"][key]) for r in epoch_records if r.get("eval")]

@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable_file
-from .checkpoints import SUFFIX, CheckpointError, load_checkpoint, read_record, save_checkpoint
+from .checkpoints import SUFFIX, CheckpointError, file_sha256, load_checkpoint, read_record, save_checkpoint
 from .config import MAX_SEED, ModelConfig, TrainConfig
 from .data import DatasetUnavailable, load_dataset
 from .evaluation import checkpoint_metrics, encode_dataset, evaluation_work
+from .formatting import format_count, format_duration, format_metric, metric_label, quadrant_block_name
 from .models import VARIANTS, LatentModel, build_model, variant_table
 from .record import record_from_fit
 from .training import Callback, prepare_data, fit
@@ -67,6 +68,8 @@ FIELD_HELP = {
     "train_limit": "train on the first N images only (0: all)",
     "eval_limit": "evaluate each epoch on at most N images (0: all)",
     "keep_best": "at the end, keep the weights of the epoch with the lowest evaluation loss",
+    "patience": "early stopping: end training once the evaluation loss has not improved for this many epochs "
+                "(0: off; needs an evaluation set, e.g. --val-fraction 0.1; --epochs is then an upper bound)",
     "lr_decay": "learning-rate factor per epoch, in (0, 1]",
     "device": "auto, cpu or cuda",
     "weight_decay": "decoupled weight decay (AdamW), in [0, 10] (0: plain Adam)",
@@ -222,11 +225,13 @@ def cmd_train(args) -> int:
     check_model_size(model_cfg)
     data = prepare_data(train_cfg, args.data_dir)
     model = build_model(model_cfg, seed=train_cfg.seed)
+    parent = None
     if args.init_from:
         if read_record(args.init_from).is_onnx:
             raise ValueError(f"--init-from {args.init_from} holds ONNX graphs of a model trained elsewhere; "
                              "training continues only from Latent Lab's own models")
-        start, _ = load_checkpoint(args.init_from)
+        start, parent = load_checkpoint(args.init_from)
+        parent_sha = file_sha256(args.init_from)  # the file as it was read, before --out may replace it
         if start.config != model_cfg:
             raise ValueError(f"--init-from {args.init_from} holds a {start.config.describe()} model with "
                              f"{start.config.to_dict()}, not the {model_cfg.to_dict()} asked for")
@@ -267,6 +272,8 @@ def cmd_train(args) -> int:
             mu, _, labels = encode_dataset(model, test)
             extras = {"test_latent_means": mu, "test_labels": labels}
         record = record_from_fit(model_cfg, train_cfg, result, name=args.name or out.stem, **fields)
+        if parent is not None:  # the chain: the parent's own chain, then the parent (command, file hash, history)
+            record = record.continued_from(parent, parent_sha, str(args.init_from))
         path = save_checkpoint(out, model, record, extras=extras,
                                dtype=torch.float16 if args.float16 else torch.float32)
         print(f"saved {path}", file=sys.stderr)
@@ -339,12 +346,16 @@ def cmd_eval(args) -> int:
 
 
 def _print_metrics(metrics: dict, indent: str = "  ") -> None:
+    """Each figure under its human name, with its unit (vae_core/formatting.py): '−ELBO (nats per image)
+    134.33', 'samples S per image 1,000'."""
+    flat = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    width = max((len(metric_label(k)) for k in flat), default=0)
     for k, v in metrics.items():
         if isinstance(v, dict):
-            print(f"{indent}{k}:")
+            print(f"{indent}{quadrant_block_name(k)}:")
             _print_metrics(v, indent + "  ")
         else:
-            print(f"{indent}{k:10s} {v:.3f}" if isinstance(v, float) else f"{indent}{k:10s} {v}")
+            print(f"{indent}{metric_label(k):{width}s}  {format_metric(k, v, unit=False)}")
 
 
 def cmd_info(args) -> int:
@@ -361,14 +372,44 @@ def cmd_info(args) -> int:
     if record.train_config is not None:
         print(f"  train config {json.dumps(record.train_config.to_dict())}")
     for key, value in (("status", record.status), ("epochs", record.epochs_completed),
-                       ("train time", record.train_seconds and f"{record.train_seconds} s"),
+                       ("train time", record.train_seconds and format_duration(record.train_seconds)),
                        ("command", record.command)):
         if value not in (None, ""):
             print(f"  {key:12s} {value}")
     if record.metrics:
-        print("  metrics:")
+        images, samples = record.test_image_count(), record.samples
+        print("  metrics" + (f" (on {format_count(images)} test images" if images is not None else
+                             " (number of test images not recorded")
+              + (f", S = {format_count(samples)}):" if samples is not None else "):"))
         _print_metrics(record.metrics, "    ")
+    if record.lineage:
+        _print_lineage(record)
     return 0
+
+
+def _print_lineage(record) -> None:
+    """The chain of runs the model came from, oldest first, and the commands that rebuild it."""
+    print(f"  continued from {len(record.lineage)} earlier run{'s' * (len(record.lineage) != 1)} (oldest first):")
+    if record.lineage[0].dropped_before:
+        n = record.lineage[0].dropped_before
+        print(f"    ({n} older run{'s' * (n != 1)} of the chain {'are' if n != 1 else 'is'} no longer recorded)")
+    for i, a in enumerate(record.lineage, start=1):
+        facts = [f for f in (a.status, a.epochs_completed is not None and f"{a.epochs_completed} epochs",
+                             a.train_seconds and format_duration(a.train_seconds)) if f]
+        print(f"    {i}. {a.file or a.name}" + (f" ({', '.join(facts)})" if facts else ""))
+        print(f"       sha256   {a.sha256 or 'unknown (the file no longer exists)'}")
+        if a.metrics:
+            shown = {k: v for k, v in a.metrics.items() if k in ("neg_elbo", "nll_is") and not isinstance(v, dict)}
+            if shown:
+                print("       figures  " + ", ".join(f"{metric_label(k)} {format_metric(k, v, unit=False)}"
+                                                   for k, v in shown.items()))
+        if a.history.epochs:
+            print(f"       history  {len(a.history.epochs)} epochs recorded")
+        if a.reconstructed:
+            print(f"       note     {a.reconstructed}")
+    print("  rebuild with (in order):")
+    for command in record.rebuild_commands:
+        print(f"    {command}")
 
 
 def cmd_diagnose(args) -> int:

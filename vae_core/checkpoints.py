@@ -31,7 +31,8 @@ from .onnx_graphs import MAX_GRAPH_BYTES
 from .record import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_POINTS, MAX_SNAPSHOT_SIDE, MAX_SNAPSHOTS, CheckpointError,
                      CheckpointRecord, parse_record)
 
-__all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
+__all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints",
+           "rewrite_record", "file_sha256", "read_latent_means"]
 
 META_KEY = "latent_lab"
 EXTRA_PREFIX = "extra."
@@ -161,6 +162,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model, record.located(path, extras)
 
 
+def read_latent_means(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The test set's stored latent means [N, D] and labels [N] of a checkpoint, checked as load_checkpoint
+    checks them, without reading the weights (None when the file stores none)."""
+    path = Path(path)
+    record = read_record(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k[len(EXTRA_PREFIX):]: tuple(f.get_slice(k).get_shape()) for k in f.keys()
+                      if k.startswith(EXTRA_PREFIX)}
+            _check_extra_shapes(path, record, shapes)
+            if "test_latent_means" not in shapes:
+                return None
+            extras = {k: f.get_tensor(EXTRA_PREFIX + k) for k in ("test_latent_means", "test_labels")}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name} could not be read (truncated or damaged): {e}") from None
+    _check_labels(path, record, extras)
+    return extras["test_latent_means"], extras["test_labels"]
+
+
 def _load_onnx(path: Path, record: CheckpointRecord) -> tuple[OnnxModel, CheckpointRecord]:
     """The OnnxModel of a file holding graphs: the two uint8 graph tensors (sizes checked before reading),
     extras as for any checkpoint, then the graphs' own checks."""
@@ -250,6 +272,43 @@ def _check_labels(path: Path, record: CheckpointRecord, extras: dict) -> None:
     extras["test_latent_means"] = extras["test_latent_means"].float()
     if not torch.isfinite(extras["test_latent_means"]).all():
         raise CheckpointError(f"{path.name}: its stored test-set latent means hold NaN or infinite values.")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex): what a child checkpoint records of the file it started from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rewrite_record(path: str | os.PathLike, record: CheckpointRecord) -> Path:
+    """Replace a checkpoint's record and keep its tensors byte for byte (no retraining, no rounding): the
+    safetensors header is rebuilt with the new record, the data after it is copied as it is, the file is
+    replaced atomically, and the result is read back (a record that does not validate raises, before the
+    file is replaced)."""
+    import json
+
+    path = Path(path)
+    old = read_record(path)
+    if record.model_config != old.model_config:
+        raise ValueError("the new record's model_config is not the file's")
+    record = dataclasses.replace(record, storage_dtype=old.storage_dtype, path=None, extras={})
+    text = record.to_json()
+    parse_record(text, path.name)  # refuse a record the reader would refuse, before anything is written
+    raw = path.read_bytes()
+    size = _header_size(path)
+    header = json.loads(raw[8:8 + size])
+    header.setdefault("__metadata__", {})[META_KEY] = text
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # safetensors pads its header to 8 bytes
+    payload = struct.pack("<Q", len(encoded)) + encoded + raw[8 + size:]
+    out = write_atomic(path, payload, overwrite=True)
+    read_record(out)
+    return out
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:

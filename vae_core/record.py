@@ -32,6 +32,8 @@ FORMAT_VERSION = 1
 MAX_CURVE_POINTS = 2000        # per-step curves are thinned to this many points when a record is built
 MAX_STORED_POINTS = 200_000    # ... and a file may hold at most this many (a bound for hostile headers)
 MAX_EPOCH_RECORDS = 100_000
+MAX_LINEAGE = 32               # runs a model may carry in its chain (the oldest are dropped beyond that)
+MAX_ANCESTOR_POINTS = 500      # an ancestor's per-step curves are thinned further: the chain stays small
 
 
 MAX_MESSAGE_CHARS = 600
@@ -90,6 +92,33 @@ class History:
         return {"step": list(self.step), "loss": list(self.loss), "recon": list(self.recon), "kl": list(self.kl),
                 "epochs": [{k: v for k, v in dataclasses.asdict(e).items() if v is not None or k == "eval"}
                            for e in self.epochs]}
+
+
+Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
+
+
+@dataclass(frozen=True, config=_STRICT)
+class Ancestor:
+    """One run a model continued from (`--init-from`): the command that made the file it started from, that
+    file's SHA-256 as it was read, and the run's outcome and history. `reconstructed` is empty when all of
+    this was read from the parent file itself; otherwise it says what was rebuilt afterwards, and how."""
+
+    command: Text
+    sha256: Sha256 = ""
+    file: ShortText = ""
+    name: ShortText = ""
+    status: Annotated[str, Field(max_length=32)] = ""
+    epochs_completed: Count | None = None
+    train_seconds: Seconds | None = None
+    metrics: Metrics = dataclasses.field(default_factory=dict)
+    history: History = dataclasses.field(default_factory=History)
+    reconstructed: Text = ""
+    dropped_before: Count = 0     # runs older than this one that the chain no longer holds (MAX_LINEAGE)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["history"] = self.history.to_dict()
+        return out
 
 
 SOURCE_KINDS = ("fc-vae", "timbmg", "keras-h5", "onnx")
@@ -156,6 +185,7 @@ class CheckpointRecord:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
+    lineage: Annotated[list[Ancestor], Field(max_length=MAX_LINEAGE)] = dataclasses.field(default_factory=list)
     snapshots: Annotated[list[SnapshotInfo], Field(max_length=MAX_SNAPSHOTS)] = dataclasses.field(default_factory=list)
     source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
@@ -185,6 +215,7 @@ class CheckpointRecord:
         out["model_config"] = self.model_config.to_dict()
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
+        out["lineage"] = [a.to_dict() for a in self.lineage]
         out["snapshots"] = [dataclasses.asdict(sn) for sn in self.snapshots]
         out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
@@ -292,6 +323,51 @@ class CheckpointRecord:
             return None
         settings = {k: v for k, v in self.train_config.to_dict().items() if k != "beta"}
         return json.dumps([self.dataset, self.model_config.to_dict(), settings], sort_keys=True)
+
+    def test_image_count(self, quadrants: int | None = None, *, test1000: bool = False) -> int | None:
+        """How many test images the stored figures average over (None when the record does not say): the
+        count in the block of `quadrants`, else the one beside the blocks, else the first block's."""
+        metrics = self.metrics_test1000 if test1000 else self.metrics
+        block = self.metric_block(quadrants, test1000=test1000) or {}
+        candidates = [block, metrics] + [v for v in metrics.values() if isinstance(v, dict)]
+        for b in candidates:
+            value = b.get("test_images")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return int(value)
+        return None
+
+    def samples_of(self, *, test1000: bool = False) -> int | None:
+        """S behind the figures in `metrics` (or `metrics_test1000`)."""
+        metrics = self.metrics_test1000 if test1000 else self.metrics
+        for block in [metrics, *[v for v in metrics.values() if isinstance(v, dict)]]:
+            if isinstance(block.get("samples"), (int, float)) and math.isfinite(block["samples"]):
+                return int(block["samples"])
+        return None
+
+    # ------------------------------------------------------------------ the chain of runs
+    @property
+    def rebuild_commands(self) -> list[str]:
+        """The commands that rebuild this model, oldest first: each ancestor's, then its own."""
+        return [a.command for a in self.lineage] + ([self.command] if self.command else [])
+
+    def as_ancestor(self, sha256: str = "", file: str = "", reconstructed: str = "") -> Ancestor:
+        """This record as one link of a child's chain (its history thinned to MAX_ANCESTOR_POINTS a curve)."""
+        h = self.history
+        history = History(**{k: thin(getattr(h, k), MAX_ANCESTOR_POINTS) for k in ("step", "loss", "recon", "kl")},
+                          epochs=list(h.epochs))
+        return Ancestor(command=self.command, sha256=sha256, file=str(file)[:200], name=self.display_name[:200],
+                        status=self.status, epochs_completed=self.epochs_completed, train_seconds=self.train_seconds,
+                        metrics=dict(self.metrics), history=history, reconstructed=reconstructed)
+
+    def continued_from(self, parent: "CheckpointRecord", sha256: str, file: str = "") -> "CheckpointRecord":
+        """This record with the chain of `parent` (the file it started from: --init-from) and parent itself
+        as its last link; beyond MAX_LINEAGE links the oldest are dropped, and the oldest kept counts them."""
+        chain = [*parent.lineage, parent.as_ancestor(sha256, file or (parent.path or ""))]
+        if len(chain) > MAX_LINEAGE:
+            gone, chain = chain[:len(chain) - MAX_LINEAGE], chain[len(chain) - MAX_LINEAGE:]
+            dropped = sum(1 + a.dropped_before for a in gone) + chain[0].dropped_before
+            chain[0] = dataclasses.replace(chain[0], dropped_before=dropped)
+        return dataclasses.replace(self, lineage=chain)
 
     def latent_means(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The test set's stored latent means [N, D] and labels [N], or None when the file has none.

@@ -14,7 +14,8 @@ def test_home_renders_with_models_and_data(app):
     details = app.dataframe[1].value               # in the expander
     assert {"test −ELBO", "test NLL", "epochs", "file"} <= set(details.columns)
     assert [link.label for link in app.get("page_link")][:5] == [
-        "1. Train", "2. Latent map", "3. Decoder", "4. Compare CVAE vs GSNN", "5. Latent map of a CVAE"]
+        "1. Train", "2. Latent map", "3. Decoder", "4. Compare CVAE vs GSNN", "6. Diagnose"]
+    assert "5. Latent map of a CVAE" in [b.label for b in app.button] + [m.value for m in app.markdown]
     assert any("mnist" in s.value and "found" in s.value for s in app.success)
     # the corrupt file is named, with a sentence, not a traceback
     assert any(BROKEN.split(".")[0] in e.value for e in app.error)

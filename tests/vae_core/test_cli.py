@@ -88,7 +88,10 @@ def test_eval_json_prints_one_object(trained, fake_data_dir, capsys):
 def test_eval_plain_text_and_info(trained, fake_data_dir, capsys):
     code, out, _ = run_main(capsys, "eval", trained, "--samples", "4", "--limit", "20", "--data-dir",
                             fake_data_dir)
-    assert code == 0 and "neg_elbo" in out and "cvae | label" in out
+    assert code == 0 and "cvae | label" in out
+    # issue 21 item 9: human names with units, counts whole (was "neg_elbo   134.327", "samples 1000")
+    assert "−ELBO (nats per image)" in out and "neg_elbo" not in out
+    assert "samples S per image" in out and "test images" in out
     code, out, _ = run_main(capsys, "info", trained)
     assert code == 0
     assert "cvae | label | 2-D latent" in out and "model config" in out and "completed" in out
@@ -416,3 +419,36 @@ def test_a_reader_that_goes_away_ends_info_quietly(trained):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert err == ""
+
+
+def test_a_continued_run_records_its_chain_and_info_prints_it(trained, fake_data_dir, tmp_path, capsys):
+    """Issue 21 item 7: a checkpoint that continued another carries the parent's command, file hash and history,
+    and `info` shows the chain and the commands that rebuild it, oldest first."""
+    from vae_core.checkpoints import file_sha256
+    parent = read_record(trained)
+    parent_sha = file_sha256(trained)
+    base = ["train", "--variant", "cvae", "--condition", "label", *TINY_TRAIN, "--data-dir", fake_data_dir]
+    second, third = tmp_path / "second.safetensors", tmp_path / "third.safetensors"
+    assert run_main(capsys, *base, "--init-from", trained, "--out", second)[0] == 0
+    assert run_main(capsys, *base, "--init-from", second, "--out", third)[0] == 0
+    record = read_record(third)
+    assert [a.command for a in record.lineage] == [parent.command, read_record(second).command]
+    assert record.lineage[0].sha256 == parent_sha and record.lineage[1].sha256 == file_sha256(second)
+    assert len(record.lineage[0].history.epochs) == 2 and record.lineage[0].reconstructed == ""
+    assert record.rebuild_commands[-1] == record.command
+    code, out, _ = run_main(capsys, "info", third)
+    assert code == 0 and "continued from 2 earlier runs" in out and parent_sha in out
+    rebuild = out[out.index("rebuild with"):].splitlines()[1:]
+    assert [line.strip() for line in rebuild] == record.rebuild_commands
+    assert "metrics (on 100 test images, S = 4)" in out
+
+
+def test_no_flag_help_is_only_its_own_name():
+    """Issue 21 item 9: `--patience` said only 'patience'."""
+    import argparse
+    from vae_core.__main__ import make_parser
+    sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {action.option_strings[0]}" for name, command in sub.choices.items()
+            for action in command._actions if action.option_strings and action.help
+            and action.help.split(" (default")[0].strip() == action.option_strings[-1].lstrip("-").replace("-", " ")]
+    assert bare == []

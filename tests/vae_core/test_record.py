@@ -61,6 +61,11 @@ HOSTILE = {  # case -> (how to damage the record, words the sentence must hold)
         **s, "extra.test_labels": torch.full((20,), 57)}), "stored test labels"),
     "means of the wrong width": (lambda p: rewrite_header(p, json.dumps(header_of(p)), tensors=lambda s: {
         **s, "extra.test_latent_means": torch.zeros(20, 5)}), "do not fit a 2-D latent"),
+    "a chain of 10,000 runs": (lambda p: with_changes(p, lineage=[{"command": "x"}] * 10_000), "lineage"),
+    "an ancestor's hash not hex": (lambda p: with_changes(p, lineage=[{"command": "x", "sha256": "z" * 64}]),
+                                   "sha256"),
+    "an ancestor's command of a million characters": (lambda p: with_changes(p, lineage=[{"command": "x" * 10**6}]),
+                                                      "command"),
     "11 snapshots": (lambda p: with_changes(p, snapshots=[{"epoch": 1}] * 11), "snapshots"),
     "snapshot previews of 4,000 px": (lambda p: rewrite_header(p, json.dumps({**header_of(p), "snapshots": [{"epoch": 1}]}),
                                       tensors=lambda s: {**s, "extra.snapshot_previews": torch.zeros(1, 4000, 8, dtype=torch.uint8)}),
@@ -151,6 +156,47 @@ def test_config_bounds_are_sentences():
                            ({"hidden_dims": (8,) * 9}, "hidden_dims"), ({"latent_dim": True}, "latent_dim")):
         with pytest.raises(ValueError, match=words):
             ModelConfig(**changes)
+
+
+# ----------------------------------------------------------------------------- the chain of runs (issue 21 item 7)
+
+def test_a_continued_record_carries_its_parents_chain_command_hash_and_history(saved):
+    parent = read_record(saved)
+    parent = dataclasses.replace(parent, command="python -m vae_core train --out m.safetensors",
+                                 history=parent.history.__class__(step=list(range(3000)), loss=[1.0] * 3000))
+    child = CheckpointRecord(model_config=CONFIG, command="python -m vae_core train --init-from m.safetensors")
+    child = child.continued_from(parent, "ab" * 32, "m.safetensors")
+    grandchild = CheckpointRecord(model_config=CONFIG, command="third").continued_from(child, "cd" * 32)
+    assert [a.command for a in grandchild.lineage] == [parent.command, child.command]
+    assert grandchild.rebuild_commands == [parent.command, child.command, "third"]
+    assert grandchild.lineage[0].sha256 == "ab" * 32 and grandchild.lineage[1].sha256 == "cd" * 32
+    assert len(grandchild.lineage[0].history.step) == 500          # an ancestor's curves are thinned
+    assert parse_record(grandchild.to_json()) == grandchild         # and survive the header
+
+
+def test_a_chain_longer_than_its_bound_drops_the_oldest_and_says_so():
+    from vae_core.record import MAX_LINEAGE
+    record = CheckpointRecord(model_config=CONFIG, command="run 0")
+    for i in range(1, MAX_LINEAGE + 5):
+        record = CheckpointRecord(model_config=CONFIG, command=f"run {i}").continued_from(record, "")
+    assert len(record.lineage) == MAX_LINEAGE
+    assert record.lineage[0].command == "run 4" and record.lineage[0].dropped_before == 4
+
+
+def test_rewrite_record_keeps_every_tensor_byte(saved):
+    before = saved.read_bytes()
+    record = read_record(saved)
+    new = dataclasses.replace(record, description="amended", metrics={"neg_elbo": 10.0, "test_images": 20})
+    from vae_core.checkpoints import rewrite_record
+    rewrite_record(saved, new)
+    after = saved.read_bytes()
+    size_a, size_b = (int.from_bytes(b[:8], "little") for b in (before, after))
+    assert before[8 + size_a:] == after[8 + size_b:]
+    model, again = load_checkpoint(saved)
+    assert again.description == "amended" and again.test_image_count() == 20
+    assert again.extras["test_latent_means"].shape == (20, 2)
+    with pytest.raises(ValueError, match="model_config"):
+        rewrite_record(saved, dataclasses.replace(record, model_config=ModelConfig(hidden_dims=(8,))))
 
 
 # ----------------------------------------------------------------------------- a run's snapshots (animations)

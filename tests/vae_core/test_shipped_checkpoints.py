@@ -96,6 +96,29 @@ def test_checkpoint_rebuilds_from_its_config(path):
     assert record.metrics and record.metrics_test1000
 
 
+@pytest.fixture(scope="module")
+def script_stages():
+    from reports.provenance import script_stages
+    return script_stages()
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_train_all_and_the_record_agree_on_every_stage(path, script_stages):
+    """Issue 21 item 7: `info` (the record's chain) and checkpoints/train_all.sh list the same commands, in
+    order; a file made by continuing another carries the chain. A stage trained before issue 14 recorded its
+    command without `--test-limit 0` (then the default): reports.provenance.same_command allows exactly that."""
+    from reports.provenance import same_command, stages_of
+    record = V.read_record(path)
+    stages = stages_of(path, script_stages)
+    chain = record.rebuild_commands
+    assert len(chain) == len(stages), (chain, stages)
+    assert all(same_command(c, s) for c, s in zip(chain, stages)), (chain, stages)
+    assert "--init-from" not in chain[0] and all("--init-from" in c for c in chain[1:])
+    for link in record.lineage:
+        assert link.sha256 or link.reconstructed, "a link without a hash says why"
+    assert record.test_image_count() == 10_000 and record.test_image_count(test1000=True) == 1000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_checkpoint_metrics_reproduce_on_1000_test_images(path):

@@ -255,6 +255,7 @@ class Explorer {
     const box = this.root.querySelector(".lp-root");
     box.replaceChildren();
     box.dataset.mode = data.mode;
+    delete box.dataset.hovered;   // a new hover strip stays hidden until the cursor is over the map
     const left = el("div", { class: "lp-left" }, box);
     const view = el("div", { class: "lp-view" }, left);
     this.canvases = [];
@@ -478,6 +479,7 @@ class Explorer {
     const root = this.root.querySelector(".lp-root");
     root.dataset.frames = String(this.frames);
     if (frame.hover) {
+      root.dataset.hovered = "1";
       this.z = frame.z.map(round3);
       root.dataset.z = this.z.join(",");
       this.caption.textContent = "Under the cursor: " + zText(this.z);
