@@ -1,4 +1,4 @@
-"""Limits a teacher can set (README: "Training as jobs"), read from a TOML file and environment variables.
+"""Limits a teacher can set (docs/CLASSROOM.md: "Limits"), read from a TOML file and environment variables.
 
 The file is `.streamlit/latent_lab.toml` beside app.py (another path: LATENT_LAB_CONFIG); its `[limits]` table
 takes the keys below in lower case without the prefix (`max_runs = 2`). An environment variable wins over the
@@ -31,7 +31,7 @@ variable), the range and the bad value (quoted to at most about 100 characters),
                                    may take in the server (above: a worker computes it as a job)
 
 A limit is one field of `Limits` below, with its range and words; tests/jobs/test_table_and_limits.py checks
-this table, the shipped .streamlit/latent_lab.toml and README.md (docs/CLASSROOM.md for a class's limits) against
+this table, the shipped .streamlit/latent_lab.toml and docs/CLASSROOM.md's limits tables against
 the fields. runs_per_person and queued_per_person are one person's share inside max_runs and max_queued (Slurm's
 per-user limits), counted by the job table in the same transaction as the class's caps.
 

@@ -127,7 +127,7 @@ def unconditional_variants() -> list[str]:
 
 def variant_table() -> str:
     """The variant table of the README, in Markdown, from the registry (`python -m vae_core variants --markdown`;
-    tests/vae_core/test_models.py checks that the README's table is this one)."""
+    tests/test_variant_table_doc.py checks that the README's table is this one)."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
