@@ -19,7 +19,7 @@ from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.notation import state_notation
 from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
 from ui.training_job import (DEFAULT_EPOCHS, format_seconds, job_store_sentences, jobs, last_run_seconds,
-                             my_models_folder, parse_hidden, show_table_notice)
+                             parse_hidden, show_table_notice)
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
 from vae_core.validation import one_sentence

@@ -27,7 +27,6 @@ from jobs.api import JobRefused
 from jobs.limits import LimitsError, read_limits
 from ui.cached_data import test_set
 from ui.model_catalogue import load_model
-from ui.plots import class_color
 from vae_core import VARIANTS, CheckpointRecord, compared_variants, make_batch, sample_diversity
 from vae_core.checkpoints import file_sha256
 from vae_core.diagnostics import ACTIVE_THRESHOLD, aggregate_density, conditional_gaussians

@@ -13,7 +13,6 @@ from pathlib import Path
 import streamlit as st
 
 from jobs.api import JobService, JobStoreError, check_name, job_service  # noqa: F401  (re-exported for pages)
-from jobs.classroom import Person, owner_folder
 from ui.model_catalogue import save_dir
 from vae_core.validation import SettingError, quote
 from vae_core.formatting import format_seconds  # noqa: F401  (re-exported for pages)
@@ -29,11 +28,6 @@ DEFAULT_EPOCHS = 4
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
-
-
-def my_models_folder(person: Person) -> Path:
-    """Where `person` saves: runs/ for one person on a laptop, runs/<their folder>/ in a class."""
-    return owner_folder(save_dir(), person)
 
 
 @contextmanager

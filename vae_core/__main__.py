@@ -22,7 +22,6 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -249,7 +248,7 @@ def cmd_train(args) -> int:
     print(f"{result.status}: {result.message} ({result.images_per_sec:,.0f} images/s)", file=sys.stderr)
     fields = {"wall_seconds": round(wall, 2), "command": "python -m vae_core " + shlex.join(args.argv)}
     if not result.has_good_state:  # never write (or replace --out with) weights that training did not make good
-        print(f"nothing was saved: the run ended without finite trained weights"
+        print("nothing was saved: the run ended without finite trained weights"
               + (f"; {out} was left as it was" if out.exists() else ""), file=sys.stderr)
         return 1
     else:

@@ -13,7 +13,6 @@ image (quadrant models: over the missing pixels only).
 from __future__ import annotations
 
 import math
-from typing import Callable
 from statistics import NormalDist
 from typing import Callable
 
