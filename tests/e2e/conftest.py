@@ -28,18 +28,11 @@ E2E_MODELS = ("vae_2d", "cvae_label", "gsnn_label", "hybrid_label", "baseline_qu
 SAME_NAME_COPY = "vae_2d_again.safetensors"   # a second file of the model named "vae_2d": the picker must tell them apart
 
 
-# A browser test that fails is run once more before it counts (pytest-rerunfailures): in one full CI run three
-# mouse tests of test_browser_decoder.py failed that pass alone and in their file (see the session's note); a
-# second failure still fails the run, and every rerun is named in the "rerun test summary info" (-raR, pytest.ini).
-RERUNS = 1
-
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.e2e)
-            if config.pluginmanager.hasplugin("rerunfailures"):
-                item.add_marker(pytest.mark.flaky(reruns=RERUNS, reruns_delay=2))
 
 
 @pytest.fixture(scope="session")
