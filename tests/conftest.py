@@ -18,6 +18,19 @@ if str(ROOT) not in sys.path:
 
 from vae_core import ImageDataset, locate_dataset  # noqa: E402
 
+BROWSER_TESTS = ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items):
+    """How pytest-xdist shares the tests out under `--dist loadgroup` (README, .ci/run: `-n 2`): every browser
+    test goes to one worker, in file order (one server and one chromium, never two browser tests at once on
+    two cores), and each other file goes whole to one worker (its module fixtures made once); the largest
+    groups go first. Without xdist the marks do nothing."""
+    for item in items:
+        path = Path(str(item.fspath))
+        group = "browser" if BROWSER_TESTS in path.parents else path.relative_to(ROOT).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 def synthetic_images(n: int = 256, size: int = 8, num_classes: int = 10, seed: int = 0):
     """uint8 [n, size, size] images and int64 labels: each class is a fixed random binary pattern with
