@@ -1,6 +1,8 @@
 """Latent Lab: streamlit run app.py
 
-The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/.
+The router only: one table of pages, grouped, with titles and icons. Every page lives in pages/. In a class
+(docs/CLASSROOM.md) the person is resolved first (ui/identity.py): a teacher also gets the class board, and
+someone not yet signed in gets the sign-in form instead of any page (every page's first call, ui/routing.py).
 """
 import os
 
@@ -30,12 +32,21 @@ PAGES = {
     ],
 }
 
+TEACHER_PAGES = {
+    "Teach": [st.Page("pages/board.py", title="Class board", icon=":material/co_present:")],
+}
+
 SIDEBAR_WIDTH = 340  # px (Streamlit's default is 300): room for a model's name in the picker
 st.set_page_config(page_title="Latent Lab", page_icon="🧭", layout="wide", initial_sidebar_state=SIDEBAR_WIDTH)
-page = st.navigation(PAGES)
+from ui import identity  # noqa: E402
+
+person = identity.current_person_or_stop()   # None: this browser must sign in first (a bad [class]: a sentence)
+page = st.navigation({**PAGES, **TEACHER_PAGES} if person is not None and person.teacher else PAGES)
 from ui.gc_tuning import freeze_after_first_run  # noqa: E402  (after st.navigation: see ui/routing.py)
 
-try:
+if person is not None:
+    identity.sidebar_badge(person)
+try:  # a page's first call, route_through_app(), shows the sign-in form instead of the page until signed in
     page.run()
 finally:  # after a page's first run, its long-lived objects leave the collector's path (ui/gc_tuning.py)
     freeze_after_first_run(page.url_path)

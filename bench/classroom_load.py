@@ -1,6 +1,7 @@
 """A class on one server: N sessions explore while training jobs run and wait in line.
 
-    python bench/classroom_load.py --client ws            # 20 websocket sessions for 60 s, 2 jobs training, 3 waiting
+    python bench/classroom_load.py --client ws --sessions 40   # a class of 40 named students for 60 s (issue 18)
+    python bench/classroom_load.py --client ws            # 20 websocket sessions for 60 s, 2 jobs training, the rest waiting
     python bench/classroom_load.py                        # the same with 20 chromium contexts (--client browser)
     python bench/classroom_load.py --sessions 2 --seconds 10 --job-epochs 1 --job-images 1000   # a quick check
 
@@ -16,8 +17,11 @@ session sends a click on a random dot (the chart's selection, as the frontend re
 exception element in a page.
 
 Starts `streamlit run app.py` on 127.0.0.1 with LATENT_LAB_MAX_RUNS=2 and the shipped models, opens the Train
-page once (so the server's job service exists), then queues 5 small training jobs straight into the job
-table (the server's scheduler starts 2 and keeps 3 waiting). Meanwhile N sessions (browser contexts of one chromium,
+page once (so the server's job service exists), then queues small training jobs straight into the job
+table (the server's scheduler starts 2 and keeps the rest waiting). With --client ws the server runs a class
+(docs/CLASSROOM.md): a [class] table with a class code, and each session is a named student (Student 1, ...)
+signed in with the code, whose browser cookie the websocket sends; each student owns one of the queued jobs
+(--jobs, default: one per session), so 2 train and the rest wait, each within its owner's share. Meanwhile N sessions (browser contexts of one chromium,
 driven by playwright's async API, or websocket clients) act for --seconds: most switch "Decode in the browser" off and move a
 Decoder slider with the keyboard (the server decodes each step) and time the new decoded image; every fourth clicks a random point of the Latent map and times the "Test image #"
 panel. Prints p50/p95 latency of each action kind (also of the pages' first draw, and also when some sessions
@@ -30,7 +34,8 @@ multiprocessing's resource tracker) summed at the same instant, as RSS and as PS
 a page shared by k processes counts 1/k in each, so PSS sums to what they really hold; RSS counts torch's
 shared pages once per process). CPU: seconds of CPU used during the run by the server, by its descendants,
 and by the clients (this script, and with --client browser chromium and playwright's driver), which share the
-same 2 cores.
+same 2 cores; and the server's CPU seconds per action (its CPU while the sessions ran, divided by the actions
+they made: slider steps and map clicks, the pages' first draws not counted as actions).
 """
 from __future__ import annotations
 
@@ -255,10 +260,10 @@ async def drive_browser(url: str, sessions: int, seconds: float):
 STEP_TIMEOUT = 10.0   # s, as the browser sessions' ARM_JS
 
 
-async def decoder_ws_session(url, deadline, record, errors):
+async def decoder_ws_session(url, deadline, record, errors, cookies=None):
     from st_ws_client import StreamlitWsClient
 
-    client = StreamlitWsClient(url)
+    client = StreamlitWsClient(url, cookies=cookies)
     try:
         t0 = time.perf_counter()
         await client.connect()
@@ -304,12 +309,12 @@ async def decoder_ws_session(url, deadline, record, errors):
         await client.close()
 
 
-async def map_ws_session(url, deadline, record, errors):
+async def map_ws_session(url, deadline, record, errors, cookies=None):
     import numpy as np
 
     from st_ws_client import StreamlitWsClient, selection_json
 
-    client = StreamlitWsClient(url)
+    client = StreamlitWsClient(url, cookies=cookies)
     rng = np.random.default_rng()
     try:
         t0 = time.perf_counter()
@@ -355,7 +360,7 @@ async def map_ws_session(url, deadline, record, errors):
         await client.close()
 
 
-async def drive_ws(url: str, sessions: int, seconds: float):
+async def drive_ws(url: str, sessions: int, seconds: float, cookies: list[dict] | None = None):
     from st_ws_client import StreamlitWsClient
 
     times: dict[str, list[float]] = {}
@@ -364,11 +369,14 @@ async def drive_ws(url: str, sessions: int, seconds: float):
     def record(kind, ms):
         times.setdefault(kind, []).append(ms)
 
-    async with StreamlitWsClient(url) as train:   # creates the server's job service, and stays open
+    cookies = cookies or [None] * (sessions + 1)
+    async with StreamlitWsClient(url, cookies=cookies[-1]) as train:   # creates the job service; stays open
         await train.open("train")
+        if train.widget("button", key="train_start") is None:   # a sign-in form instead: the cookie failed
+            errors.append("the Train page did not open for the signed-in session")
         deadline = time.monotonic() + seconds
         tasks = [asyncio.create_task((map_ws_session if k % 4 == 3 else decoder_ws_session)(
-            url, deadline, record, errors)) for k in range(sessions)]
+            url, deadline, record, errors, cookies[k])) for k in range(sessions)]
         _, pending = await asyncio.wait(tasks, timeout=seconds + 180)
         for task in pending:
             task.cancel()
@@ -387,7 +395,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0, help="how long the sessions act")
-    ap.add_argument("--jobs", type=int, default=5, help="jobs queued (2 train at once)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="jobs queued (2 train at once; default: one per session with --client ws, else 5)")
     ap.add_argument("--job-epochs", type=int, default=2)
     ap.add_argument("--job-images", type=int, default=10_000)
     ap.add_argument("--job-timeout", type=float, default=600.0, help="how long to wait for the jobs to finish")
@@ -404,30 +413,52 @@ def main(argv=None) -> int:
     from jobs.worker import settings_to_dict
     from vae_core import ModelConfig, TrainConfig, locate_dataset
 
+    from jobs.classroom import COOKIE, Roster, cookie_value
+    from jobs.limits import ClassSettings
+
+    if args.jobs is None:
+        args.jobs = args.sessions if args.client == "ws" else 5
     runs = Path(tempfile.mkdtemp(prefix="latent_lab_class_")) / "runs"
-    env = {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(ROOT / "checkpoints"), str(runs)]),
-           "LATENT_LAB_MAX_RUNS": "2"}
+    env = {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(runs), str(ROOT / "checkpoints")]),
+           "LATENT_LAB_MAX_RUNS": "2", "LATENT_LAB_MAX_QUEUED": str(max(20, args.jobs))}
+    table = JobTable(runs / "jobs.sqlite")
+    cookies, owners = None, [f"bench-{k}" for k in range(args.jobs)]
+    if args.client == "ws":   # a class: a class code, and a named, signed-in student per session
+        klass = ClassSettings(code="bench-class", teacher_code="bench-teacher")
+        config = runs.parent / "latent_lab.toml"
+        config.write_text(f'[class]\ncode = "{klass.code}"\nteacher_code = "{klass.teacher_code}"\n')
+        env["LATENT_LAB_CONFIG"] = str(config)
+        roster = Roster(table)
+        people = [roster.sign_in(f"Student {k + 1}", klass.code, klass) for k in range(args.sessions)]
+        people.append(roster.sign_in("Teacher", klass.teacher_code, klass))
+        cookies = [{COOKIE: cookie_value(p.key, secret)} for p, secret in people]
+        owners = [people[k % args.sessions][0].key for k in range(args.jobs)]
     server = StreamlitServer(env, log=runs.parent / "streamlit.log").start()
     sampler = None
     try:
         server.wait_listening()
         sampler = Sampler(server.proc.pid)
         sampler.start()
-        table = JobTable(runs / "jobs.sqlite")
         data = locate_dataset("mnist")
         settings = settings_to_dict(ModelConfig(hidden_dims=(256, 256)),
                                     TrainConfig(epochs=args.job_epochs, train_limit=args.job_images, eval_limit=2000))
         settings["data_root"] = str(data.parent) if data else None
-        job_ids = [table.add(f"bench-{k}", settings) for k in range(args.jobs)]
+        job_ids = [table.add(owner, settings, owner_name=owner) for owner in owners]
         print(f"{args.sessions} {'websocket' if args.client == 'ws' else 'browser'} sessions for {args.seconds:g} s; {args.jobs} jobs queued ({args.job_epochs} epochs "
               f"on {args.job_images:,} images each, 2 at once); load average {os.getloadavg()[0]:.2f}", flush=True)
         t_sessions = time.monotonic()
         drive = drive_ws if args.client == "ws" else drive_browser
-        times, errors = asyncio.run(drive(server.url, args.sessions, args.seconds))
+        times, errors = asyncio.run(drive_ws(server.url, args.sessions, args.seconds, cookies) if args.client == "ws"
+                                    else drive(server.url, args.sessions, args.seconds))
         sessions_seconds = time.monotonic() - t_sessions
         load_after_sessions = os.getloadavg()
         cpu_sessions = {g: sampler.cpu_used(g) for g in ("server", "workers", "clients")}
         mid_states = [table.get(j).status for j in job_ids]
+        # the runs that had started by then are waited for (within --job-timeout); the rest leave the line
+        started = [j for j in job_ids if table.get(j).started]
+        for j in job_ids:
+            if j not in started and table.get(j).status == "queued":
+                table.update(j, status="stopped", finished=time.time(), message="the bench ended")
         end = time.monotonic() + args.job_timeout
         while time.monotonic() < end and not all(table.get(j).status in FINISHED for j in job_ids):
             table.touch(job_ids)  # the bench watches them, as their pages would
@@ -444,9 +475,12 @@ def main(argv=None) -> int:
         print(f"{kind}: {len(values)} actions, p50 {statistics.median(values):.0f} ms, "
               f"p95 {percentile(values, 0.95):.0f} ms, max {max(values):.0f} ms")
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors[:12]))
-    print(f"job states when the sessions ended: {', '.join(mid_states)}")
+    counts = {s: mid_states.count(s) for s in dict.fromkeys(mid_states)}
+    print("job states when the sessions ended: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     t0 = min(r.created for r in final)
     for k, r in enumerate(final):
+        if not r.started:
+            continue
         when = "started at once" if k < 2 else "queued"
         waited = f"waited {r.started - r.created:.0f} s" if r.started else "never started"
         ran = (f"ran {r.finished - r.started:.0f} s, done {r.finished - t0:.0f} s after queueing"
@@ -464,6 +498,12 @@ def main(argv=None) -> int:
         print("CPU seconds while the sessions ran: " + ", ".join(f"{g} {v:.0f}" for g, v in cpu_sessions.items())
               + f" (clients: {who})"
               + f" (of {2 * sessions_seconds:.0f} available on 2 cores)")
+        actions = sum(len(v) for k, v in times.items() if "step" in k and "run finished" not in k
+                      or "click" in k and "run finished" not in k)
+        if actions:
+            print(f"server CPU per action: {1000 * cpu_sessions['server'] / actions:.0f} ms "
+                  f"({cpu_sessions['server']:.1f} s over {actions} actions: slider steps and map clicks; page opens, "
+                  "the Train page's polling and the scheduler thread are in the server's CPU too)")
     print(f"load average now: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     return 0
 

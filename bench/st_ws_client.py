@@ -5,7 +5,8 @@ cores, is what the bench measures. The protocol, as the frontend speaks it (read
 streamlit package: web/server/starlette/starlette_websocket.py, runtime/app_session.py, the PlotlyChart
 bundle in static/):
 
-- connect to ws://HOST/_stcore/stream with the subprotocol "streamlit" (the second and third subprotocol
+- connect to ws://HOST/_stcore/stream with the subprotocol "streamlit" (and the browser's cookies, which
+  st.context.cookies reads: Latent Lab's class-code identity is one) (the second and third subprotocol
   entries would carry an XSRF token and a session id to resume; a fresh session sends neither);
 - every frame is a binary protobuf: BackMsg from the client, ForwardMsg from the server;
 - a run is asked for with BackMsg.rerun_script, a ClientState: query_string, page_name (the URL path, on the
@@ -64,9 +65,10 @@ class StreamlitWsClient:
     """One session. `open(page)` runs a page; `set_widget` + `rerun()` act as a user; `widgets` and `last_run`
     say what the server drew."""
 
-    def __init__(self, url: str, query_string: str = ""):
+    def __init__(self, url: str, query_string: str = "", cookies: dict[str, str] | None = None):
         self.ws_url = url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/_stcore/stream"
         self.query_string = query_string
+        self.cookies = dict(cookies or {})   # sent with the websocket's opening request, as a browser sends them
         self.ws = None
         self.reader: asyncio.Task | None = None
         self.page_script_hash = ""
@@ -80,8 +82,9 @@ class StreamlitWsClient:
     async def connect(self) -> None:
         import websockets
 
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else None
         self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
-                                           open_timeout=60, ping_interval=None)
+                                           open_timeout=60, ping_interval=None, additional_headers=headers)
         self.reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:

@@ -1,11 +1,15 @@
 """The small interface the pages call: submit, progress, stop, save, list.
 
     service = job_service(folder)                 # one per models folder and process (a scheduler thread)
-    job_id = service.submit(model_config, train_config, owner, data_root)   # JobRefused(sentence) if not
+    job_id = service.submit(model_config, train_config, owner, data_root, owner_name="Ada")  # JobRefused(sentence)
     snap = service.progress(job_id)               # a JobSnapshot: status, place in line, curves, pictures
     service.stop(job_id)                          # a queued job leaves the line; a running one stops in a batch
     path = service.save(job_id, folder, name)     # the job's weights as a named checkpoint
     service.jobs_of(owner)                        # the owner's jobs, newest first
+    service.class_runs(); service.curves(ids)     # every run with its place in line; their stored loss curves
+
+`owner` is a person's identity key (jobs/classroom.py): the caps are the class's (max_runs, max_queued) and each
+person's share of them (runs_per_person, queued_per_person), counted over the whole table.
 
 The server only schedules and collects: training runs in a worker process (jobs/local.py) or a Ray actor
 (jobs/ray_backend.py). The job table (jobs/table.py) outlives a tab and the server; the curves and pictures
@@ -40,6 +44,8 @@ WORKER_STOP = "Stopped by request"
 KEEP_FINISHED_IN_MEMORY = 100
 SMOOTHING = 0.9           # the bold training curve: an exponential moving average with bias correction
 TABLE_WRITE_SECONDS = 1.0
+LEASE_SECONDS = 60.0      # a claimed row's lease (jobs/table.py); the scheduler's renewals are issue 19's
+BOARD_POINTS = 200        # a run's curve in the table (job_points, for the teacher's board): about this many points
 
 
 class JobRefused(ValueError):
@@ -126,6 +132,7 @@ class LiveJob:
         self.result: dict | None = None
         self.started_wall = time.time()
         self.pictures_from_file = False    # a finished job's pictures, once redrawn from its result file
+        self.board_mark: tuple[int, int] = (-1, 0)   # (step, epochs) of the last point written to job_points
 
     def apply(self, kind: str, payload: dict) -> None:
         with self.lock:
@@ -206,18 +213,21 @@ class JobService:
 
     # ------------------------------------------------------------------ the interface
     def submit(self, model_config: ModelConfig, train_config: TrainConfig, owner: str,
-               data_root: str | Path | None = None) -> str:
-        """Queue a run; it starts as soon as a slot is free. Raises JobRefused with a sentence."""
+               data_root: str | Path | None = None, *, owner_name: str = "") -> str:
+        """Queue a run for `owner` (an identity key; `owner_name` is what the teacher's board shows); it starts
+        as soon as a slot is free and the owner's share allows. Raises JobRefused with a sentence."""
         if not owner:
-            raise JobRefused("A job needs an owner token.")
+            raise JobRefused("A job needs an owner.")
         problem = weights_problem(model_config, self.limits)
         if problem:
             raise JobRefused(problem)
         settings = settings_to_dict(model_config, train_config)
         settings["data_root"] = None if data_root is None else str(data_root)
-        caps = Caps(max_runs=self.limits.max_runs, max_queued=self.limits.max_queued)
-        try:  # the caps are counted and the row inserted in one transaction: no burst beats them
-            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id, caps=caps)
+        caps = Caps(max_runs=self.limits.max_runs, max_queued=self.limits.max_queued,
+                    runs_per_person=self.limits.runs_per_person, queued_per_person=self.limits.queued_per_person)
+        try:  # the caps are counted and the row inserted in one transaction: no burst, on any server, beats them
+            job_id = self.table.add(owner, settings, backend=self.limits.runner, server=self.server_id, caps=caps,
+                                    owner_name=owner_name)
         except Refused as e:
             raise JobRefused(str(e)) from None
         self._wake.set()
@@ -297,6 +307,19 @@ class JobService:
                              "choose another name or tick 'overwrite'") from None
         except OSError as e:
             raise ValueError(f"the file {path} could not be written ({(e.strerror or str(e)).lower()})") from None
+
+    # ------------------------------------------------------------------ the class (the teacher's board)
+    def class_runs(self, limit: int = 200) -> list[tuple[JobRow, int]]:
+        """Every run on the folder (every server's), active first, then the newest finished; each with its place
+        in line (1: next to start; 0: not waiting). Two reads, whatever the size of the class."""
+        rows = self.table.recent(limit)
+        queued = [r.id for r in self.table.with_status("queued")]
+        place = {job_id: k + 1 for k, job_id in enumerate(queued)}
+        return [(r, place.get(r.id, 0)) for r in rows]
+
+    def curves(self, job_ids: list[str]) -> dict[str, list[tuple[int, float | None, float | None]]]:
+        """The runs' stored loss curves (job_points: step, smoothed training loss, test loss at an epoch's end)."""
+        return self.table.points(job_ids)
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, row: JobRow, light: bool = False) -> JobSnapshot:
@@ -422,9 +445,11 @@ class JobService:
             free = self.limits.max_runs - len(self._handles)
             if free <= 0 or self._closing.is_set():
                 return
-            for row in self.table.with_status("queued")[:free]:
-                if not self.table.claim(row.id, "starting", self.server_id):
-                    continue
+            for _ in range(free):   # the oldest waiting run whose owner is within their share of running runs
+                row = self.table.claim_next(self.server_id, self.limits.max_runs, LEASE_SECONDS,
+                                            runs_per_person=self.limits.runs_per_person)
+                if row is None:
+                    break
                 task = {"settings": {k: row.settings[k] for k in ("model_config", "train_config")},
                         "data_root": row.settings.get("data_root"), "threads": self.limits.worker_threads,
                         "nice": self.limits.worker_nice, "redraw_seconds": REDRAW_SECONDS,
@@ -471,6 +496,43 @@ class JobService:
             self.table.update(job_id, heartbeat=now, step=p.get("global_step", 0),
                               total_steps=p.get("total_steps", 0), epoch=p.get("epoch", 0),
                               progress=(p.get("global_step", 0) / p["total_steps"]) if p.get("total_steps") else 0.0)
+            self._write_losses(job_id, live)
+
+    def _write_losses(self, job_id: str, live: LiveJob, final: bool = False) -> None:
+        try:
+            self._write_losses_now(job_id, live, final)
+        except Exception as e:  # noqa: BLE001 - the board's figures must never keep a run from ending
+            import sys
+            print(f"latent-lab jobs: the losses of {job_id} were not written: {e!r}", file=sys.stderr)
+
+    def _write_losses_now(self, job_id: str, live: LiveJob, final: bool) -> None:
+        """The newest losses (jobs.loss, eval_loss) and a thinned curve (job_points: about BOARD_POINTS points a
+        run, and one at each epoch's end with its test loss), so that the teacher's board on any server can draw
+        them. Called from the collect step, about once a second per running job, and once at its end."""
+        import bisect
+
+        with live.lock:
+            steps, smooth = live.steps["step"], live.steps["loss_smooth"]
+            if not steps:
+                return
+            step, loss = steps[-1], smooth[-1]
+            last_step, last_epochs = live.board_mark
+            spe = live.progress.get("steps_per_epoch") or 1
+            total = live.progress.get("total_steps") or 0
+            points = []
+            for e, record in enumerate(live.epochs[last_epochs:], start=last_epochs):   # each new epoch's end
+                at = min((e + 1) * spe, total or (e + 1) * spe)
+                k = bisect.bisect_right(steps, at) - 1
+                points.append((int(at), float(smooth[k]) if k >= 0 else None, float(record["eval"]["loss"])))
+            eval_loss = live.epochs[-1]["eval"]["loss"] if live.epochs else None
+            epochs = len(live.epochs)
+        self.table.update(job_id, loss=float(loss), eval_loss=None if eval_loss is None else float(eval_loss))
+        now_due = step != last_step and (final or step - last_step >= max(1, total // BOARD_POINTS))
+        if now_due:
+            points.append((int(step), float(loss), None))   # merged with an epoch's point at the same step
+        if points:
+            self.table.add_points(job_id, sorted(points, key=lambda point: point[0]))
+            live.board_mark = (step if now_due else last_step, epochs)
 
     def _finish(self, job_id: str, handle, live: LiveJob, now: float) -> None:
         end = live.end
@@ -482,6 +544,7 @@ class JobService:
             message = reason + ("; its last weights are kept, ready to save." if kept
                                 else "; it had not trained yet, so there is nothing to save.")
         p = live.progress
+        self._write_losses(job_id, live, final=True)
         with self._lock:  # before the table says "finished": whoever sees that sees no worker left
             self._handles.pop(job_id, None)
         self.table.update(job_id, status=end["status"], message=message, finished=now, heartbeat=now,

@@ -18,14 +18,24 @@ variable), the range and the bad value (quoted to at most about 100 characters),
     LATENT_LAB_RUNNER              where runs train                    local or ray           local
     LATENT_LAB_WARM_WORKER         fork workers from a fork server     true or false          true (1)
                                    with torch and MNIST loaded
+    LATENT_LAB_RUNS_PER_PERSON     one person's runs training at once  1 to 100               1
+    LATENT_LAB_QUEUED_PER_PERSON   one person's runs waiting           0 to 1,000             1
 
 A limit is one field of `Limits` below, with its range and words; tests/jobs/test_table_and_limits.py checks
-this table, the shipped .streamlit/latent_lab.toml and README.md against the fields.
+this table, the shipped .streamlit/latent_lab.toml and README.md (docs/CLASSROOM.md for a class's limits) against
+the fields. runs_per_person and queued_per_person are one person's share inside max_runs and max_queued (Slurm's
+per-user limits), counted by the job table in the same transaction as the class's caps.
+
+The same file's `[class]` table (docs/CLASSROOM.md) turns on a class: `code`, the class code a student types with
+a name (used when .streamlit/secrets.toml has no `[auth]`); `teacher_code`, typed instead of the class code, signs
+a teacher in; `teachers`, the e-mail addresses (or OIDC subjects) of the teachers when people sign in with
+`[auth]`. `read_class` reads it; a bad value is a LimitsError too. Without a `[class]` table nothing changes.
 """
 from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Mapping
 
@@ -39,6 +49,7 @@ PREFIX = "LATENT_LAB_"
 CONFIG_VAR = PREFIX + "CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / ".streamlit" / "latent_lab.toml"
 TABLE = "limits"
+CLASS_TABLE = "class"
 MAX_FILE_BYTES = 65_536
 RUNNERS = ("local", "ray")
 FALSE_WORDS, TRUE_WORDS = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
@@ -70,17 +81,40 @@ class Limits:
     worker_nice: Annotated[int, Whole(0, 19, "CPU priority drop of a worker")] = 10
     runner: Annotated[str, OneOf(RUNNERS, "where runs train", rule="be 'local' or 'ray'", fold_case=True)] = "local"
     warm_worker: Annotated[bool, Flag("fork workers from a fork server")] = True
+    runs_per_person: Annotated[int, Whole(1, 100, "one person's runs training at once")] = 1
+    queued_per_person: Annotated[int, Whole(0, 1000, "one person's runs waiting")] = 1
 
     def describe(self) -> str:
         """One line for the Train page."""
         run_time = "no time limit" if not self.max_run_seconds else f"at most {_minutes(self.max_run_seconds)} a run"
         return (f"{self.max_runs} run{'s' * (self.max_runs != 1)} at once, {self.max_queued} waiting at most, "
-                f"{self.max_weights:,} weights per model, {run_time}; a run nobody watches for "
+                f"{self.max_weights:,} weights per model, each person {self.runs_per_person} training and "
+                f"{self.queued_per_person} waiting, {run_time}; a run nobody watches for "
                 f"{_minutes(self.abandon_seconds)} stops and keeps its weights.")
+
+    def share(self) -> str:
+        """One person's share, as a sentence's end: '1 run training and 1 waiting'."""
+        return (f"{self.runs_per_person} run{'s' * (self.runs_per_person != 1)} training and "
+                f"{self.queued_per_person} waiting")
 
 
 # the keys of the file's [limits] table and, upper-cased with PREFIX, the environment variables
 KEYS = tuple(Limits.__pydantic_fields__)
+# the [class] table: key -> (kind, (lowest, highest)): a code's length, or how many teachers
+CLASS_KEYS = {"code": ("code", (4, 64)), "teacher_code": ("code", (4, 64)), "teachers": ("names", (0, 100))}
+
+
+@dataclass(frozen=True)
+class ClassSettings:
+    """The file's [class] table. Empty: no class (one person on a laptop, or [auth] without teachers)."""
+
+    code: str = ""                    # the class code students type with their name (without [auth])
+    teacher_code: str = ""            # typed instead of the class code: a teacher (without [auth])
+    teachers: tuple[str, ...] = ()    # with [auth]: the teachers' e-mail addresses or subjects, any case
+
+    def is_teacher_email(self, *ids: str | None) -> bool:
+        wanted = {t.strip().casefold() for t in self.teachers}
+        return any(i and i.strip().casefold() in wanted for i in ids)
 
 
 def _minutes(seconds: float) -> str:
@@ -96,8 +130,9 @@ def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     return (Path(named).expanduser(), True) if named else (DEFAULT_CONFIG, False)
 
 
-def read_config(path: Path, required: bool = False) -> dict:
-    """The [limits] table of a TOML file ({} when the file is missing and not required); LimitsError otherwise."""
+def read_config(path: Path, required: bool = False, table_name: str = TABLE) -> dict:
+    """The [limits] (or `table_name`) table of a TOML file ({} when the file is missing and not required);
+    LimitsError otherwise."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -114,17 +149,19 @@ def read_config(path: Path, required: bool = False) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise LimitsError(f"The limits file {path} could not be read ({reason.lower()}).") from None
-    extra = sorted(k for k in data if k != TABLE)
+    extra = sorted(k for k in data if k not in (TABLE, CLASS_TABLE))
     if extra:
         raise LimitsError(f"The limits file {path} has {_what(extra[0], data)} {quote(extra[0])}; it may hold only "
-                          f"a [{TABLE}] table.")
-    table = data.get(TABLE, {})
+                          f"a [{TABLE}] and a [{CLASS_TABLE}] table.")
+    table = data.get(table_name, {})
     if not isinstance(table, dict):
-        raise LimitsError(f"In the limits file {path}, {TABLE} must be a table ([{TABLE}]), not a single value.")
-    unknown = sorted(k for k in table if k not in KEYS)
+        raise LimitsError(f"In the limits file {path}, {table_name} must be a table ([{table_name}]), not a "
+                          "single value.")
+    keys = KEYS if table_name == TABLE else tuple(CLASS_KEYS)
+    unknown = sorted(k for k in table if k not in keys)
     if unknown:
-        raise LimitsError(f"In the limits file {path}, [{TABLE}] has an unknown key {quote(unknown[0])}; the keys "
-                          f"are {', '.join(KEYS)}.")
+        raise LimitsError(f"In the limits file {path}, [{table_name}] has an unknown key {quote(unknown[0])}; the "
+                          f"keys are {', '.join(keys)}.")
     return table
 
 
@@ -165,6 +202,37 @@ def read_limits(env: Mapping[str, str] | None = None, config: str | Path | None 
         if raw.strip():
             values[key], typed[key], where[key] = _from_text(raw, key), raw.strip(), PREFIX + key.upper()
     return build(Limits, values, given=typed, name=lambda key: where.get(key, key), error=LimitsError)
+
+
+def read_class(env: Mapping[str, str] | None = None, config: str | Path | None = None) -> ClassSettings:
+    """The [class] table of the limits file (see read_limits for which file); LimitsError with one sentence
+    naming the file and key for a bad value. A code is 4-64 characters without spaces at either end; the
+    teacher code must differ from the class code; `teachers` is a list of up to 100 addresses."""
+    env = os.environ if env is None else env
+    path, required = config_path(env) if config is None else (Path(config), False)
+    table = read_config(path, required, CLASS_TABLE)
+    values = {}
+    for key, value in table.items():
+        kind, (low, high) = CLASS_KEYS[key]
+        where = f"In the limits file {path}, [{CLASS_TABLE}] {key}"
+        if kind == "code":
+            if not isinstance(value, str) or value != value.strip() or not low <= len(value) <= high:
+                raise LimitsError(f"{where} must be text of {low} to {high} characters without spaces at either "
+                                  f"end; got {quote(value)}.")
+            values[key] = value
+        else:
+            if (not isinstance(value, list) or len(value) > high
+                    or not all(isinstance(v, str) and 0 < len(v.strip()) <= 254 for v in value)):
+                raise LimitsError(f"{where} must be a list of at most {high} e-mail addresses or names in quotes, "
+                                  f"like [\"teacher@school.org\"]; got {quote(value)}.")
+            values[key] = tuple(v.strip() for v in value)
+    if values.get("teacher_code") and values.get("teacher_code") == values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] teacher_code must differ from code (anyone "
+                          "with the class code would be a teacher).")
+    if values.get("teacher_code") and not values.get("code"):
+        raise LimitsError(f"In the limits file {path}, [{CLASS_TABLE}] has a teacher_code but no code; add the "
+                          "class code the students will type.")
+    return ClassSettings(**values)
 
 
 def count_weights(config: ModelConfig) -> int:

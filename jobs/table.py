@@ -15,6 +15,8 @@ Schema versions (`PRAGMA user_version`), each a step in MIGRATIONS applied in on
        the kind of job (train | view), the newest losses for a class overview, whether the result was saved;
        job_points (a thinned loss curve per job, readable by every server); people (class identities);
        published (models a teacher shared with the class)
+    3  class_settings: a few named values the class's servers share (when the teacher last cleared the
+       finished runs off the board)
 """
 from __future__ import annotations
 
@@ -95,7 +97,14 @@ CREATE TABLE IF NOT EXISTS published (
 );
 """
 
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)   # MIGRATIONS[i] takes the file from version i to version i + 1
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS class_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"""
+
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)   # MIGRATIONS[i] takes the file from version i to version i + 1
 VERSION = len(MIGRATIONS)
 
 
@@ -292,12 +301,14 @@ class JobTable:
                        (time.time(), *job_ids))
 
     def add_points(self, job_id: str, points: list[tuple[int, float | None, float | None]]) -> None:
-        """Append (step, loss, eval_loss) points of a job's curve (a step already stored is replaced)."""
+        """Append (step, loss, eval_loss) points of a job's curve; a step already stored takes the new values
+        that are not None (an epoch's test loss and a training loss at the same step make one point)."""
         if not points:
             return
         with closing(self._connect()) as db:
-            db.executemany("INSERT OR REPLACE INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?)",
-                           [(job_id, *p) for p in points])
+            db.executemany("INSERT INTO job_points (job_id, step, loss, eval_loss) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT(job_id, step) DO UPDATE SET loss = COALESCE(excluded.loss, loss), "
+                           "eval_loss = COALESCE(excluded.eval_loss, eval_loss)", [(job_id, *p) for p in points])
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> JobRow | None:

@@ -29,9 +29,12 @@ from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit
 from vae_core.data import DatasetUnavailable, hidden_pixels, quadrant_input  # noqa: E402
 from vae_core.evaluation import checkpoint_metrics  # noqa: E402
 from vae_core.pictures import grid  # noqa: E402
+from vae_core.record import snapshot_extras  # noqa: E402
 
 PREVIEW_SEED = 1234
 LATENT_POINTS = 2000
+SNAPSHOTS = 10          # moments of a run kept in its record for an animation (the first step and <= 9 epochs)
+SNAPSHOT_POINTS = 500   # latent means kept per snapshot (the same evaluation images each time)
 STEP_FLUSH_SECONDS = 0.25
 REDRAW_SECONDS = 1.0
 METRIC_IMAGES = 500
@@ -118,6 +121,8 @@ class Reporter:
         self.last_flush = self.last_draw = time.monotonic()
         self.stop_reason = ""
         self.epochs: list[dict] = []
+        self.snapshots: list[tuple] = []      # (epoch, caption, preview, means, labels): vae_core.record.snapshot_extras
+        self.snapshot_epochs: set[int] = set()
 
     def should_stop(self) -> bool:
         answer = self._should_stop()
@@ -138,7 +143,9 @@ class Reporter:
         if info.global_step == 1:  # the first step goes out at once, then the pictures of the untrained model
             self.progress["first_step"] = time.time()
             self.flush()
-            self.pictures("after its first step")
+            epochs = max(1, math.ceil(info.total_steps / info.steps_per_epoch))
+            self.snapshot_epochs = {int(e) for e in np.linspace(0, epochs - 1, min(epochs, SNAPSHOTS - 1)).round()}
+            self.pictures("after its first step", snapshot_epoch=0)
             return
         if now - self.last_flush >= STEP_FLUSH_SECONDS:
             self.flush()
@@ -154,7 +161,8 @@ class Reporter:
         self.epochs.append(record)
         self.emit("epoch", {"record": record, "eta": info.eta, "elapsed": info.elapsed,
                             "images_per_sec": info.images_per_sec})
-        self.pictures(f"after epoch {info.epoch + 1}")
+        keep = info.epoch in self.snapshot_epochs or info.epoch + 1 == info.epochs
+        self.pictures(f"after epoch {info.epoch + 1}", snapshot_epoch=info.epoch + 1 if keep else None)
 
     def flush(self) -> None:
         self.last_flush = time.monotonic()
@@ -163,7 +171,7 @@ class Reporter:
         self.emit("steps", {"steps": self.buffer, "progress": dict(self.progress)})
         self.buffer = {"step": [], "loss": [], "recon": [], "kl": []}
 
-    def pictures(self, when: str) -> None:
+    def pictures(self, when: str, snapshot_epoch: int | None = None) -> None:
         preview, caption = make_preview(self.model, self.data)
         latent = make_latent(self.model, self.data)
         payload = {"preview": preview, "caption": f"{caption} {when}".strip()}
@@ -171,6 +179,9 @@ class Reporter:
             payload["latent"] = latent
         self.emit("pictures", payload)
         self.last_draw = time.monotonic()
+        if snapshot_epoch is not None and preview is not None:   # kept for the record's animation of the run
+            means, labels = (latent[0][:SNAPSHOT_POINTS], latent[1][:SNAPSHOT_POINTS]) if latent else (None, None)
+            self.snapshots.append((snapshot_epoch, when[:1].upper() + when[1:], preview, means, labels))
 
 
 # ---------------------------------------------------------------------------- live pictures
@@ -261,13 +272,14 @@ def make_result(model, data, train_config: TrainConfig, result, reporter: Report
         small = test.subset(0, METRIC_IMAGES)
         metrics = checkpoint_metrics(model, small, METRIC_SAMPLES, diversity_examples=50)
         metrics["test_images"] = len(small)
+    snapshots, extras = snapshot_extras(reporter.snapshots)
     record = record_from_fit(cfg, train_config, result, description=f"trained in the app: {cfg.describe()}",
-                             command="Latent Lab Train page", metrics=metrics, wall_seconds=round(wall, 2))
+                             command="Latent Lab Train page", metrics=metrics, wall_seconds=round(wall, 2),
+                             snapshots=snapshots)
     record = dataclasses.replace(record, status=status, message=message)
-    extras = {}
     if cfg.has_2d_map and test is not None:
         mu, _, labels = encode_dataset(model, test)
-        extras = {"test_latent_means": mu.numpy(), "test_labels": labels.numpy()}
+        extras.update({"test_latent_means": mu.numpy(), "test_labels": labels.numpy()})
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     return {"model_config": cfg.to_dict(), "state": state, "record": record.to_json(), "extras": extras}
 

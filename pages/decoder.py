@@ -2,8 +2,9 @@
 
 One slider (and an exact number) per latent dimension, a class picker for label-conditioned models,
 the decoded digit shown large; for a 2-D latent, the decoded manifold grid with the current z marked
-(click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; and a
-canvas to draw a digit and see where the encoder puts it.
+(click a cell to jump there); interpolation as a strip or a GIF; a random sample from the prior; a
+canvas to draw a digit and see where the encoder puts it, live under the pen (ui/live_encoder.py); animations
+for slides (ui/animations.py); and a presenter view with keys (ui/presenter.py, or ?present=1).
 
 Each section is a fragment: moving a slider reruns only the explorer, not the whole page. The explorer
 decodes in the browser (ui/latent_pad.py: the digit follows the mouse, a release commits z here); with
@@ -15,9 +16,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ui import animations as ani
 from ui import beta_sweep
 from ui import decoder_tools as dt
 from ui import latent_pad as lp
+from ui import live_encoder as le
+from ui import presenter as pv
 from vae_core.data import class_names as class_names_of
 from ui.cached_data import missing_data_note, test_set
 from ui.images import grid, png_bytes, png_data_url, upscale
@@ -45,6 +49,7 @@ path = record.path
 dataset_name = record.dataset
 class_names = list(class_names_of(dataset_name, cfg.num_classes))
 in_browser = lp.browser_toggle()
+presenting = pv.presenter_toggle()   # ?present=1 or the sidebar switch: a projector's view with keys
 dt.ensure_z(path, model)
 
 
@@ -76,6 +81,9 @@ def centre() -> None:
 @st.fragment(key="decoder_explorer")
 def explorer() -> None:
     label = class_picker("decoder_label", "Decode as class")
+    if presenting:
+        pv.bar()
+        pv.keys(model=model, path=path, label=label, on_move=keep_z)
     why_not = lp.unavailable(model) if in_browser else None
     if in_browser and why_not is None:
         browser_explorer(label)
@@ -177,6 +185,9 @@ st.subheader("Explore")
 explorer()
 
 
+INTERP_ENDS_KEY = "interp_ends"   # the interpolation's ends and class, for the animation section below
+
+
 @st.fragment(key="decoder_interpolation")
 def interpolation() -> None:
     st.subheader("Interpolation")
@@ -223,6 +234,7 @@ def interpolation() -> None:
         st.caption("From z = (" + ", ".join(f"{v:.2f}" for v in z0[:6]) + ") to z = ("
                    + ", ".join(f"{v:.2f}" for v in z1[:6]) + "). Set the ends from the sliders above.")
     steps = st.slider("Steps", 3, 20, 10, key="interp_steps")
+    st.session_state[INTERP_ENDS_KEY] = [list(map(float, z0)), list(map(float, z1)), label]  # the walk's ends
     frames = dt.interpolation_frames(model, z0, z1, steps, label)
     strip = upscale(grid(frames, ncols=steps, pad=2), 3)
     st.image(strip, output_format="PNG")
@@ -247,6 +259,12 @@ def send_to_sliders(mu) -> None:
 @st.fragment(key="decoder_drawing")
 def drawing() -> None:
     st.subheader("Draw a digit")
+    label = class_picker("draw_label", "It is a") if cfg.condition == "label" else None
+    why_not = le.unavailable() if in_browser else "“Decode in the browser” is off"
+    if why_not is None:  # the encoder follows the pen, in the browser (ui/live_encoder.py)
+        le.live_encoder(path, model, record, label=label, on_send=send_to_sliders)
+        return
+    st.caption(f"The map updates when a stroke ends, because {why_not}.")
     left, mid, right = st.columns([1.1, 1, 1.4])
     with left:
         if st_canvas is not None:
@@ -267,10 +285,7 @@ def drawing() -> None:
     if digit is None:
         mid.info("Draw a digit to see how the model reads it.")
         return
-    label = None
     with mid:
-        if cfg.condition == "label":
-            label = class_picker("draw_label", "It is a")
         mu, std, recon = dt.encode_digit(model, digit, label)
         st.image(grid([digit, (recon * 255).astype(np.uint8)], ncols=2, pad=2), output_format="PNG",
                  caption="As the model sees it (28 x 28) | its reconstruction", width="stretch")
@@ -301,3 +316,17 @@ def drawing() -> None:
 
 
 drawing()
+
+
+@st.fragment(key="decoder_animations")
+def animations() -> None:
+    ends = st.session_state.get(INTERP_ENDS_KEY)
+    label = None
+    if ends and len(ends[0]) == len(ends[1]) == cfg.latent_dim:
+        ends, label = ends[:2], ends[2]
+    else:
+        ends = None
+    ani.animation_section(model, record, path, ends=ends, label=label)
+
+
+animations()

@@ -1,8 +1,9 @@
 """Train: choose a model and its training settings, start and stop a run, watch it learn live, save it.
 
 A run is a job (jobs/): it trains in a worker process (or on Ray), never in this server, and is listed in
-a job table under this browser's owner token, which lives in the URL. A refresh, another page or a new tab
-with the same link finds the run again. While it runs, a fragment redraws its snapshot every
+a job table under the signed-in person (ui/identity.py; one person on a laptop needs no sign-in). A refresh on
+any page, a new tab or a server restart finds the run again. Each person may have a share of the class's runs
+(runs_per_person training, queued_per_person waiting), counted by the table when Start is pressed. While it runs, a fragment redraws its snapshot every
 REFRESH_SECONDS; when it ends the charts stay and the Save form sits below them.
 """
 import time
@@ -10,18 +11,19 @@ import time
 import streamlit as st
 
 from jobs.api import JobRefused
+from jobs.classroom import save_run, stop_run
 from jobs.limits import LimitsError, weights_problem
 from ui.cached_data import data_problem, dataset_folder
 from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import choose_model, clear_model_cache, save_dir
 from ui.plots import CLASS_COLORS, latent_scatter, loss_curves, refresh_loss_curves
-from ui.training_job import format_seconds, jobs, owner_token, parse_hidden
+from ui.training_job import format_seconds, jobs, my_models_folder, parse_hidden
 from vae_core import DATASETS, VARIANTS, ModelConfig, TrainConfig
 from vae_core.config import DEFAULT_HIDDEN_DIMS
 from vae_core.validation import one_sentence
 from ui.routing import route_through_app
 
-route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py)
+person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
 
 VIEW = "train_view"           # the id of the job this session looks at
 FIGURES = "_train_figures"    # per job: the live loss chart (refreshed in place) and the latent map
@@ -62,7 +64,7 @@ try:
 except LimitsError as e:  # a bad .streamlit/latent_lab.toml or LATENT_LAB_* value: the teacher's sentence
     st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
     st.stop()
-owner = owner_token()
+owner = person.key
 mine = service.jobs_of(owner)                      # also tells the scheduler this page is watching them
 ids = [j.id for j in mine]
 if st.session_state.get(VIEW) not in ids:          # a refresh or a new tab: the newest run of this browser
@@ -163,7 +165,8 @@ start = start_col.button("Start training", type="primary", icon=":material/play_
                          width="stretch")
 stop = stop_col.button("Stop", icon=":material/stop:", key="train_stop", disabled=not busy, width="stretch")
 if busy or others:
-    note_col.caption("One run at a time per browser: stop the running one to start another.")
+    note_col.caption(f"One run at a time on this page (each person may have {service.limits.share()}): stop "
+                     "the running one to start another.")
 elif problem is None:
     note_col.caption(f"Will train a **{model_config.describe()}** model on {dataset}.")
 else:
@@ -171,14 +174,15 @@ else:
 
 if start:
     try:
-        st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent)
+        st.session_state[VIEW] = service.submit(model_config, train_config, owner, data_root=folder.parent,
+                                                owner_name=person.name)
     except JobRefused as e:
         st.error(str(e), icon=":material/block:")
     else:
         st.rerun()
 def stop_and_wait(job_id: str, seconds: float = 2.0) -> None:
     """Ask a run to stop and give it a moment: a stop lands within a batch."""
-    service.stop(job_id)
+    stop_run(service, person, job_id)  # the person's own runs only (the list and the page show no others)
     end = time.monotonic() + seconds
     while time.monotonic() < end and service.progress(job_id).active:
         time.sleep(0.05)
@@ -362,7 +366,7 @@ def save_form(snap) -> None:
         submitted = button_col.form_submit_button("Save", type="primary", icon=":material/save:", width="stretch")
     if submitted:
         try:
-            path = service.save(snap.id, save_dir(), name.strip(), overwrite=overwrite)
+            path = save_run(service, person, snap.id, save_dir(), name.strip(), overwrite=overwrite)
         except ValueError as e:
             st.error(f"Not saved: {e}.", icon=":material/block:")
         else:
@@ -372,7 +376,8 @@ def save_form(snap) -> None:
 
 
 if job is None:
-    st.info(f"Nothing trained yet from this browser. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
+    who = "" if person.solo else f" by {person.name}"
+    st.info(f"Nothing trained yet{who}. The defaults (a VAE with a 2-D latent, {DEFAULT_EPOCHS} epochs "
             f"on all 60,000 MNIST images) take about {DEFAULT_SECONDS} here, long enough to watch the digit "
             "clusters form on the latent map.", icon=":material/lightbulb:")
 elif job.active and job.status != "queued" and job.global_step == 0:

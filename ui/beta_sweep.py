@@ -103,16 +103,16 @@ def comparable(record: CheckpointRecord, reference: CheckpointRecord) -> bool:
 
 
 def your_runs(reference: CheckpointRecord) -> list[RunPoint]:
-    """This browser's finished Train runs (saved or not) comparable with the reference model, as chart points.
-    Only reads: a browser that has not been to the Train page has no runs, and the runs are not marked as
-    watched."""
-    from ui.training_job import jobs, known_owner
+    """The signed-in person's finished Train runs (saved or not) comparable with the reference model, as chart
+    points. Only reads: the runs are not marked as watched."""
+    from ui.identity import current_person
+    from ui.training_job import jobs
 
-    owner = known_owner()
-    if owner is None:
-        return []
     try:
-        snaps = jobs().jobs_of(owner, touch=False)
+        person = current_person()
+        if person is None:
+            return []
+        snaps = jobs().jobs_of(person.key, touch=False)
     except Exception:  # noqa: BLE001 - the job table is unusable (its own page says why): no points
         return []
     points = []

@@ -84,7 +84,7 @@ def point_details(model: LatentModel, image_uint8: torch.Tensor, label: int) -> 
     y, x = make_batch(cfg, image_uint8.reshape(1, *image_uint8.shape).to(model.device),
                       torch.tensor([label], device=model.device))
     mu, logvar = model.encode(y, x)
-    recon = model.reconstruct(y, x).reshape(cfg.image_size, cfg.image_size).cpu()
+    recon = model.decode(mu, x).reshape(cfg.image_size, cfg.image_size).cpu()   # reconstruct(), one encoder pass
     return {"mu": mu[0].cpu().numpy(), "std": torch.exp(0.5 * logvar[0]).cpu().numpy(), "recon": recon.numpy()}
 
 
@@ -150,12 +150,13 @@ def keep_selection(model_path: str, rows) -> None:
 
 def show_selection(fig, rows) -> None:
     """Mark the selected rows in a latent_scatter figure (each trace's customdata holds its rows), so a
-    redrawn chart shows the same selection as the panel beside it."""
-    if not rows:
+    redrawn chart shows the same selection as the panel beside it; no rows clears an earlier mark."""
+    dots = [trace for trace in fig.data if trace.type in ("scatter", "scattergl")]  # a layer (the classifier's
+    if not rows:                                                                    # heatmap) holds no rows
+        for trace in dots:
+            trace.selectedpoints = None
         return
     wanted = np.asarray(sorted(set(int(r) for r in rows)))
-    for trace in fig.data:
-        if trace.type not in ("scatter", "scattergl"):
-            continue   # a layer (the classifier's heatmap) holds no test-set rows
+    for trace in dots:
         custom = np.asarray(trace.customdata if trace.customdata is not None else [], dtype=np.int64).reshape(-1)
         trace.selectedpoints = np.flatnonzero(np.isin(custom, wanted)).tolist()

@@ -3,6 +3,11 @@
 Model folders: $LATENT_LAB_MODEL_DIRS (os.pathsep-separated) or, by default, `checkpoints/` (shipped
 models), `checkpoints/beta-sweep/` (the shipped β sweep) and `runs/` (models saved from the Train page), all
 relative to the repository root.
+
+In a class (docs/CLASSROOM.md) each person saves into their own folder, runs/<their folder>/ (jobs/classroom.py).
+A picker lists the shared models (shipped, or directly in a models folder), the person's own, and the ones a
+teacher published, marked by whose they are; a teacher's picker lists everyone's. Models are only ever read here:
+the Train page saves into the person's own folder, and only the class board removes a model.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Callable
 
 import streamlit as st
 
+from jobs.classroom import Person, may_see, owner_of, shelf_path
 from vae_core import CheckpointError, CheckpointRecord, LatentModel, ModelConfig, list_checkpoints, load_checkpoint, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +41,9 @@ class ModelEntry:
     record: CheckpointRecord | None = None
     error: str | None = None
     title: str = ""
+    owner: str | None = None       # the owner's folder name (jobs/classroom.py); None: a shared model
+    owner_name: str = ""           # whose it is, when it is someone else's (the picker shows it)
+    published: bool = False        # a teacher shared it with the class
 
     @property
     def config(self) -> ModelConfig | None:
@@ -55,7 +64,8 @@ class ModelEntry:
         if self.error:
             return f"{Path(self.path).stem} · unreadable"
         name = self.title or self.name
-        return f"{name} · imported" if self.record.source is not None else name
+        name = f"{name} · imported" if self.record.source is not None else name
+        return name + (f" · {self.owner_name}" if self.owner_name else "")
 
 
 def recommended_rank(entry: ModelEntry) -> tuple[int, int, int]:
@@ -92,10 +102,45 @@ def save_dir() -> Path:
     return RUNS_DIR
 
 
-def _listing() -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every checkpoint file: the cache key of available_models."""
-    out = []
+def _folders() -> list[Path]:
+    """The model folders and, inside the one the Train page saves into, each person's folder."""
+    out, base = [], save_dir()
     for folder in model_dirs():
+        out.append(folder)
+        if folder == base and folder.is_dir():
+            try:
+                out.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+            except OSError:
+                pass
+    return out
+
+
+_listed: dict[str, tuple] = {}   # the last listing and the folders' modification times it was made at
+
+
+def _listing() -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every checkpoint file: the cache key of available_models. Listed again only when
+    a folder changed (a save, an overwrite or a removal renames or unlinks in its folder, which moves the
+    folder's mtime): a class's forty folders cost forty stats per page run, not a scan of every file."""
+    folders = _folders()
+    stamp = []
+    for folder in folders:
+        try:
+            stamp.append((str(folder), folder.stat().st_mtime_ns))
+        except OSError:
+            stamp.append((str(folder), None))
+    stamp = tuple(stamp)
+    held = _listed.get("listing")
+    if held is not None and held[0] == stamp:
+        return held[1]
+    listing = _list_files(folders)
+    _listed["listing"] = (stamp, listing)
+    return listing
+
+
+def _list_files(folders: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for folder in folders:
         for path in list_checkpoints(folder):
             try:
                 stat = path.stat()
@@ -106,27 +151,28 @@ def _listing() -> tuple[tuple[str, int, int], ...]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _entries(listing: tuple[tuple[str, int, int], ...]) -> list[ModelEntry]:
+def _entries(listing: tuple[tuple[str, int, int], ...], base: str) -> list[ModelEntry]:
     entries = []
     for path, _, _ in listing:
+        owner = owner_of(path, base)
         try:
             record = read_record(path)
         except CheckpointError as e:
-            entries.append(ModelEntry(Path(path).stem, path, None, str(e)))
+            entries.append(ModelEntry(Path(path).stem, path, None, str(e), owner=owner))
             continue
-        entries.append(ModelEntry(record.display_name, path, record, None))
-    return sorted(_disambiguate(entries), key=recommended_rank)  # stable: ties keep the folder order
+        entries.append(ModelEntry(record.display_name, path, record, None, owner=owner))
+    return sorted(entries, key=recommended_rank)  # stable: ties keep the folder order
 
 
 def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Two models with the same display name (everyone's default is vae_2d) would look identical in the
     picker: their titles get the file's name added, without '.safetensors' so it fits the sidebar's box (and its
-    folder, when the file names clash too)."""
-    names = Counter(e.name for e in entries if e.error is None)
-    files = Counter(e.file_name for e in entries if e.error is None and names[e.name] > 1)
+    folder, when the file names clash too). Models of different owners are told apart by the owner's name."""
+    names = Counter((e.name, e.owner_name) for e in entries if e.error is None)
+    files = Counter(e.file_name for e in entries if e.error is None and names[e.name, e.owner_name] > 1)
 
     def title(e: ModelEntry) -> str:
-        if names[e.name] < 2:
+        if names[e.name, e.owner_name] < 2:
             return e.name
         stem = Path(e.path).stem
         where = f"{Path(e.path).parent.name}/{stem}" if files[e.file_name] > 1 else stem
@@ -134,15 +180,56 @@ def _disambiguate(entries: list[ModelEntry]) -> list[ModelEntry]:
     return [replace(e, title=title(e)) for e in entries]
 
 
-def available_models() -> list[ModelEntry]:
-    """Every checkpoint in the model folders, recommended first (recommended_rank); a broken file is an
-    entry with `error` set."""
-    return _entries(_listing())
+def available_models(person: Person | None = None) -> list[ModelEntry]:
+    """Every checkpoint in the model folders that `person` (default: this session's) may see, recommended
+    first (recommended_rank); a broken file is an entry with `error` set. Someone else's model carries its
+    owner's name (and `published` when a teacher shared it)."""
+    from ui import identity   # (identity finds the people table in save_dir)
+
+    base = save_dir()
+    listing = _listing()
+    held = _listed.get("entries")
+    if held is None or held[0] is not listing:   # the same listing: its entries without hashing it again
+        held = _listed["entries"] = (listing, _entries(listing, str(base)))
+    entries = held[1]
+    person = person or identity.person()
+    if person.solo or not any(e.owner for e in entries):
+        return _disambiguate(entries)
+    published, names = _class_view(identity)
+    out = []
+    for e in entries:
+        if may_see(person, e.owner, e.path, published):
+            theirs = e.owner is not None and e.owner != person.folder_name
+            out.append(replace(e, owner_name=names.get(e.owner, e.owner) if theirs else "",
+                               published=e.owner is not None and shelf_path(e.owner, e.path) in published))
+    return _disambiguate(out)
+
+
+CLASS_VIEW_SECONDS = 2.0   # the published models and people's names, read again at most this often
+_class_view_cache: dict[str, tuple[float, set[str], dict[str, str]]] = {}
+
+
+def _class_view(identity) -> tuple[set[str], dict[str, str]]:
+    """(published models' paths, {folder: person's name}) of the class, from the people and published tables."""
+    import time
+
+    from jobs.classroom import Shelf
+
+    base = str(save_dir())
+    held = _class_view_cache.get(base)
+    if held is None or time.monotonic() - held[0] > CLASS_VIEW_SECONDS:
+        roster = identity.roster()
+        held = _class_view_cache[base] = (time.monotonic(), Shelf(roster.table, base).paths(),
+                                          roster.names_by_folder())
+    return held[1], held[2]
 
 
 def clear_model_cache() -> None:
-    """Call after writing a checkpoint (the listing key changes anyway; this also frees memory)."""
+    """Call after writing, publishing or removing a checkpoint (the listing key changes anyway; this also frees
+    memory and reads the class's published models again)."""
     _entries.clear()
+    _class_view_cache.clear()
+    _listed.clear()
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=24)
@@ -257,7 +344,10 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 def _model_caption(entry: ModelEntry) -> str:
     """The line under the picker: what the shown model is, in full (the picker shows only its name)."""
     origin = entry.record.origin()
-    return f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
+    whose = (f" · {entry.owner_name}'s" + (", shared by the teacher" if entry.published else "")
+             if entry.owner_name else "")
+    return (f"{entry.config.describe()} · {entry.dataset} · `{entry.file_name}`" + (f" · {origin}" if origin else "")
+            + whose)
 
 
 def _short(path: Path) -> Path:

@@ -1,46 +1,28 @@
-"""The Train page's side of training jobs (jobs/ runs them): the owner token kept in the URL, the
-process's job service for the models folder, and small parsers and formatters.
+"""The Train page's side of training jobs (jobs/ runs them): the process's job service for the models folder,
+the person's own folder, and small parsers and formatters.
 
+Runs and models belong to the signed-in person (ui/identity.py; jobs/classroom.py), never to a token in a URL.
 The page never runs a training step: it submits a job, polls its snapshot from a fragment and draws it.
 """
 from __future__ import annotations
 
 import re
-import secrets
-
-import streamlit as st
+from pathlib import Path
 
 from jobs.api import JobService, check_name, job_service  # noqa: F401  (check_name: re-exported for pages)
+from jobs.classroom import Person, owner_folder
 from ui.model_catalogue import save_dir
 from vae_core.validation import SettingError, quote
-
-OWNER_PARAM = "owner"
-OWNER_KEY = "_train_owner"
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-
-
-def owner_token() -> str:
-    """This browser's token: from the URL's query parameters (so a refresh or a copied link reattaches to
-    its runs), else this session's, else a new one, which is then written into the URL."""
-    token = st.query_params.get(OWNER_PARAM) or st.session_state.get(OWNER_KEY)
-    if not token or not TOKEN_PATTERN.match(token):
-        token = secrets.token_urlsafe(12)
-    st.session_state[OWNER_KEY] = token
-    if st.query_params.get(OWNER_PARAM) != token:
-        st.query_params[OWNER_PARAM] = token
-    return token
-
-
-def known_owner() -> str | None:
-    """This browser's token when it already has one (from the URL or this session), else None: unlike
-    owner_token, it never makes one up or writes the URL (a page that only reads the owner's runs)."""
-    token = st.query_params.get(OWNER_PARAM) or st.session_state.get(OWNER_KEY)
-    return token if token and TOKEN_PATTERN.match(token) else None
 
 
 def jobs() -> JobService:
     """The job service of the folder the Train page saves into (runs/jobs.sqlite beside the models)."""
     return job_service(save_dir())
+
+
+def my_models_folder(person: Person) -> Path:
+    """Where `person` saves: runs/ for one person on a laptop, runs/<their folder>/ in a class."""
+    return owner_folder(save_dir(), person)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

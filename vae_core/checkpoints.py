@@ -28,7 +28,8 @@ from .atomic import clean_stale_temps, write_atomic
 from .external import DECODER_TENSOR, ENCODER_TENSOR, OnnxModel
 from .models import LatentModel, build_model
 from .onnx_graphs import MAX_GRAPH_BYTES
-from .record import CheckpointError, CheckpointRecord, parse_record
+from .record import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_POINTS, MAX_SNAPSHOT_SIDE, MAX_SNAPSHOTS, CheckpointError,
+                     CheckpointRecord, parse_record)
 
 __all__ = ["CheckpointError", "CheckpointExists", "save_checkpoint", "read_record", "load_checkpoint", "list_checkpoints"]
 
@@ -210,12 +211,32 @@ def _check_extra_shapes(path: Path, record: CheckpointRecord, shapes: dict) -> N
     for name, shape in shapes.items():
         if not shape or shape[0] > MAX_EXTRA_ROWS or len(shape) > 4:
             raise CheckpointError(f"{path.name}: the extra tensor {name} has an unusable shape {shape}.")
+    _check_snapshot_shapes(path, record, shapes)
     mu, labels = shapes.get("test_latent_means"), shapes.get("test_labels")
     if mu is not None or labels is not None:
         dim = record.model_config.latent_dim
         if mu is None or labels is None or mu != (labels[0], dim) or len(labels) != 1:
             raise CheckpointError(f"{path.name}: its stored test-set latent means {mu} and labels {labels} do "
                                   f"not fit a {dim}-D latent (expected [N, {dim}] and [N]).")
+
+
+def _check_snapshot_shapes(path: Path, record: CheckpointRecord, shapes: dict) -> None:
+    """A run's snapshots (vae_core/record.py) are bounded in count, size and bytes before anything is read."""
+    previews, means, labels = (shapes.get(k) for k in ("snapshot_previews", "snapshot_means", "snapshot_labels"))
+    if previews is None and means is None and labels is None:
+        return
+    k = len(record.snapshots)
+    bad = (previews is None or len(previews) != 3 or previews[0] != k or k > MAX_SNAPSHOTS
+           or max(previews[1:]) > MAX_SNAPSHOT_SIDE
+           or (means is None) != (labels is None)
+           or (means is not None and (len(means) != 3 or means[0] != k or means[1] > MAX_SNAPSHOT_POINTS
+                                      or means[2] != record.model_config.latent_dim or labels != (means[1],))))
+    if not bad:
+        total = previews[0] * previews[1] * previews[2] + (2 * means[0] * means[1] * means[2] if means else 0)
+        bad = total > MAX_SNAPSHOT_BYTES
+    if bad:
+        raise CheckpointError(f"{path.name}: its training snapshots (previews {previews}, means {means}, labels "
+                              f"{labels}) do not fit its record's {k} snapshots or exceed their bounds.")
 
 
 def _check_labels(path: Path, record: CheckpointRecord, extras: dict) -> None:

@@ -35,6 +35,10 @@ MAX_EPOCH_RECORDS = 100_000
 
 
 MAX_MESSAGE_CHARS = 600
+MAX_SNAPSHOTS = 10             # a run's snapshots for animations: at most this many moments ...
+MAX_SNAPSHOT_POINTS = 500      # ... each with the latent means of at most this many evaluation images
+MAX_SNAPSHOT_SIDE = 1024       # ... and a preview grid at most this many pixels a side
+MAX_SNAPSHOT_BYTES = 1_500_000  # ... and all of it (uint8 previews, float16 means) within this many bytes
 
 
 class CheckpointError(ValueError):
@@ -110,6 +114,27 @@ class ModelSource:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class SnapshotInfo:
+    """One moment of a run kept for animations (its pictures are the extras snapshot_previews[k] and
+    snapshot_means[k]): the epochs completed then (0: after the first step) and a caption."""
+
+    epoch: Annotated[int, Field(ge=0, le=MAX_EPOCH_RECORDS)]
+    caption: ShortText = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSnapshot:
+    """A run at one moment, as training_frames animates it: the sample grid (uint8 [H, W]) and the latent
+    means [N, D] (float32) of a fixed set of evaluation images with their labels [N], or None."""
+
+    epoch: int
+    caption: str
+    preview: np.ndarray
+    means: np.ndarray | None
+    labels: np.ndarray | None
+
+
+@dataclass(frozen=True, config=_STRICT)
 class CheckpointRecord:
     """Everything a checkpoint says about its model. `path` and `extras` (the extra tensors, e.g. the test
     set's latent means) are filled in when it is read from a file; they are not part of the JSON."""
@@ -131,6 +156,7 @@ class CheckpointRecord:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     metrics_test1000: Metrics = dataclasses.field(default_factory=dict)
     history: History = dataclasses.field(default_factory=History)
+    snapshots: Annotated[list[SnapshotInfo], Field(max_length=MAX_SNAPSHOTS)] = dataclasses.field(default_factory=list)
     source: ModelSource | None = None    # set for a model trained by other code and imported
     format: Literal["latent-lab-checkpoint"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
@@ -159,6 +185,7 @@ class CheckpointRecord:
         out["model_config"] = self.model_config.to_dict()
         out["train_config"] = None if self.train_config is None else self.train_config.to_dict()
         out["history"] = self.history.to_dict()
+        out["snapshots"] = [dataclasses.asdict(sn) for sn in self.snapshots]
         out["source"] = None if self.source is None else dataclasses.asdict(self.source)
         return json.dumps(_plain(out), allow_nan=True)
 
@@ -273,6 +300,54 @@ class CheckpointRecord:
         if mu is None or labels is None:
             return None
         return mu.float().numpy(), labels.long().numpy()
+
+
+    def training_snapshots(self) -> list[TrainingSnapshot]:
+        """The run's stored snapshots in order (empty when the file has none, or when its pictures do not
+        match the record's list; load_checkpoint has already bounded their shapes)."""
+        previews = self.extras.get("snapshot_previews")
+        if previews is None or len(previews) != len(self.snapshots) or not len(self.snapshots):
+            return []
+        means, labels = self.extras.get("snapshot_means"), self.extras.get("snapshot_labels")
+        if means is not None and (len(means) != len(self.snapshots) or labels is None):
+            means = None
+        return [TrainingSnapshot(sn.epoch, sn.caption, previews[k].numpy().astype(np.uint8),
+                                 None if means is None else means[k].float().numpy(),
+                                 None if means is None else labels.long().numpy())
+                for k, sn in enumerate(self.snapshots)]
+
+
+def snapshot_extras(snapshots: list[tuple[int, str, np.ndarray, np.ndarray | None, np.ndarray | None]]
+                    ) -> tuple[list[SnapshotInfo], dict[str, np.ndarray]]:
+    """(record field, extras) for a run's snapshots [(epoch, caption, preview uint8 [H, W], means [N, D] or
+    None, labels [N] or None)], bounded: at most MAX_SNAPSHOTS (evenly thinned, the first and last kept), at
+    most MAX_SNAPSHOT_POINTS means each (the first ones), previews of one size (padded to the largest) and
+    the whole within MAX_SNAPSHOT_BYTES (fewer snapshots kept when it is not)."""
+    if not snapshots:
+        return [], {}
+    keep = snapshots
+    while True:
+        if len(keep) > MAX_SNAPSHOTS:
+            idx = np.unique(np.linspace(0, len(keep) - 1, MAX_SNAPSHOTS).round().astype(int))
+            keep = [keep[i] for i in idx]
+        h = min(MAX_SNAPSHOT_SIDE, max(p.shape[0] for _, _, p, _, _ in keep))
+        w = min(MAX_SNAPSHOT_SIDE, max(p.shape[1] for _, _, p, _, _ in keep))
+        has_means = all(m is not None for _, _, _, m, _ in keep)
+        n = min(MAX_SNAPSHOT_POINTS, min(len(m) for _, _, _, m, _ in keep)) if has_means else 0
+        d = keep[0][3].shape[1] if has_means else 0
+        size = len(keep) * (h * w + 2 * n * d)
+        if size <= MAX_SNAPSHOT_BYTES or len(keep) <= 2:
+            break
+        keep = [keep[i] for i in np.unique(np.linspace(0, len(keep) - 1, len(keep) - 1).round().astype(int))]
+    previews = np.full((len(keep), h, w), 48, np.uint8)
+    for k, (_, _, p, _, _) in enumerate(keep):
+        p = np.asarray(p, np.uint8)[:h, :w]
+        previews[k, :p.shape[0], :p.shape[1]] = p
+    extras = {"snapshot_previews": previews}
+    if has_means and n:
+        extras["snapshot_means"] = np.stack([np.asarray(m[:n], np.float32) for _, _, _, m, _ in keep]).astype(np.float16)
+        extras["snapshot_labels"] = np.asarray(keep[0][4][:n]).astype(np.int64)
+    return [SnapshotInfo(int(e), str(c)[:200]) for e, c, _, _, _ in keep], extras
 
 
 _RECORD = TypeAdapter(CheckpointRecord)

@@ -40,6 +40,8 @@ FIXTURE_MODELS = {
                                     hidden_dims=(32,)),
     "baseline_quadrants": ModelConfig(variant="baseline", condition="quadrants", quadrants=0, hidden_dims=(32,)),
     "vae_3d": ModelConfig(variant="vae", condition="none", latent_dim=3, hidden_dims=(32,)),
+    # the shipped 2-D VAEs encode with convolutions (ModelConfig.encoder == "conv"): the live encoder runs them
+    "vae_conv_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,), encoder="conv"),
     # a Fashion-MNIST VAE whose file name sorts first, as the shipped checkpoints/ do: the pages must still
     # open on the MNIST 2-D VAE
     "fashion_vae_2d": ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,)),
@@ -199,3 +201,26 @@ def save_the_finished_run(at, name: str) -> None:
     at.text_input(key="train_save_name").set_value(name)
     [b for b in at.button if b.label == "Save"][0].click().run()
     assert any("Saved to" in s.value for s in at.success)
+
+
+SWEEP_BETAS = (0.5, 1.0, 4.0)
+
+
+def train_sweep(root: Path, out: Path, betas=SWEEP_BETAS) -> list[Path]:
+    """A tiny beta sweep (the same 2-D VAE config trained with each beta, 1 epoch on 300 images), as the
+    shipped sweep is laid out: one checkpoint per beta in one folder, each with its test-set latent means."""
+    config = ModelConfig(variant="vae", condition="none", latent_dim=2, hidden_dims=(32,))
+    train = load_dataset("mnist", "train", root, download=False).subset(0, TRAIN_IMAGES)
+    test = load_dataset("mnist", "test", root, download=False).subset(0, 300)
+    paths = []
+    for beta in betas:
+        tcfg = TrainConfig(dataset="mnist", epochs=1, batch_size=64, seed=0, beta=beta, train_limit=TRAIN_IMAGES,
+                           device="cpu")
+        model = build_model(config, seed=0)
+        result = fit(model, train, tcfg)
+        model.eval()
+        mu, _, labels = encode_dataset(model, test)
+        record = record_from_fit(config, tcfg, result, name=f"sweep beta {beta:g}", command="tests: train_sweep")
+        paths.append(save_checkpoint(out / f"sweep_beta_{beta:g}.safetensors", model, record,
+                                     extras={"test_latent_means": mu, "test_labels": labels}))
+    return paths

@@ -169,9 +169,13 @@ def test_a_good_png_is_read_as_grey():
 
 @pytest.fixture
 def upload_fallback(monkeypatch):
-    """The page as it is where the drawing component cannot load: a PNG upload instead of the canvas."""
+    """The page as it is where neither drawing component can load: a PNG upload instead of the canvas."""
     import sys
+
+    from ui import live_encoder
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", None)   # the import now raises ImportError
+    monkeypatch.setattr(live_encoder, "_COMPONENT", None)                 # the live encoder is not registered
+    monkeypatch.setattr(live_encoder, "_REGISTER_ERROR", "not registered in this test")
 
 
 @pytest.mark.parametrize("case", ["not an image", "truncated", "bomb", "gif"])

@@ -52,9 +52,10 @@ class StreamlitServer:
     It runs in the repository's root, so .streamlit/config.toml there applies."""
 
     def __init__(self, env: dict[str, str] | None = None, port: int | None = None, log: Path | None = None,
-                 script: Path = ROOT / "app.py"):
+                 script: Path = ROOT / "app.py", args: list[str] | None = None):
         self.script = Path(script)
         self.port = port or free_port()
+        self.args = list(args or [])   # more `streamlit run` options, e.g. ["--secrets.files", path]
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.log_path = log
@@ -64,7 +65,7 @@ class StreamlitServer:
     def start(self) -> "StreamlitServer":
         cmd = [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(self.port),
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *self.args]
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)

@@ -67,6 +67,8 @@ def test_a_clicked_point_stays_selected_through_view_toggles(page, server):
 
     toggle_background(page)                                 # on: decoded digits underneath
     page.get_by_text(f"Test image #{row}").wait_for()
+    # the click's rerun may not have begun when toggle_background's wait_idle looked: wait for the new figure
+    assert plot_settles_on(page, GD, "(gd) => gd._fullLayout.images.length", 1) == 1
     assert selected_rows(page, [row]) == [row]
     legible = plot_eval(page, GD, """(gd) => [gd._fullLayout.images.length ? gd._fullLayout.images[0].opacity : null,
                                        Math.max(...gd._fullData.map(t => t.marker.opacity))]""")

@@ -1,6 +1,6 @@
 """Stopping the server during a run: its worker stops too, nothing dumps core, and the job table says
 what happened (the run keeps its weights). A server started again on the same folder shows the run to the same
-browser (its owner token in the URL) with its curves, samples and latent map, ready to save."""
+browser (its own token, kept in a cookie) with its curves, samples and latent map, ready to save."""
 from __future__ import annotations
 
 import re
@@ -31,8 +31,8 @@ def test_stopping_the_server_mid_run_stops_the_worker_cleanly(browser, e2e_env, 
         page.wait_for_timeout(1000)
         page.get_by_role("button", name=re.compile("Start training")).click()
         page.get_by_text(re.compile(r"^Epoch \d+/200 · step [1-9]")).first.wait_for(timeout=90_000)
-        owner = re.search(r"owner=([^&]+)", page.url).group(1)
-        context.close()
+        assert "owner=" not in page.url
+        page.close()   # the browser stays (its cookie with it); its tab goes
         with sqlite3.connect(runs / "jobs.sqlite") as db:
             assert db.execute("SELECT status FROM jobs").fetchone()[0] == "running"
         server.proc.send_signal(signal.SIGTERM)
@@ -51,8 +51,8 @@ def test_stopping_the_server_mid_run_stops_the_worker_cleanly(browser, e2e_env, 
     server = StreamlitServer(env, log=tmp_path / "streamlit_again.log").start()
     try:
         server.wait_listening()
-        page = browser.new_context().new_page()
-        open_page(page, server.url, f"train?owner={owner}")
+        page = context.new_page()            # the same browser, a new tab on the new server
+        open_page(page, server.url, "train")
         page.get_by_text(re.compile(r"the server shut down during this run")).first.wait_for(timeout=60_000)
         open_run = page.locator("[class*='st-key-train_open_']").locator("button:not([disabled])")
         if open_run.count():        # the list offers the run: open it
@@ -66,3 +66,4 @@ def test_stopping_the_server_mid_run_stops_the_worker_cleanly(browser, e2e_env, 
         assert page.get_by_role("button", name="Save").count() == 1
     finally:
         server.stop()
+        context.close()

@@ -57,7 +57,7 @@ def test_bad_limits_are_refused_with_a_sentence(env, words):
 BOUNDS = [("max_runs", 1, 4 * CORES, 0, 4 * CORES + 1), ("max_queued", 0, 1000, -1, 1001),
           ("max_weights", 1, 200_000_000, 0, 200_000_001), ("max_run_seconds", 0, 604_800, -0.5, 604_800.5),
           ("abandon_seconds", 0.1, 86_400, 0.05, 86_401), ("worker_threads", 1, CORES, 0, CORES + 1),
-          ("worker_nice", 0, 19, -1, 20)]
+          ("worker_nice", 0, 19, -1, 20), ("runs_per_person", 1, 100, 0, 101), ("queued_per_person", 0, 1000, -1, 1001)]
 
 
 def test_every_number_limit_has_a_bound_here():
@@ -137,7 +137,7 @@ def test_weights_are_counted_without_allocating_them():
 
 
 def test_the_jobs_package_does_not_import_streamlit():
-    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.preload, jobs.table, jobs.limits, jobs.ray_backend; "
+    code = ("import sys; import jobs.api, jobs.worker, jobs.local, jobs.preload, jobs.table, jobs.limits, jobs.ray_backend, jobs.classroom; "
             "assert 'streamlit' not in sys.modules, 'streamlit was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(
         __import__("pathlib").Path(__file__).resolve().parents[2]))
@@ -180,7 +180,7 @@ def test_a_missing_file_at_the_default_path_means_the_defaults(tmp_path):
     ("[limits]\nrunner = 'slurm'\n", "[limits] runner (where runs train) must be 'local' or 'ray'; got 'slurm'."),
     ("[limits]\nwarm_worker = 1\n", "[limits] warm_worker (fork workers from a fork server) must be true or false; "
                                     "got 1."),
-    ("[limit]\nmax_runs = 2\n", "has a table 'limit'; it may hold only a [limits] table."),
+    ("[limit]\nmax_runs = 2\n", "has a table 'limit'; it may hold only a [limits] and a [class] table."),
     ("limits = 3\n", "limits must be a table ([limits]), not a single value."),
     ("[limits]\nmax_runs = \n", "is not valid TOML (Invalid value (at line 2, column 12))."),
 ])
@@ -202,21 +202,27 @@ def test_the_shipped_example_file_keeps_the_defaults_and_lists_every_key(tmp_pat
     import re
     import tomllib
 
-    from jobs.limits import DEFAULT_CONFIG, KEYS
+    from jobs.limits import CLASS_KEYS, DEFAULT_CONFIG, KEYS, ClassSettings, read_class
     text = DEFAULT_CONFIG.read_text()
     assert read_limits({}, config=DEFAULT_CONFIG) == read_limits({}, config=tmp_path / "absent.toml")
-    uncommented = re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M)  # every key switched on
+    assert read_class({}, config=DEFAULT_CONFIG) == ClassSettings()   # no class until the teacher asks for one
+    uncommented = re.sub(r"^# (\[\w+\]$|\w+ = )", r"\1", text, flags=re.M)  # every key and table switched on
     assert list(tomllib.loads(uncommented)["limits"]) == list(KEYS)
+    assert list(tomllib.loads(uncommented)["class"]) == list(CLASS_KEYS)
     assert read_limits({}, config=write_limits(tmp_path, uncommented)).max_weights == 20_000_000  # and valid
+    assert read_class({}, config=tmp_path / "latent_lab.toml").code
 
 
 def test_readme_documents_every_limit_as_variable_and_file_key():
     from pathlib import Path
 
     from jobs.limits import KEYS
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    docs = readme + (root / "docs" / "CLASSROOM.md").read_text()   # the per-person shares: docs/CLASSROOM.md
     for key in KEYS:
-        assert f"| `LATENT_LAB_{key.upper()}` (`{key}`) |" in readme, key
-        [row] = [line for line in readme.splitlines() if line.startswith(f"| `LATENT_LAB_{key.upper()}` (`{key}`) |")]
-        assert f"| {setting_of(Limits, key).span_text()} " in row.replace("`", ""), (key, row)  # the range
+        rows = [line for line in docs.splitlines() if line.startswith(f"| `LATENT_LAB_{key.upper()}` (`{key}`) |")]
+        assert rows, key
+        for row in rows:   # README.md's table, and docs/CLASSROOM.md's for the limits a class meets
+            assert f"| {setting_of(Limits, key).span_text()} " in row.replace("`", ""), (key, row)  # the range
     assert ".streamlit/latent_lab.toml" in readme and "LATENT_LAB_CONFIG" in readme

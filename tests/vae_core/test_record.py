@@ -61,6 +61,17 @@ HOSTILE = {  # case -> (how to damage the record, words the sentence must hold)
         **s, "extra.test_labels": torch.full((20,), 57)}), "stored test labels"),
     "means of the wrong width": (lambda p: rewrite_header(p, json.dumps(header_of(p)), tensors=lambda s: {
         **s, "extra.test_latent_means": torch.zeros(20, 5)}), "do not fit a 2-D latent"),
+    "11 snapshots": (lambda p: with_changes(p, snapshots=[{"epoch": 1}] * 11), "snapshots"),
+    "snapshot previews of 4,000 px": (lambda p: rewrite_header(p, json.dumps({**header_of(p), "snapshots": [{"epoch": 1}]}),
+                                      tensors=lambda s: {**s, "extra.snapshot_previews": torch.zeros(1, 4000, 8, dtype=torch.uint8)}),
+                                      "training snapshots"),
+    "snapshot previews not matching the record": (lambda p: rewrite_header(p, json.dumps(header_of(p)), tensors=lambda s: {
+        **s, "extra.snapshot_previews": torch.zeros(3, 8, 8, dtype=torch.uint8)}), "training snapshots"),
+    "snapshot means of 5,000 points": (lambda p: rewrite_header(p, json.dumps({**header_of(p), "snapshots": [{"epoch": 1}]}),
+                                       tensors=lambda s: {**s, "extra.snapshot_previews": torch.zeros(1, 8, 8, dtype=torch.uint8),
+                                                          "extra.snapshot_means": torch.zeros(1, 5000, 2, dtype=torch.float16),
+                                                          "extra.snapshot_labels": torch.zeros(5000, dtype=torch.int64)}),
+                                       "training snapshots"),
     # issue 20: where an imported model came from
     "a source of an unknown kind": (lambda p: with_changes(p, source={"kind": "pickle"}), "source.kind"),
     "a source file name of a million characters": (lambda p: with_changes(p, source={"kind": "fc-vae",
@@ -140,3 +151,39 @@ def test_config_bounds_are_sentences():
                            ({"hidden_dims": (8,) * 9}, "hidden_dims"), ({"latent_dim": True}, "latent_dim")):
         with pytest.raises(ValueError, match=words):
             ModelConfig(**changes)
+
+
+# ----------------------------------------------------------------------------- a run's snapshots (animations)
+
+def test_snapshots_are_bounded_and_survive_a_round_trip(tmp_path):
+    import numpy as np
+
+    from vae_core.record import MAX_SNAPSHOT_POINTS, MAX_SNAPSHOTS, snapshot_extras
+    rng = np.random.default_rng(0)
+    raw = [(e, f"after epoch {e}", rng.integers(0, 256, (30 + e % 2, 30), dtype=np.uint8),
+            rng.normal(size=(800, 2)), np.arange(800) % 10) for e in range(15)]
+    infos, extras = snapshot_extras(raw)
+    assert len(infos) == MAX_SNAPSHOTS and infos[0].epoch == 0 and infos[-1].epoch == 14
+    assert extras["snapshot_previews"].shape == (MAX_SNAPSHOTS, 31, 30)
+    assert extras["snapshot_means"].shape == (MAX_SNAPSHOTS, MAX_SNAPSHOT_POINTS, 2)
+    model = build_model(CONFIG, seed=0)
+    record = CheckpointRecord(model_config=CONFIG, snapshots=infos)
+    path = save_checkpoint(tmp_path / "s.safetensors", model, record, extras=extras)
+    _, loaded = load_checkpoint(path)
+    snaps = loaded.training_snapshots()
+    assert [s.epoch for s in snaps] == [i.epoch for i in infos] and snaps[3].caption == infos[3].caption
+    kept = [r for r in raw if r[0] in {i.epoch for i in infos}]
+    assert np.array_equal(snaps[3].preview[:kept[3][2].shape[0]], kept[3][2])
+    assert np.allclose(snaps[3].means, kept[3][3][:MAX_SNAPSHOT_POINTS], atol=2e-2)   # float16
+    assert np.array_equal(snaps[0].labels, np.arange(MAX_SNAPSHOT_POINTS) % 10)
+    assert CheckpointRecord(model_config=CONFIG).training_snapshots() == []
+
+
+def test_snapshots_too_large_together_are_thinned_to_the_byte_bound():
+    import numpy as np
+
+    from vae_core.record import MAX_SNAPSHOT_BYTES, snapshot_extras
+    raw = [(e, "", np.zeros((600, 600), np.uint8), None, None) for e in range(10)]
+    infos, extras = snapshot_extras(raw)
+    assert extras["snapshot_previews"].nbytes <= MAX_SNAPSHOT_BYTES and len(infos) >= 2
+    assert infos[0].epoch == 0 and infos[-1].epoch == 9 and "snapshot_means" not in extras

@@ -1,0 +1,214 @@
+"""A class on one server, in chromium (issue 18): students A and B and the teacher, each in their own browser
+context, signing in with the class code (a wrong code is one sentence); A trains; B cannot see, stop or
+overwrite A's run or model; B's refresh on the Decoder keeps B's run; the teacher's board shows both runs, stops
+A's and publishes B's model, which then appears in A's picker. And the same class through Streamlit's st.login
+against a real local OpenID Connect provider (oidc-provider-mock), through the real redirect."""
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from harness import (PICKER, StreamlitServer, exceptions_on, go_to, open_page, option_texts, plot_eval, wait_idle)
+
+pytestmark = pytest.mark.e2e
+
+CODE, TEACHER_CODE = "maple-42", "teach-99"
+RUNNING = re.compile(r"^Epoch \d+/200 · step [1-9]")
+
+
+def sign_in(page, url: str, name: str, code: str, path: str = "train") -> None:
+    open_page(page, url, path)
+    page.get_by_text("Sign in to Latent Lab").wait_for()
+    page.get_by_label("Your name").fill(name)
+    page.get_by_label("Class code").fill(code)
+    page.get_by_role("button", name="Sign in").click()
+    wait_idle(page, 60_000)
+
+
+def start_long_run(page) -> None:
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("200")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(RUNNING).first.wait_for(timeout=120_000)
+
+
+def save_as(page, name: str, overwrite: bool = False) -> None:
+    page.get_by_role("button", name="Save").wait_for(timeout=60_000)
+    box = page.locator(".st-key-train_save_name input")
+    box.fill(name)
+    box.press("Tab")
+    if overwrite:
+        page.locator(".st-key-train_save_overwrite").get_by_text("Overwrite").click()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved to").first.wait_for(timeout=60_000)
+
+
+def job_of(runs: Path, owner: str) -> str:
+    with sqlite3.connect(runs / "jobs.sqlite") as db:
+        return db.execute("SELECT id FROM jobs WHERE owner = ? ORDER BY seq DESC", (owner,)).fetchone()[0]
+
+
+@pytest.fixture
+def class_server(e2e_env, tmp_path):
+    runs = tmp_path / "runs"
+    config = tmp_path / "latent_lab.toml"
+    config.write_text(f'[limits]\nmax_runs = 2\n[class]\ncode = "{CODE}"\nteacher_code = "{TEACHER_CODE}"\n')
+    models = e2e_env["LATENT_LAB_MODEL_DIRS"].split(":")[0]
+    env = {**e2e_env, "LATENT_LAB_MODEL_DIRS": f"{runs}:{models}", "LATENT_LAB_CONFIG": str(config),
+           "LATENT_LAB_WARM_WORKER": "0"}
+    server = StreamlitServer(env, log=tmp_path / "streamlit.log").start()
+    try:
+        server.wait_listening()
+        yield server, runs
+    finally:
+        server.stop()
+
+
+def test_two_students_and_the_teacher(browser, class_server):
+    server, runs = class_server
+    url = server.url
+    a, b, t = (browser.new_context().new_page() for _ in range(3))
+    for page in (a, b, t):
+        page.set_default_timeout(60_000)
+
+    # A signs in (a wrong class code is one sentence) and trains
+    sign_in(a, url, "Ada", "maple-41")
+    errors = [e.inner_text() for e in a.get_by_test_id("stAlert").locator("[data-testid='stMarkdownContainer']").all()]
+    assert errors == ["That is not this class's code; ask your teacher for it."], errors
+    a.get_by_label("Class code").fill(CODE)
+    a.get_by_role("button", name="Sign in").click()
+    a.locator("h1", has_text="Train a model").wait_for()
+    start_long_run(a)
+    ada_job = job_of(runs, "class:ada")
+
+    # B cannot take A's name, sees nothing of A's run and cannot stop it
+    sign_in(b, url, "ada", CODE)
+    assert "already signed in on another browser" in b.get_by_test_id("stAlert").first.inner_text()
+    b.get_by_label("Your name").fill("Ben")
+    b.get_by_role("button", name="Sign in").click()
+    b.get_by_text("Nothing trained yet by Ben").wait_for()
+    assert b.locator(".st-key-train_stop button").is_disabled()
+    assert not b.locator(f"[class*='st-key-train_open_{ada_job}']").count()
+    start_long_run(b)
+    ben_job = job_of(runs, "class:ben")
+
+    # B's refresh on the Decoder keeps B's run (a new session; the identity cookie brings Ben back)
+    go_to(b, "Decoder")
+    b.reload()
+    b.locator("h1", has_text="Decoder").wait_for()
+    wait_idle(b)
+    go_to(b, "Train", "Train a model")
+    b.get_by_text(RUNNING).first.wait_for()
+    assert not b.locator(".st-key-train_stop button").is_disabled()
+    b.locator(".st-key-train_stop button").click()       # Ben stops his own run, to save it
+    save_as(b, "vae_2d")
+    ben_files = list(runs.glob("ben-*/vae_2d.safetensors"))
+    assert len(ben_files) == 1
+
+    # the teacher signs in with the teacher code, sees both runs on the board and stops A's
+    sign_in(t, url, "Ms Rivera", TEACHER_CODE, path="")
+    go_to(t, "Class board")
+    t.get_by_text(re.compile(r"^Ada · ")).first.wait_for()
+    t.get_by_text(re.compile(r"^Ben · ")).first.wait_for()
+    assert t.get_by_text(re.compile(r"^Ada · .* training · epoch")).count() == 1
+    t.locator(f".st-key-board_stop_{ada_job} button").click()
+    a.get_by_text("Stopped by the teacher (Ms Rivera)").first.wait_for(timeout=90_000)
+    t.get_by_text(re.compile(r"^Ada · .* stopped")).first.wait_for(timeout=60_000)   # the curves hold still
+    # the runs' curves on one chart; Open shows Ben's run; "Show to the class" shows it large
+    curves = "document.querySelector('.st-key-board_curves .js-plotly-plot')"
+    t.locator(".st-key-board_curves .js-plotly-plot").wait_for()
+    names = plot_eval(t, curves, "(gd) => gd._fullData.filter(d => d.showlegend !== false).map(d => d.name)")
+    assert any(n.startswith("Ada · ") for n in names) and any(n.startswith("Ben · ") for n in names), names
+    t.locator(f".st-key-board_open_{ben_job} button").click()      # (a click on a curve: tests/app/test_class.py)
+    t.get_by_text(re.compile(r"^Opened: Ben")).first.wait_for()
+    t.get_by_test_id("stSidebar").get_by_text("Show to the class").click()
+    t.locator("h3", has_text="Ben · ").wait_for()
+    t.locator("[data-testid='stMain'] [data-testid='stImage'] img").first.wait_for()
+    assert t.locator("h1", has_text="Class board").count() == 0      # only the run, for the projector
+    t.get_by_test_id("stSidebar").get_by_text("Show to the class").click()
+    t.locator("h1", has_text="Class board").wait_for()
+    wait_idle(a)
+    save_as(a, "vae_2d")
+    ada_files = list(runs.glob("ada-*/vae_2d.safetensors"))
+    assert len(ada_files) == 1
+    ada_bytes = ada_files[0].read_bytes()
+
+    # B cannot overwrite A's model: B's Overwrite replaces B's own vae_2d, in B's folder
+    b.reload()
+    b.locator("h1", has_text="Train a model").wait_for()
+    save_as(b, "vae_2d", overwrite=True)
+    assert ada_files[0].read_bytes() == ada_bytes
+
+    # before publishing, A's picker has no model of B's; the teacher publishes B's; now it has
+    go_to(a, "Latent map")
+    wait_idle(a)
+    assert not [o for o in option_texts(a, a.locator(PICKER).first) if "Ben" in o]
+    t.reload()
+    t.locator("h1", has_text="Class board").wait_for()
+    key = "board_publish_" + hashlib.sha1(str(ben_files[0]).encode()).hexdigest()[:10]
+    t.locator(f".st-key-{key} button").click()
+    t.get_by_text("published").first.wait_for()
+    a.reload()
+    a.locator("h1", has_text="Latent map").wait_for()
+    wait_idle(a)
+    assert "vae_2d · Ben" in option_texts(a, a.locator(PICKER).first)
+    for page in (a, b, t):
+        assert not exceptions_on(page)
+    with sqlite3.connect(runs / "jobs.sqlite") as db:
+        states = dict(db.execute("SELECT owner, status FROM jobs").fetchall())
+    assert states == {"class:ada": "stopped", "class:ben": "stopped"}, states
+    assert ben_job != ada_job
+
+
+def test_sign_in_through_a_local_openid_connect_provider(browser, e2e_env, tmp_path):
+    oidc = pytest.importorskip("oidc_provider_mock", reason="oidc-provider-mock is in requirements-dev.txt")
+    pytest.importorskip("authlib")
+    from harness import free_port
+
+    port = free_port()
+    with oidc.run_server_in_thread(port=0) as provider:
+        secrets = tmp_path / "secrets.toml"
+        secrets.write_text(
+            "[auth]\n"
+            f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+            'cookie_secret = "a-long-random-cookie-secret-for-tests"\n'
+            'client_id = "latent-lab"\nclient_secret = "not-a-secret"\n'
+            f'server_metadata_url = "http://localhost:{provider.server_port}/.well-known/openid-configuration"\n')
+        config = tmp_path / "latent_lab.toml"
+        config.write_text('[class]\nteachers = ["Teacher@School.org"]\n')
+        env = {**e2e_env, "LATENT_LAB_CONFIG": str(config),
+               "LATENT_LAB_MODEL_DIRS": f"{tmp_path / 'runs'}:" + e2e_env["LATENT_LAB_MODEL_DIRS"].split(":")[0]}
+        server = StreamlitServer(env, port=port, log=tmp_path / "streamlit.log",
+                                 args=["--secrets.files", str(secrets)]).start()
+        try:
+            server.wait_listening()
+            base = f"http://localhost:{port}"
+            for who, teacher in (("ada@school.org", False), ("teacher@school.org", True)):
+                page = browser.new_context().new_page()
+                page.set_default_timeout(60_000)
+                open_page(page, base, "train")
+                page.get_by_text("Sign in to Latent Lab").wait_for()
+                page.get_by_role("button", name="Sign in").click()
+                page.locator("input[name='sub']").fill(who)         # the provider's own page
+                page.get_by_role("button", name="Authorize").click()
+                page.locator("h1").first.wait_for()
+                page.get_by_test_id("stSidebar").get_by_text(who).wait_for()
+                go_to(page, "Train", "Train a model")
+                page.get_by_text(f"Nothing trained yet by {who}").wait_for()
+                page.reload()                                        # st.user survives a reload
+                page.get_by_test_id("stSidebar").get_by_text(who).wait_for()
+                nav = page.get_by_test_id("stSidebarNav")
+                assert (nav.get_by_role("link", name="Class board").count() == 1) == teacher
+                if teacher:
+                    go_to(page, "Class board")
+                    page.get_by_text("Limits in force").wait_for()
+                assert not exceptions_on(page)
+                page.context.close()
+        finally:
+            server.stop()
