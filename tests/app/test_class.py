@@ -1,6 +1,6 @@
 """A class on one server (issue 18), through the pages: sign-in, runs that follow a person, fair shares, the
 teacher's board. A browser's identity cookie cannot be seeded in AppTest, so `browser_cookie` reads it from a
-test-only query parameter here (tests/e2e/test_class.py uses real cookies in chromium)."""
+test-only query parameter here (tests/e2e/test_class_browser.py uses real cookies in chromium)."""
 from __future__ import annotations
 
 import os

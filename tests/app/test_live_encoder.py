@@ -1,7 +1,7 @@
 """The live encoder (ui/live_encoder.py) as the server sees it: the encoder's weights as the browser gets them
 (checked by running the browser's arithmetic in numpy), what travels once and what on every run, the stroke
 mode for an encoder the browser cannot run, and the page's fallback sentence. Its JavaScript runs in
-chromium: tests/e2e/test_live_encoder.py."""
+chromium: tests/e2e/test_live_encoder_browser.py."""
 from __future__ import annotations
 
 import base64
