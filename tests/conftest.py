@@ -21,6 +21,7 @@ from vae_core import ImageDataset, locate_dataset  # noqa: E402
 BROWSER_TESTS = ROOT / "tests" / "e2e"
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items):
     """How pytest-xdist shares the tests out under `--dist loadgroup` (README, .ci/run: `-n 2`): every browser
     test goes to one worker, in file order (one server and one chromium, never two browser tests at once on
