@@ -18,6 +18,24 @@ if str(ROOT) not in sys.path:
 
 from vae_core import ImageDataset, locate_dataset  # noqa: E402
 
+BROWSER_TESTS = ROOT / "tests" / "e2e"
+# files that must not run at the same time as each other on two xdist workers: each starts a Ray of its own
+# (ray.init, `ray start --head`), and two on one machine would share Ray's default agent ports
+SHARED_GROUPS = {"tests/app/test_train_ray.py": "ray", "tests/app/test_train_ray_cluster.py": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items):
+    """How pytest-xdist shares the tests out under `--dist loadgroup` (README, .ci/run: `-n 2`): every browser
+    test goes to one worker, in file order (one server and one chromium, never two browser tests at once on
+    two cores), and each other file goes whole to one worker (its module fixtures made once), the Ray files
+    together; the largest groups go first. Without xdist the marks do nothing."""
+    for item in items:
+        path = Path(str(item.fspath))
+        name = path.relative_to(ROOT).as_posix()
+        group = "browser" if BROWSER_TESTS in path.parents else SHARED_GROUPS.get(name, name)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 def synthetic_images(n: int = 256, size: int = 8, num_classes: int = 10, seed: int = 0):
     """uint8 [n, size, size] images and int64 labels: each class is a fixed random binary pattern with

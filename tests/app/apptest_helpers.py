@@ -8,11 +8,15 @@ format and VAE_DATA_DIR points at it, so the pages and the Train page work offli
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import struct
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from vae_core import (ModelConfig, TrainConfig, build_model, encode_dataset, fit, load_dataset, locate_dataset,
                       record_from_fit, save_checkpoint)
@@ -87,12 +91,19 @@ def write_synthetic_mnist(root: Path, n_train: int = 1000, n_test: int = TEST_IM
     return root
 
 
+def real_data_root() -> Path | None:
+    """The folder holding the real mnist/ and fashion-mnist/ when both are found there, else None."""
+    mnist, fashion = locate_dataset("mnist"), locate_dataset("fashion-mnist")
+    return mnist.parent if mnist is not None and fashion is not None and mnist.parent == fashion.parent else None
+
+
 def fixture_data_root(tmp: Path) -> Path:
     """A folder holding mnist/ and fashion-mnist/: the real ones when both are found, else synthetic ones
     (real MNIST without Fashion-MNIST gets a synthetic Fashion-MNIST beside a link to the real MNIST)."""
-    mnist, fashion = locate_dataset("mnist"), locate_dataset("fashion-mnist")
-    if mnist is not None and fashion is not None and mnist.parent == fashion.parent:
-        return mnist.parent
+    real = real_data_root()
+    if real is not None:
+        return real
+    mnist = locate_dataset("mnist")
     if mnist is None:
         return write_synthetic_mnist(tmp)
     (tmp / "mnist").symlink_to(mnist, target_is_directory=True)
@@ -116,6 +127,38 @@ def train_fixture_model(name: str, config: ModelConfig, root: Path, out: Path) -
         mu, _, labels = encode_dataset(model, test)
         extras = {"test_latent_means": mu, "test_labels": labels}
     save_checkpoint(out / f"{name}.safetensors", model, record, extras=extras)
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that `make(folder)` fills once per test run, shared by every pytest-xdist worker of the run (the
+    first to ask makes it under a file lock; the others wait for it): the fixture models and data sets are
+    trained or written once, not once per worker, and AppTest and browser tests read the same files. Treat
+    it as read-only; copy what a test may change."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent   # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+def shared_data_root(tmp_path_factory) -> Path:
+    """fixture_data_root, written once per test run (made_once) when the real data sets are not both found."""
+    return real_data_root() or made_once(tmp_path_factory, "fixture_data", fixture_data_root)
+
+
+def trained_fixture_models(tmp_path_factory, data_root: Path) -> Path:
+    """Every model of FIXTURE_MODELS, trained once per test run (made_once) on `data_root`."""
+    def train_all(out: Path) -> None:
+        with torch.random.fork_rng(devices=[]):
+            for name, config in FIXTURE_MODELS.items():
+                train_fixture_model(name, config, data_root, out)
+    return made_once(tmp_path_factory, "fixture_models", train_all)
 
 
 def errors_of(at) -> list[str]:

@@ -1,33 +1,34 @@
 """Fixtures shared by the AppTests of every page (helpers and constants: apptest_helpers.py).
 
 A session-scoped folder of tiny checkpoints trained here by vae_core (hidden_dims=(32,), a few hundred
-images, seconds in all), plus a corrupt file; LATENT_LAB_MODEL_DIRS points at it for every test.
+images, seconds in all; trained once per test run and shared with the browser tests and every pytest-xdist
+worker), plus a corrupt file; LATENT_LAB_MODEL_DIRS points at it for every test.
 When the real MNIST files are not found, a small synthetic MNIST-shaped data set is written in IDX
 format and VAE_DATA_DIR points at it, so the pages and the Train page work offline too.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
-from apptest_helpers import APP, BROKEN, FIXTURE_MODELS, fixture_data_root, train_fixture_model
+from apptest_helpers import APP, BROKEN, shared_data_root, trained_fixture_models
 
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """A folder holding mnist/ and fashion-mnist/ (apptest_helpers.fixture_data_root)."""
-    return fixture_data_root(tmp_path_factory.mktemp("data"))
+    return shared_data_root(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, data_root) -> Path:
-    """Tiny checkpoints of every kind the pages handle, plus a corrupt file."""
+    """Tiny checkpoints of every kind the pages handle, plus a corrupt file: this session's own copy (a page
+    may write beside them, as the Train page does into its save folder)."""
     out = tmp_path_factory.mktemp("models")
-    with torch.random.fork_rng(devices=[]):
-        for name, config in FIXTURE_MODELS.items():
-            train_fixture_model(name, config, data_root, out)
+    for path in trained_fixture_models(tmp_path_factory, data_root).iterdir():
+        shutil.copyfile(path, out / path.name)
     (out / BROKEN).write_bytes(b"\x00\x01 this is not a safetensors file" * 10)
     return out
 

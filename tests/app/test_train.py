@@ -8,9 +8,6 @@ import pytest
 from apptest_helpers import errors_of, texts_of
 from vae_core import read_record
 
-# These tests wait on real worker processes with deadlines: one run of the full suite failed one of them
-# that passes alone (see the session's note), so a failure runs once more before it counts.
-pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=2)
 
 VIEW = "train_view"
 

@@ -17,8 +17,6 @@ import pytest
 
 from apptest_helpers import ROOT, run_a_tiny_job, save_the_finished_run
 
-# These tests wait on real worker processes with deadlines: a failure runs once more before it counts.
-pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=2)
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements.txt)")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,11 @@ async def decoder_step(url: str):
 def test_ws_decoder_session_gets_a_new_image(tmp_path):
     env = {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(ROOT / "checkpoints"), str(tmp_path / "runs")])}
     with streamlit_server(env, log=tmp_path / "streamlit.log") as server:
-        before, after, run, exceptions = asyncio.run(asyncio.wait_for(decoder_step(server.url), 120))
+        # on a thread of its own: a process that has run the browser tests (one pytest-xdist worker runs them,
+        # then other files) keeps playwright's event loop running on its main thread, where asyncio.run refuses
+        with ThreadPoolExecutor(1) as thread:
+            step = thread.submit(asyncio.run, asyncio.wait_for(decoder_step(server.url), 120))
+            before, after, run, exceptions = step.result()
     assert not exceptions
     assert "new_session" in run.kinds and "element:slider" in run.kinds   # a fragment run redrew the explorer
     assert len(after) == 1, f"expected one decoded image in the fragment run, got {len(after)}"

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness import ROOT, VIEWPORT, StreamlitServer, launch_chromium, missing_browser_reason
 
 sys.path.insert(0, str(ROOT / "tests" / "app"))
-from apptest_helpers import FIXTURE_MODELS, SWEEP_FIXTURES, fixture_data_root, train_fixture_model  # noqa: E402
+from apptest_helpers import SWEEP_FIXTURES, shared_data_root, trained_fixture_models  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SHIPPED_ENV = "LATENT_LAB_E2E_SHIPPED"  # set (to 1): the app serves checkpoints/ instead of tiny fixture models
@@ -28,18 +27,11 @@ E2E_MODELS = ("vae_2d", "cvae_label", "gsnn_label", "hybrid_label", "baseline_qu
 SAME_NAME_COPY = "vae_2d_again.safetensors"   # a second file of the model named "vae_2d": the picker must tell them apart
 
 
-# A browser test that fails is run once more before it counts (pytest-rerunfailures): in one full CI run three
-# mouse tests of test_browser_decoder.py failed that pass alone and in their file (see the session's note); a
-# second failure still fails the run, and every rerun is named in the "rerun test summary info" (-raR, pytest.ini).
-RERUNS = 1
-
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.e2e)
-            if config.pluginmanager.hasplugin("rerunfailures"):
-                item.add_marker(pytest.mark.flaky(reruns=RERUNS, reruns_delay=2))
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +44,15 @@ def browser_reason():
 @pytest.fixture(scope="session")
 def e2e_env(browser_reason, tmp_path_factory) -> dict[str, str]:
     """LATENT_LAB_MODEL_DIRS (tiny trained checkpoints) and VAE_DATA_DIR (real MNIST and Fashion-MNIST, else synthetic)."""
-    data_root = fixture_data_root(tmp_path_factory.mktemp("data"))
+    data_root = shared_data_root(tmp_path_factory)
     runs = tmp_path_factory.mktemp("e2e_runs")  # where the Train page would save
     if os.environ.get(SHIPPED_ENV):  # docs/make_screenshots.py: the README's pictures show the shipped models
         return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(ROOT / "checkpoints"), str(runs)]),
                 "VAE_DATA_DIR": str(data_root)}
     models = tmp_path_factory.mktemp("e2e_models")
-    with torch.random.fork_rng(devices=[]):
-        for name in E2E_MODELS:
-            train_fixture_model(name, FIXTURE_MODELS[name], data_root, models)
+    trained = trained_fixture_models(tmp_path_factory, data_root)   # the AppTests' models, trained once per run
+    for name in E2E_MODELS:
+        shutil.copyfile(trained / f"{name}.safetensors", models / f"{name}.safetensors")
     shutil.copyfile(models / "vae_2d.safetensors", models / SAME_NAME_COPY)
     return {"LATENT_LAB_MODEL_DIRS": os.pathsep.join([str(models), str(runs)]), "VAE_DATA_DIR": str(data_root)}
 

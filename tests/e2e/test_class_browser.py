@@ -20,12 +20,20 @@ CODE, TEACHER_CODE = "maple-42", "teach-99"
 RUNNING = re.compile(r"^Epoch \d+/200 · step [1-9]")
 
 
+SIGNED_IN_OR_TOLD_WHY = """() => { const h = document.querySelector('h1');
+    return (h && !h.textContent.includes('Sign in to Latent Lab'))
+        || !!document.querySelector("[data-testid='stMain'] [data-testid='stAlert']"); }"""
+
+
 def sign_in(page, url: str, name: str, code: str, path: str = "train") -> None:
     open_page(page, url, path)
     page.get_by_text("Sign in to Latent Lab").wait_for()
     page.get_by_label("Your name").fill(name)
     page.get_by_label("Class code").fill(code)
     page.get_by_role("button", name="Sign in").click()
+    # the answer to the click (another page, or a sentence under the form): wait_idle alone can look before the
+    # click's script run has begun and see the form as it was
+    page.wait_for_function(SIGNED_IN_OR_TOLD_WHY, timeout=60_000)
     wait_idle(page, 60_000)
 
 

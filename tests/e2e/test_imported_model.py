@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from apptest_helpers import fixture_data_root
+from apptest_helpers import shared_data_root
 from harness import VIEWPORT, PICKER, choose_in_picker, exceptions_on, go_to, open_page, option_texts, streamlit_server
 from reference_vaes import FcVAE, TinyConvVAE, fc_loss, train_a_few_steps, trained
 from test_hand_walk import MAIN, Hand, chart_point, decoder_agrees, latent_map_agrees
@@ -29,7 +29,7 @@ PAD = ".lp-root"
 
 @pytest.fixture(scope="module")
 def imported_server(browser_reason, tmp_path_factory):
-    data_root = fixture_data_root(tmp_path_factory.mktemp("data"))
+    data_root = shared_data_root(tmp_path_factory)
     test = load_dataset("mnist", "test", data_root, download=False)
     folder = tmp_path_factory.mktemp("imported_models")
     with torch.random.fork_rng(devices=[]):

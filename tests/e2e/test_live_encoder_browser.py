@@ -5,6 +5,7 @@ the shipped conv checkpoint too); "Send to the sliders" moves the explorer and s
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import sys
@@ -135,8 +136,11 @@ def test_the_browser_digit_is_the_servers_for_many_shapes(page, server):
         grey = np.where(inside & (rng.random((side, side)) < 0.05), rng.integers(0, 60, (side, side)), grey)
         rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1).astype(np.uint8)
         cases.append(rgba)
-    got = page.evaluate("""([cases, side, tall]) => cases.map(c => window.__latentLabLive.toDigit(c, side, side, tall))""",
-                        [[c.reshape(-1).tolist() for c in cases], side, tall_first()])
+    # each canvas travels as base64 bytes: as lists of numbers (playwright sends each number as an object of its
+    # own) the 30 canvases took this test 295 s at load 10
+    got = page.evaluate("""([cases, side, tall]) => cases.map(b64 => window.__latentLabLive.toDigit(
+                               Uint8Array.from(atob(b64), ch => ch.charCodeAt(0)), side, side, tall))""",
+                        [[base64.b64encode(c.tobytes()).decode("ascii") for c in cases], side, tall_first()])
     for rgba, digit in zip(cases, got):
         want = drawing_to_digit(rgba)
         assert np.array_equal(np.asarray(digit, np.uint8).reshape(28, 28), want)

@@ -58,7 +58,11 @@ def test_a_page_that_cannot_show_the_choice_says_so_and_offers_the_nearest(page,
     note = page.get_by_text(re.compile("cannot be shown on this page"))
     note.wait_for()
     assert "cvae_quadrants" in note.inner_text()
-    assert page.locator("[data-testid='stPlotlyChart']").count() == 1   # the page still shows a map (the nearest)
+    # the page still shows a map (the nearest); the note is drawn before it in the same script run, which may
+    # still be going: wait for the map, then for the run's end
+    page.locator("[data-testid='stMain'] [data-testid='stPlotlyChart']").first.wait_for()
+    wait_idle(page)
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 1
     go_to(page, "Decoder")
     wait_idle(page)
     assert picker_value(page) == "cvae_quadrants"                       # the choice stays put

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from apptest_helpers import FIXTURE_MODELS, fixture_data_root, train_fixture_model
+from apptest_helpers import FIXTURE_MODELS, shared_data_root, train_fixture_model
 from harness import exceptions_on, wait_idle
 from onnx_models import ConvVAE, export_decoder, pad_app_server, save_onnx
 
@@ -47,7 +47,7 @@ def vaes(browser_reason, tmp_path_factory):
     graph, spec = export_decoder(out["conv"])
     save_onnx(folder, "wrong_size", (graph, {**spec, "image_size": 20}))   # 784 values per image, not 400
     with torch.random.fork_rng(devices=[]):   # and a Latent Lab MLP checkpoint: the hand-written path
-        train_fixture_model("mlp", FIXTURE_MODELS["vae_2d"], fixture_data_root(tmp_path_factory.mktemp("data")),
+        train_fixture_model("mlp", FIXTURE_MODELS["vae_2d"], shared_data_root(tmp_path_factory),
                             folder)
     out["mlp"] = load_checkpoint(folder / "mlp.safetensors")[0]
     out["folder"] = folder
