@@ -18,7 +18,7 @@ from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import available_models, clear_model_cache, save_dir
 from ui.plots import CLASS_COLORS
 from ui.routing import route_through_app
-from ui.training_job import format_seconds, jobs
+from ui.training_job import format_seconds, job_store_sentences, jobs
 
 person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
 
@@ -32,17 +32,19 @@ if not person.teacher:
     st.error("The class board is for the class's teachers.", icon=":material/lock:")
     st.stop()
 try:
-    service = jobs()
+    with job_store_sentences():   # the job table's faults (busy, read-only, disk) are its sentence, not a traceback
+        service = jobs()
+        shelf = Shelf(service.table, save_dir())
 except LimitsError as e:
     st.error(f"Training is off until the limits are fixed: {e}", icon=":material/error:")
     st.stop()
-shelf = Shelf(service.table, save_dir())
 
 projector = st.sidebar.toggle("Show to the class", key="board_projector",
                               help="The opened run's latent map and samples, large, for the projector.")
 
 
 # ---------------------------------------------------------------------------- one run, opened
+@job_store_sentences()
 def draw_run(job_id: str, large: bool) -> None:
     snap = service.progress(job_id, touch=False)
     if snap is None:
@@ -107,6 +109,7 @@ else:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
+@job_store_sentences()
 def runs_panel() -> None:
     cleared = board_cleared_before(service.table)
     runs = [(r, place) for r, place in service.class_runs() if on_board(r, cleared)]
@@ -157,50 +160,52 @@ if st.session_state.get(VIEW):
 
 
 # ---------------------------------------------------------------------------- models
-st.subheader("Models", anchor=False)
-owned = [e for e in available_models(person) if e.owner is not None and e.error is None]
-if not owned:
-    st.caption("Nobody has saved a model yet. A saved model is its owner's; publish one to put it in every "
-               "student's model picker.")
-else:
-    st.caption("Each person sees their own models, the published ones and the shipped ones. Publish a model to "
-               "put it in everyone's picker.")
-for entry in owned:
-    line, pub_col, rm_col = st.columns([6, 1.4, 1], vertical_alignment="center")
-    whose = entry.owner_name or "yours"
-    line.markdown(f"**{entry.title or entry.name}** · {whose} · {entry.config.describe()} · `{entry.file_name}`"
-                  + (" · :green-badge[published]" if entry.published else ""))
-    if entry.published:
-        if pub_col.button("Unpublish", key=widget_key("board_unpublish", entry.path), width="stretch"):
-            shelf.unpublish(entry.path)
+with job_store_sentences():   # the shelf (published models) and the roster live in the job table's file
+    st.subheader("Models", anchor=False)
+    owned = [e for e in available_models(person) if e.owner is not None and e.error is None]
+    if not owned:
+        st.caption("Nobody has saved a model yet. A saved model is its owner's; publish one to put it in every "
+                   "student's model picker.")
+    else:
+        st.caption("Each person sees their own models, the published ones and the shipped ones. Publish a model to "
+                   "put it in everyone's picker.")
+    for entry in owned:
+        line, pub_col, rm_col = st.columns([6, 1.4, 1], vertical_alignment="center")
+        whose = entry.owner_name or "yours"
+        line.markdown(f"**{entry.title or entry.name}** · {whose} · {entry.config.describe()} · `{entry.file_name}`"
+                      + (" · :green-badge[published]" if entry.published else ""))
+        if entry.published:
+            if pub_col.button("Unpublish", key=widget_key("board_unpublish", entry.path), width="stretch"):
+                shelf.unpublish(entry.path)
+                clear_model_cache()
+                st.rerun()
+        elif pub_col.button("Publish", key=widget_key("board_publish", entry.path), type="primary", width="stretch"):
+            shelf.publish(entry.path, person)
             clear_model_cache()
             st.rerun()
-    elif pub_col.button("Publish", key=widget_key("board_publish", entry.path), type="primary", width="stretch"):
-        shelf.publish(entry.path, person)
-        clear_model_cache()
-        st.rerun()
-    with rm_col.popover("Remove", width="stretch"):
-        st.caption(f"Delete {entry.file_name} of {whose} for good?")
-        if st.button("Delete it", key=widget_key("board_remove", entry.path), type="primary"):
-            remove_model(person, entry.path, save_dir(), shelf)
-            clear_model_cache()
-            st.rerun()
+        with rm_col.popover("Remove", width="stretch"):
+            st.caption(f"Delete {entry.file_name} of {whose} for good?")
+            if st.button("Delete it", key=widget_key("board_remove", entry.path), type="primary"):
+                remove_model(person, entry.path, save_dir(), shelf)
+                clear_model_cache()
+                st.rerun()
 
 
 # ---------------------------------------------------------------------------- people
 if how == "class":
-    st.subheader("People", anchor=False)
-    people = [p for p in identity.roster().everyone() if p.kind in ("class", "teacher")]
-    if not people:
-        st.caption("Nobody has signed in yet.")
-    now = time.time()
-    for p in people:
-        line, col = st.columns([7, 2], vertical_alignment="center")
-        seen = f"seen {format_seconds(now - p.last_seen)} ago" if p.last_seen else "not seen"
-        state = "signed in" if p.holds_secret and not p.released else "name free"
-        line.markdown(f"**{p.name}**" + (" · teacher" if p.kind == "teacher" else "") + f" · {state} · {seen}")
-        if col.button("Release name", key=widget_key("board_release", p.key), disabled=not p.holds_secret,
-                      width="stretch", help="Signs this name's browser out, so its owner can sign in again "
-                                            "elsewhere (their runs and models stay theirs)."):
-            identity.roster().release(p.key)
-            st.rerun()
+    with job_store_sentences():
+        st.subheader("People", anchor=False)
+        people = [p for p in identity.roster().everyone() if p.kind in ("class", "teacher")]
+        if not people:
+            st.caption("Nobody has signed in yet.")
+        now = time.time()
+        for p in people:
+            line, col = st.columns([7, 2], vertical_alignment="center")
+            seen = f"seen {format_seconds(now - p.last_seen)} ago" if p.last_seen else "not seen"
+            state = "signed in" if p.holds_secret and not p.released else "name free"
+            line.markdown(f"**{p.name}**" + (" · teacher" if p.kind == "teacher" else "") + f" · {state} · {seen}")
+            if col.button("Release name", key=widget_key("board_release", p.key), disabled=not p.holds_secret,
+                          width="stretch", help="Signs this name's browser out, so its owner can sign in again "
+                                                "elsewhere (their runs and models stay theirs)."):
+                identity.roster().release(p.key)
+                st.rerun()

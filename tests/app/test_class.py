@@ -239,3 +239,23 @@ def test_a_bad_class_table_is_a_sentence_on_every_page(classroom, tmp_path, monk
         assert [e.value for e in at.error] == [f"The class settings cannot be used: In the limits file {config}, "
                                                "[class] code must be text of 4 to 64 characters without spaces "
                                                "at either end; got 'ab'."]
+
+
+def test_a_busy_job_table_is_a_sentence_on_the_board(classroom):
+    """The board's buttons write to the job table; another program holding its lock used to be a traceback
+    (`database is locked`) on the teacher's page. Now it is the table's one sentence, and the board works again
+    once the lock is gone."""
+    import sqlite3
+    teacher = classroom.session("Ms Rivera", page="pages/board.py", teacher=True)
+    holder = sqlite3.connect(classroom.folder / "jobs.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")      # a backup tool or a hung process holding the write lock
+    try:
+        teacher.button(key="board_clear").click().run()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not errors_of(teacher)
+    sentences = [e.value for e in teacher.error]
+    assert any(s.startswith(f"The job table {classroom.folder / 'jobs.sqlite'} is busy") for s in sentences), sentences
+    teacher.button(key="board_clear").click().run()
+    assert not errors_of(teacher) and not teacher.error
