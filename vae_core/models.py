@@ -1,10 +1,12 @@
 """One family of conditional generative models (Sohn, Lee and Yan, 2015).
 
-Three networks, named as in the paper and in Pyro's CVAE example:
+Three networks, named as in the paper and in Pyro's CVAE example, in the notation the pages state
+(ui/notation.py: x is what the model is given, y the image it explains; a plain VAE's x is empty, so its
+recognition net is q(z|y) and its prior N(0, I)):
 
-    prior_net        p(z | x)      x -> (mu, logvar)     absent for a standard N(0, I) prior
-    recognition_net  q(z | x, y)   (x, y) -> (mu, logvar)
-    generation_net   p(y | x, z)   (x, z) -> pixel logits (Bernoulli)
+    prior_net        p(z|x)        x -> (mu, logvar)     absent for a standard N(0, I) prior
+    recognition_net  q(z|x,y)      (x, y) -> (mu, logvar)
+    generation_net   p(y|x,z)      (x, z) -> pixel logits (Bernoulli)
 
 plus `baseline_net`, a deterministic x -> y network. The variants (vae, cvae, gsnn, hybrid,
 baseline, beta-vae) are the same module with different objectives; `VARIANTS` says which networks each
@@ -91,10 +93,10 @@ VARIANTS: dict[str, Variant] = {
     "gsnn": Variant("GSNN", "trained with z ~ p(z|x), as used at test time (no KL)", losses.gsnn_objective,
                     ("prior", "generation"), uses_kl=False,
                     loss_text="recon only (the recognition net is the prior net)"),
-    "hybrid": Variant("Hybrid", "alpha * CVAE + (1 - alpha) * GSNN", losses.hybrid_objective,
+    "hybrid": Variant("Hybrid", "α · CVAE + (1 − α) · GSNN", losses.hybrid_objective,
                       ("prior", "recognition", "generation"), uses_alpha=True,
-                      loss_text="alpha · L_cvae + (1 − alpha) · L_gsnn"),
-    "baseline": Variant("Baseline NN", "deterministic x -> y, no latent", losses.baseline_objective,
+                      loss_text="α · L_cvae + (1 − α) · L_gsnn"),
+    "baseline": Variant("Baseline NN", "deterministic x → y, no latent", losses.baseline_objective,
                         ("baseline",), uses_kl=False, loss_text="recon of a deterministic x → y network"),
     "beta-vae": Variant("β-VAE", "unconditional VAE with a heavier KL weight β (Higgins et al., 2017)",
                         losses.elbo_objective, ("recognition", "generation"), conditional=False, default_beta=4.0,

@@ -91,7 +91,7 @@ def test_only_valid_conditions_are_offered(train):
     assert all(s.key != "train_condition" for s in train.selectbox)
     train.selectbox(key="train_variant").set_value("hybrid").run()
     assert set(train.selectbox(key="train_condition").options) == {"the label", "some quadrants"}
-    assert "alpha * CVAE + (1 - alpha) * GSNN" in texts_of(train)   # the description, under the short name
+    assert "α · CVAE + (1 − α) · GSNN" in texts_of(train)   # the description, under the short name
     assert any(s.key == "train_alpha" for s in train.slider)
 
 
