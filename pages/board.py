@@ -13,7 +13,7 @@ import streamlit as st
 from jobs.classroom import Shelf, board_cleared_before, clear_board, on_board, remove_model, stop_run
 from jobs.limits import LimitsError
 from ui import identity
-from ui.board_tools import curves_digest, curves_figure, model_of, run_line, widget_key
+from ui.board_tools import curves_chart, curves_digest, curves_figure, model_of, run_line, widget_key
 from ui.images import latent_map_png, png_bytes, upscale
 from ui.model_catalogue import available_models, clear_model_cache, save_dir
 from ui.plots import CLASS_COLORS
@@ -23,8 +23,9 @@ from ui.training_job import format_seconds, job_store_sentences, jobs
 person = route_through_app()  # a deep link on a fresh server goes through app.py (ui/routing.py); who is here
 
 REFRESH_SECONDS = 2.0
+CURVES_SECONDS = 6.0            # the curves chart takes new points at most this often (the run lines every 2 s)
 VIEW = "board_view"             # the id of the run opened on the board
-FIGURE = "_board_curves"        # {"digest": ..., "figure": ...}: the curves chart, rebuilt when a curve grows
+FIGURE = "_board_curves"        # {"digest", "drawn", "at", "figure"}: the curves chart, rebuilt when a curve grows
 PROJECTOR_SIZE = (1100, 760)    # pixels of the latent map shown to the class
 PICTURE = "_board_latent_png"   # (the map's points, its size, the PNG): redrawn only for a new map
 
@@ -128,15 +129,17 @@ def runs_panel() -> None:
     rows = [r for r, _ in runs]
     points = service.curves([r.id for r in rows])
     held = st.session_state.get(FIGURE)
-    digest = curves_digest(rows, points)
-    if held is None or held["digest"] != digest:   # an unchanged figure keeps its chart (and the teacher's zoom)
-        held = st.session_state[FIGURE] = {"digest": digest, "figure": curves_figure(rows, points)}
-    if any(points.values()):
-        event = st.plotly_chart(held["figure"], key="board_curves", on_select="rerun", selection_mode="points",
-                                config={"displayModeBar": False})
-        picked = [p.get("customdata") for p in (event or {}).get("selection", {}).get("points", [])]
-        if picked and picked[0] and picked[0] != st.session_state.get(VIEW):
-            st.session_state[VIEW] = picked[0]
+    digest, drawn = curves_digest(rows, points), [r.id for r in rows if points.get(r.id)]
+    # an unchanged figure keeps its chart (and the teacher's zoom); a grown one is redrawn at most every
+    # CURVES_SECONDS, as each redraw is a new chart that loses a click made in the moment it takes (curves_chart)
+    if held is None or held["drawn"] != drawn or (
+            held["digest"] != digest and time.monotonic() - held["at"] >= CURVES_SECONDS):
+        held = st.session_state[FIGURE] = {"digest": digest, "drawn": drawn, "at": time.monotonic(),
+                                           "figure": curves_figure(rows, points)}
+    if drawn:
+        clicked = curves_chart(held["figure"])
+        if clicked and clicked != st.session_state.get(VIEW):
+            st.session_state[VIEW] = clicked
             st.rerun()
         st.caption("Smoothed training loss of each run against epochs; diamonds: its test loss after an epoch. "
                    "Click a curve to open that run.")

@@ -2,7 +2,8 @@
 context, signing in with the class code (a wrong code is one sentence); A trains; B cannot see, stop or
 overwrite A's run or model; B's refresh on the Decoder keeps B's run; the teacher's board shows both runs, stops
 A's and publishes B's model, which then appears in A's picker. And the same class through Streamlit's st.login
-against a real local OpenID Connect provider (oidc-provider-mock), through the real redirect."""
+against a real local OpenID Connect provider (oidc-provider-mock), through the real redirect. And clicks on the
+board's curves chart while its figure changes every second (tests/e2e/board_curves_app.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,12 +13,31 @@ from pathlib import Path
 
 import pytest
 
-from harness import (PICKER, StreamlitServer, exceptions_on, go_to, open_page, option_texts, plot_eval, wait_idle)
+from harness import (PICKER, ROOT, StreamlitServer, exceptions_on, go_to, open_page, option_texts, plot_eval,
+                     wait_idle)
 
 pytestmark = pytest.mark.e2e
 
 CODE, TEACHER_CODE = "maple-42", "teach-99"
 RUNNING = re.compile(r"^Epoch \d+/200 · step [1-9]")
+CURVES = "document.querySelector('.st-key-board_curves .js-plotly-plot')"
+# A spot on the line of the run whose legend name starts with `prefix`, between two of its drawn points (where only
+# the curve's invisible click targets are), as page coordinates: of the midpoints of its segments (on the line, as
+# Plotly draws straight segments in pixels), the one farthest from every other run's points, with that distance.
+CURVE_SPOT_JS = """(gd, prefix) => {
+    const L = gd._fullLayout, r = gd.getBoundingClientRect();
+    const px = (t) => Array.from(t.x).map((x, i) => [r.left + L._size.l + L.xaxis.c2p(x),
+                                                      r.top + L._size.t + L.yaxis.c2p(t.y[i])]);
+    const own = gd._fullData.find(t => t.name.startsWith(prefix) && t.showlegend !== false);
+    const others = gd._fullData.filter(t => t.legendgroup !== own.legendgroup).flatMap(px);
+    const line = px(own);
+    let best = null;
+    for (let i = 1; i < line.length; i++) {
+        const m = [(line[i - 1][0] + line[i][0]) / 2, (line[i - 1][1] + line[i][1]) / 2];
+        const gap = Math.min(Infinity, ...others.map(p => Math.hypot(p[0] - m[0], p[1] - m[1])));
+        if (!best || gap > best[2]) best = [m[0], m[1], gap];
+    }
+    return best; }"""
 
 
 SIGNED_IN_OR_TOLD_WHY = """() => { const h = document.querySelector('h1');
@@ -128,13 +148,21 @@ def test_two_students_and_the_teacher(browser, class_server):
     t.locator(f".st-key-board_stop_{ada_job} button").click()
     a.get_by_text("Stopped by the teacher (Ms Rivera)").first.wait_for(timeout=90_000)
     t.get_by_text(re.compile(r"^Ada · .* stopped")).first.wait_for(timeout=60_000)   # the curves hold still
-    # the runs' curves on one chart; Open shows Ben's run; "Show to the class" shows it large
-    curves = "document.querySelector('.st-key-board_curves .js-plotly-plot')"
+    # the runs' curves on one chart: a click on Ada's curve opens her run (the two runs trained alike, so Ben's
+    # curve lies on Ada's: the click goes where Ada's went on alone); Open then shows Ben's run, and Ada's curve,
+    # still selected, does not take it back; "Show to the class" shows it large
     t.locator(".st-key-board_curves .js-plotly-plot").wait_for()
-    names = plot_eval(t, curves, "(gd) => gd._fullData.filter(d => d.showlegend !== false).map(d => d.name)")
+    names = plot_eval(t, CURVES, "(gd) => gd._fullData.filter(d => d.showlegend !== false).map(d => d.name)")
     assert any(n.startswith("Ada · ") for n in names) and any(n.startswith("Ben · ") for n in names), names
-    t.locator(f".st-key-board_open_{ben_job} button").click()      # (a click on a curve: tests/app/test_class.py)
+    x, y, gap = plot_eval(t, CURVES, CURVE_SPOT_JS, "Ada · ")
+    assert gap > 25, f"no spot on Ada's curve away from Ben's ({gap:.0f} px)"
+    t.mouse.click(x, y)
+    t.get_by_text(re.compile(r"^Opened: Ada")).first.wait_for()
+    t.locator(f".st-key-board_open_{ben_job} button").click()
     t.get_by_text(re.compile(r"^Opened: Ben")).first.wait_for()
+    wait_idle(t)
+    opened = [t.get_by_text(re.compile(rf"^Opened: {who}")).count() for who in ("Ben", "Ada")]
+    assert opened == [1, 0], opened
     t.get_by_test_id("stSidebar").get_by_text("Show to the class").click()
     t.locator("h3", has_text="Ben · ").wait_for()
     t.locator("[data-testid='stMain'] [data-testid='stImage'] img").first.wait_for()
@@ -220,3 +248,29 @@ def test_sign_in_through_a_local_openid_connect_provider(browser, e2e_env, tmp_p
                 page.context.close()
         finally:
             server.stop()
+
+
+def test_a_click_on_a_curve_opens_its_run_when_the_chart_is_redrawn(browser, tmp_path):
+    """The board's curves chart changes whenever a run's curve gains a point, so the rerun a click starts often
+    draws a new chart, which Streamlit gives an empty selection: the click must still open the run. The test app
+    (board_curves_app.py) changes its figure on every run; each click goes on a line between two drawn points,
+    alternately on Ada's and Ben's curve, and must open that run."""
+    server = StreamlitServer(log=tmp_path / "streamlit.log", script=ROOT / "tests" / "e2e" / "board_curves_app.py")
+    server.start()
+    try:
+        server.wait_listening()
+        page = browser.new_context().new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.get_by_text("Opened: none").wait_for()
+        for click in range(4):
+            who = ("Ada", "Ben")[click % 2]
+            x, y, gap = plot_eval(page, CURVES, CURVE_SPOT_JS, f"{who} · ")
+            assert gap > 25, f"the test app's {who} is too near another curve ({gap:.0f} px)"
+            page.mouse.click(x, y)
+            page.get_by_text(f"Opened: run-{who.lower()} ·").wait_for()
+            wait_idle(page)
+        assert not exceptions_on(page)
+        page.context.close()
+    finally:
+        server.stop()
