@@ -1,5 +1,6 @@
-"""Decode in the browser: a Streamlit component (components v2, inline JS/CSS from ui/latent_pad/) that
-holds a model's decoder and redraws the digit on every pointer move, with no server round trip.
+"""Decode in the browser: a Streamlit component (components v2, inline JS/CSS from ui/latent_pad/; its MLP
+decoder, mlp.js, is also the live encoder's) that holds a model's decoder and redraws the digit on every pointer
+move, with no server round trip.
 
 Two engines, picked per model by `engine(model, onnx_decoder)`:
 - "mlp": the model's own MLP decoder (Linear / ReLU ..., a sigmoid at the end, the one-hot label before z for
@@ -56,11 +57,16 @@ def _compact(source: str) -> str:
     return "\n".join(line for line in lines if line and not line.startswith("//"))
 
 
+def component_js(*files: str, folder: Path = ASSETS) -> str:
+    """One component's inline module: mlp.js (the MLP decoder both components run) then its own files, compacted."""
+    return "\n".join(_compact(path.read_text()) for path in (ASSETS / "mlp.js", *(folder / f for f in files)))
+
+
 def _register():
     try:
         return st.components.v2.component(
             NAME, html=(ASSETS / "latent_pad.html").read_text(), css=(ASSETS / "latent_pad.css").read_text(),
-            js=_compact((ASSETS / "latent_pad.js").read_text()), isolate_styles=False), None
+            js=component_js("latent_pad.js"), isolate_styles=False), None
     except Exception as exc:  # noqa: BLE001 - an older Streamlit, missing files: the pages fall back
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -5,7 +5,7 @@ on every pointer move, computed in the browser (as VAE Explainer, Bertucci and E
 On every move the canvas becomes the 28 x 28 digit exactly as the server makes it
 (ui/decoder_tools.drawing_to_digit, ported in ui/live_encoder/preprocess.js), the encoder gives mu and
 log sigma^2 (an MLP, or ModelConfig.encoder == "conv": stride-2 3x3 convolutions with ReLU, then an MLP;
-ui/live_encoder/nets.js), and the decoder draws the reconstruction of mu.
+ui/live_encoder/nets.js), and the decoder (ui/latent_pad/mlp.js, the latent pad's own) draws the reconstruction of mu.
 
 Weights travel once per session and model, as ui/latent_pad.py sends them, and share its bookkeeping: the
 decoder's weights under latent_pad's own key and page-wide cache (one copy for both components), the
@@ -43,8 +43,7 @@ PIXELS = 784
 
 def _register():
     try:
-        js = "\n".join(lp._compact((ASSETS / name).read_text())
-                       for name in ("nets.js", "preprocess.js", "live_encoder.js"))
+        js = lp.component_js("nets.js", "preprocess.js", "live_encoder.js", folder=ASSETS)
         return st.components.v2.component(
             NAME, html=(ASSETS / "live_encoder.html").read_text(), css=(ASSETS / "live_encoder.css").read_text(),
             js=js, isolate_styles=False), None

@@ -19,57 +19,7 @@ const STEP = 0.05, BIG_STEP = 0.5;                                // arrow keys;
 const HOVER_HINT = "Hover over the map to decode the point under the cursor.";
 const ONNX_SESSIONS = 4;                                          // ONNX sessions kept alive (wasm memory)
 
-// ------------------------------------------------------------------------------------------- the decoder
-
-function base64Bytes(b64) {
-  const s = atob(b64), out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-function halfToFloat(h) {
-  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-  if (exp === 0) return sign * Math.pow(2, -14) * (frac / 1024);
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * Math.pow(2, exp - 15) * (1 + frac / 1024);
-}
-
-function floats(b64, dtype) {
-  const bytes = base64Bytes(b64);
-  if (dtype === "float32") return new Float32Array(bytes.buffer);
-  const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length);
-  for (let i = 0; i < half.length; i++) out[i] = halfToFloat(half[i]);
-  return out;
-}
-
-function buildDecoder(w) {
-  const layers = w.layers.map(l => ({
-    W: floats(l.w, w.dtype), b: floats(l.b, w.dtype), out: l.shape[0], in: l.shape[1], relu: l.act === "relu",
-  }));
-  return { kind: "mlp", layers, xDim: w.x_dim, latentDim: w.latent_dim, size: w.image_size, dtype: w.dtype,
-           buffers: [new Float64Array(layers[0].in), ...layers.map(l => new Float64Array(l.out))] };
-}
-
-// p(y|x,z): the generation net on (one-hot label, z), as LatentModel.generation_logits concatenates them,
-// then a sigmoid. Returns pixel probabilities (Float64Array, reused between calls: copy to keep).
-function decode(dec, z, label) {
-  const x = dec.buffers[0];
-  x.fill(0);
-  if (dec.xDim) x[label ?? 0] = 1;
-  for (let j = 0; j < dec.latentDim; j++) x[dec.xDim + j] = z[j];
-  dec.layers.forEach((l, k) => {
-    const inp = dec.buffers[k], out = dec.buffers[k + 1], W = l.W, n = l.in;
-    for (let o = 0; o < l.out; o++) {
-      let s = l.b[o];
-      const row = o * n;
-      for (let i = 0; i < n; i++) s += W[row + i] * inp[i];
-      out[o] = l.relu && s < 0 ? 0 : s;
-    }
-  });
-  const y = dec.buffers[dec.buffers.length - 1];
-  for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]));
-  return y;
-}
+// The MLP decoder (buildDecoder, decodeMLP, base64Bytes, floats) is mlp.js, which ui/latent_pad.py puts first.
 
 // ------------------------------------------------------------------------------------------- ONNX decoders
 
@@ -165,7 +115,7 @@ async function onnxDecode(dec, zs, labels) {
 async function decodeBatch(dec, zs, labels) {
   if (dec.kind === "onnx") return onnxDecode(dec, zs, labels);
   const t0 = performance.now();
-  const out = zs.map((z, b) => Float64Array.from(decode(dec, z, labels[b])));
+  const out = zs.map((z, b) => Float64Array.from(decodeMLP(dec, z, labels[b])));
   dec.lastMs = performance.now() - t0;
   return out;
 }
@@ -175,7 +125,7 @@ async function decodeBatch(dec, zs, labels) {
 // given as Python's ui.latent_pad.decoder_payload builds them.
 globalThis.__latentLab = {
   models: () => [...CACHE.keys()],
-  decode: (key, z, label) => Array.from(decode(CACHE.get(key), z, label)),
+  decode: (key, z, label) => Array.from(decodeMLP(CACHE.get(key), z, label)),
   decodeBatch: async (key, zs, label) => (await decodeBatch(CACHE.get(key), zs, zs.map(() => label))).map(a => Array.from(a)),
   load: (key, weights) => { CACHE.set(key, buildDecoder(weights)); },
 };
@@ -423,8 +373,8 @@ class Explorer {
   render(frame) {
     const dec = this.dec;
     if (dec.kind !== "onnx") {
-      const t0 = performance.now();   // decode() reuses its buffer: draw each picture before the next decode
-      frame.labels.forEach((label, k) => drawDigit(this.canvases[k], decode(dec, frame.z, label), dec.size));
+      const t0 = performance.now();   // decodeMLP() reuses its buffer: draw each picture before the next decode
+      frame.labels.forEach((label, k) => drawDigit(this.canvases[k], decodeMLP(dec, frame.z, label), dec.size));
       this.timed(performance.now() - t0);
       this.painted(frame);
       return;

@@ -1,64 +1,7 @@
-// Latent Lab: networks in the browser, shared by components (weights as ui/latent_pad.py and
-// ui/live_encoder.py pack them: base64 little-endian float32 or float16, with shapes).
-// A decoder built here has the layout latent_pad.js caches under globalThis.__latentLabDecoders, so the
-// two components share one copy of a model's decoder (its weights travel once per session).
-
-function base64Bytes(b64) {
-  const s = atob(b64), out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-function halfToFloat(h) {
-  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-  if (exp === 0) return sign * Math.pow(2, -14) * (frac / 1024);
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * Math.pow(2, exp - 15) * (1 + frac / 1024);
-}
-
-function floats(b64, dtype) {
-  const bytes = base64Bytes(b64);
-  if (dtype === "float32") return new Float32Array(bytes.buffer);
-  const half = new Uint16Array(bytes.buffer), out = new Float32Array(half.length);
-  for (let i = 0; i < half.length; i++) out[i] = halfToFloat(half[i]);
-  return out;
-}
-
-function denseLayers(list, dtype) {
-  return list.map(l => ({ W: floats(l.w, dtype), b: floats(l.b, dtype), out: l.shape[0], in: l.shape[1],
-                          relu: l.act === "relu" }));
-}
-
-function buildDecoder(w) {
-  const layers = denseLayers(w.layers, w.dtype);
-  return { layers, xDim: w.x_dim, latentDim: w.latent_dim, size: w.image_size, dtype: w.dtype,
-           buffers: [new Float64Array(layers[0].in), ...layers.map(l => new Float64Array(l.out))] };
-}
-
-// Linear layers (ReLU where marked) over buffers[0] -> buffers[last]; accumulates in float64.
-function runDense(layers, buffers) {
-  layers.forEach((l, k) => {
-    const inp = buffers[k], out = buffers[k + 1], W = l.W, n = l.in;
-    for (let o = 0; o < l.out; o++) {
-      let s = l.b[o];
-      const row = o * n;
-      for (let i = 0; i < n; i++) s += W[row + i] * inp[i];
-      out[o] = l.relu && s < 0 ? 0 : s;
-    }
-  });
-  return buffers[buffers.length - 1];
-}
-
-// p(y|x,z): one-hot label then z, as LatentModel.generation_logits concatenates them; a sigmoid at the end.
-function decodeMLP(dec, z, label) {
-  const x = dec.buffers[0];
-  x.fill(0);
-  if (dec.xDim) x[label ?? 0] = 1;
-  for (let j = 0; j < dec.latentDim; j++) x[dec.xDim + j] = z[j];
-  const y = runDense(dec.layers, dec.buffers);
-  for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]));
-  return y;
-}
+// Latent Lab: the encoder in the browser, for the live encoder (weights as ui/live_encoder.py packs them:
+// base64 little-endian float32 or float16, with shapes). Its dense layers, the decoder and the base64 reading
+// are ui/latent_pad/mlp.js (floats, denseLayers, runDense, buildDecoder, decodeMLP), which ui/live_encoder.py
+// puts before this file: one copy of the decoder's code and, in the page-wide cache, of a model's decoder.
 
 // q(z|x,y): an MLP on (one-hot label, pixels), or convolutions on the image (each followed by a ReLU,
 // flattened channel by channel as nn.Flatten does) whose features join the one-hot label before the MLP.
