@@ -11,6 +11,7 @@ import gzip
 import os
 import shutil
 import struct
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -159,6 +160,45 @@ def trained_fixture_models(tmp_path_factory, data_root: Path) -> Path:
             for name, config in FIXTURE_MODELS.items():
                 train_fixture_model(name, config, data_root, out)
     return made_once(tmp_path_factory, "fixture_models", train_all)
+
+
+TRAIN_VIEW = "train_view"   # the Train page's session key of the job it shows
+
+
+def service():
+    """The job service of this test process (the pages' own, ui.training_job.jobs)."""
+    from ui.training_job import jobs
+    return jobs()
+
+
+def viewed(at):
+    """The snapshot of the job the page shows."""
+    return service().progress(at.session_state[TRAIN_VIEW], touch=False)
+
+
+def tiny_settings(at, epochs=1, batch=128):
+    """The Train page set to a tiny run (one 32-unit layer, 1,000 images), then run."""
+    at.text_input(key="train_hidden").set_value("32")
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.select_slider(key="train_images").set_value(1000)
+    at.select_slider(key="train_batch").set_value(batch)
+    return at.run()
+
+
+def wait_until(at, done, deadline_s=90.0):
+    """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline, then
+    once more. done(at) reads the job service, which can move on after the page's run has drawn it (a job that
+    ends between the two): the extra run is the page's next poll, which a browser's fragment would make."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        at.run()
+        assert not errors_of(at)
+        if done(at):
+            at.run()
+            assert not errors_of(at)
+            return at
+        time.sleep(0.2)
+    raise AssertionError("the page did not reach the expected state before the deadline")
 
 
 def errors_of(at) -> list[str]:

@@ -10,7 +10,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 
 from apptest_helpers import errors_of, texts_of, write_synthetic_mnist
 from ui import decoder_tools as dt

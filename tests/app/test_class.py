@@ -10,7 +10,7 @@ import time
 import pytest
 import streamlit as st
 
-from apptest_helpers import APP, errors_of, texts_of
+from apptest_helpers import APP, errors_of, service, texts_of, tiny_settings, viewed, wait_until
 from jobs.classroom import Roster, cookie_value
 from jobs.limits import ClassSettings
 from jobs.table import JobTable
@@ -63,35 +63,6 @@ def classroom(tmp_path, model_dir, monkeypatch):
     yield Classroom
     from jobs.api import shutdown_all
     shutdown_all()
-
-
-def service():
-    from ui.training_job import jobs
-    return jobs()
-
-
-def viewed(at):
-    return service().progress(at.session_state[VIEW], touch=False)
-
-
-def tiny_settings(at, epochs=1, batch=128):
-    at.text_input(key="train_hidden").set_value("32")
-    at.number_input(key="train_epochs").set_value(epochs)
-    at.select_slider(key="train_images").set_value(1000)
-    at.select_slider(key="train_batch").set_value(batch)
-    return at.run()
-
-
-def wait_until(at, done, deadline_s=90.0):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        at.run()
-        assert not errors_of(at)
-        if done(at):
-            at.run()
-            return at
-        time.sleep(0.2)
-    raise AssertionError("the page did not reach the expected state before the deadline")
 
 
 # ---------------------------------------------------------------------------- sign-in

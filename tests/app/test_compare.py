@@ -6,12 +6,11 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from apptest_helpers import errors_of, texts_of
 from ui import compare_tools as ct
-from vae_core import ModelConfig, load_checkpoint, save_checkpoint
+from vae_core import load_checkpoint, save_checkpoint
 
 PAGE = "pages/compare.py"
 

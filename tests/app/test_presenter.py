@@ -2,10 +2,7 @@
 sweep (or a sentence without one). The key listener itself runs in chromium: tests/e2e/test_presenter.py."""
 from __future__ import annotations
 
-import pytest
-
 from apptest_helpers import errors_of, texts_of, train_sweep
-from ui import decoder_tools as dt
 from ui import presenter as pv
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from apptest_helpers import errors_of, texts_of
+from apptest_helpers import errors_of, service, texts_of, tiny_settings, viewed, wait_until
 from vae_core import read_record
 
 
@@ -33,40 +33,6 @@ def train(app, runs):
     """The Train page, saving into a fresh runs folder."""
     app.switch_page("pages/train.py").run()
     return app
-
-
-def service():
-    from ui.training_job import jobs
-    return jobs()
-
-
-def viewed(at):
-    """The snapshot of the job the page shows."""
-    return service().progress(at.session_state[VIEW], touch=False)
-
-
-def tiny_settings(at, epochs=1, batch=128):
-    at.text_input(key="train_hidden").set_value("32")
-    at.number_input(key="train_epochs").set_value(epochs)
-    at.select_slider(key="train_images").set_value(1000)
-    at.select_slider(key="train_batch").set_value(batch)
-    return at.run()
-
-
-def wait_until(at, done, deadline_s=90.0):
-    """run_every fragments do not fire inside AppTest: rerun the page until done(at) or the deadline, then
-    once more. done(at) reads the job service, which can move on after the page's run has drawn it (a job that
-    ends between the two): the extra run is the page's next poll, which a browser's fragment would make."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        at.run()
-        assert not errors_of(at)
-        if done(at):
-            at.run()
-            assert not errors_of(at)
-            return at
-        time.sleep(0.2)
-    raise AssertionError("the page did not reach the expected state before the deadline")
 
 
 def test_train_page_renders_with_defaults(train):

@@ -4,7 +4,6 @@ stderr for `train` and `eval` (none with --quiet). The default --test-limit keep
 import re
 
 import pytest
-import torch
 
 import vae_core.data as data_mod
 from vae_core import ENV_VAR, ImageDataset, ModelConfig, build_model, evaluate, evaluation_work, read_record

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_core import read_record
 from vae_core.verdicts import (Bias, Measured, class_share, collapse_verdict, comparison_note, distinct_points,
                                latent_map_verdict, likelihood_verdict, map_is_informative, nll_bias,
                                same_z_verdict, time_promise)
