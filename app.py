@@ -4,12 +4,13 @@ The router only: one table of pages, grouped, with titles and icons. Every page 
 (docs/CLASSROOM.md) the person is resolved first (ui/identity.py): a teacher also gets the class board, and
 someone not yet signed in gets the sign-in form instead of any page (every page's first call, ui/routing.py).
 """
-import os
 
-# Streamlit, the browser and a training thread share a small CPU; torch's OpenMP threads must not busy-wait
-# for each other then (measured on 2 cores: 144-349 images/s with the default, ~2,000 with PASSIVE).
-# Set before torch is first imported (the pages import it).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from jobs.openmp import for_the_server  # noqa: E402  (imports nothing but os)
+
+# Streamlit, the browser and the training workers share a small CPU: the server's OpenMP threads sleep while they
+# wait, never spinning on a core a worker or the browser needs (jobs/openmp.py). Before torch is first imported
+# (the pages import it).
+for_the_server()
 
 import streamlit as st  # noqa: E402
 

@@ -8,7 +8,7 @@ training images, after a warm-up of 20 steps:
     before        torch imported before vae_core (so OpenMP keeps its default spin-then-sleep wait) and torch's
                   own thread count, as the CLI was before vae_core/cpu.py
     threads 1     the same with one thread (`--threads 1`)
-    now           vae_core imported first (OpenMP threads sleep while they wait) and threads="auto"
+    now           vae_core imported first (it leaves OpenMP's wait policy alone) and threads="auto"
                   (vae_core.cpu.AdaptiveThreads), the CLI's default now
 "busy" runs one `while True: pass` process beside each run. The load average is printed beside each figure.
 Needs VAE_DATA_DIR (MNIST). Run it on an otherwise quiet machine.

@@ -25,7 +25,9 @@ import time
 
 MARK_VAR = "LATENT_LAB_FORKSERVER"  # set (to the server's main script, or "-") only while the fork server starts
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from jobs.openmp import for_a_worker  # noqa: E402  (imports nothing but os)
+
+for_a_worker()  # before torch: the workers forked from here train with OpenMP's default wait (jobs/openmp.py)
 
 
 def _import_main_script() -> None:
@@ -45,6 +47,7 @@ def preload() -> None:
         _import_main_script()
     except Exception:  # noqa: BLE001 - the children will run it themselves
         pass
+    for_a_worker()   # again, in case the main script set the server's policy
     try:
         import torch
 

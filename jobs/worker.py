@@ -19,8 +19,6 @@ import os
 import time
 from typing import Callable
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

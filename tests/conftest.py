@@ -6,9 +6,13 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# The suite runs on two xdist workers over two cores (.ci/run): the processes it starts (the CLI, streamlit run,
+# workers) let their OpenMP threads sleep rather than spin when they wait for a core the other worker holds.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Make `import vae_core` find the package when pytest is started as plain `pytest` (which puts tests/,
 # not the repository root, on sys.path; tests/vae_core/ would otherwise look like a namespace package).

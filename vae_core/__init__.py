@@ -11,10 +11,6 @@ A plain library (no UI imports): use it from a notebook, the CLI (`python -m vae
 
 A VAE trained by other code: `explore(model)` (vae_core/importers.py; the protocol is in vae_core/external.py).
 """
-from .cpu import prefer_sleeping_threads
-
-prefer_sleeping_threads()  # before torch is imported: OpenMP threads sleep, not spin, while they wait (vae_core/cpu.py)
-
 from .checkpoints import CheckpointError, list_checkpoints, load_checkpoint, read_record, save_checkpoint
 from .config import CONDITIONS, DATASETS, PRIORS, ModelConfig, TrainConfig, variant_names
 from .data import (CLASS_NAMES, ENV_VAR, DatasetUnavailable, ImageDataset, load_dataset, locate_dataset,

@@ -1,33 +1,32 @@
 """How training uses the CPU's cores, so that a run is fast on an idle machine and stays fast beside other work.
 
-Two measures, both measured on the project's 2-core machine (bench/cpu_threads.py prints the figures):
+Measured on the project's 2-core machine (bench/cpu_threads.py prints the figures; images/s of the CLI's model,
+2 threads against 1, on an idle machine and beside one busy process):
 
-1. OpenMP threads that sleep while they wait. By default libgomp's threads spin for a while at every barrier; when
-   another process holds a core, the spinning thread keeps its partner waiting for a time slice, and a training
-   step that took milliseconds takes ten times longer. `OMP_WAIT_POLICY=PASSIVE` makes them sleep instead. libgomp
-   reads it once, when torch is first imported, so vae_core sets it (unless the user did) before it imports torch;
-   in a notebook that imported torch first it has no effect, and measure 2 still holds.
-2. A thread count that follows the machine's free cores (`AdaptiveThreads`, a `fit` callback): every few seconds it
-   reads the CPU time of the whole machine (/proc/stat) and of this process, and trains with as many threads as
-   there are cores that other processes leave free (at least one, at most `max_threads`). A lone run uses every
-   core; beside a busy loop, or beside a class's Streamlit server, it steps down to one thread and never waits for
-   a core another process holds. Results are reproducible for a given thread count; a different count can change
-   the last bits of a sum.
+                               idle      beside a busy loop
+    2 threads, OpenMP default  37,069    10,954
+    2 threads, PASSIVE         18,751    16,843
+    1 thread                   19,727    20,547
+
+So the thread count is what matters: two threads that share one core with another process wait for each other at
+every barrier (spinning or sleeping), and one thread is faster; on an idle machine two threads are nearly twice as
+fast, but only with OpenMP's default wait (threads that sleep at every barrier, `OMP_WAIT_POLICY=PASSIVE`, lose
+the gain to their wake-ups). vae_core therefore leaves OpenMP's wait policy as it is (the app's server and
+workers set PASSIVE for themselves: app.py, jobs/) and `fit` follows the free cores with `AdaptiveThreads`: a
+callback that reads the CPU time of the whole machine (/proc/stat) and of this process, first after
+`FIRST_CHECK_SECONDS` and then every `CHECK_SECONDS`, and trains with as many threads as there are cores that
+other processes leave free (at least one, at most `max_threads`). A lone run uses every core; beside a busy loop,
+or beside a class's Streamlit server, it steps down to one thread. Results are reproducible for a given thread
+count; a different count can change the last bits of a sum.
 """
 from __future__ import annotations
 
 import os
 import time
 
-WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
-CHECK_SECONDS = 2.0        # how often AdaptiveThreads looks at the machine
+FIRST_CHECK_SECONDS = 0.25  # when AdaptiveThreads first looks at the machine (a shorter run is left as it was)
+CHECK_SECONDS = 2.0        # how often it looks after that
 BUSY_THRESHOLD = 0.5       # another process using more than half a core counts as holding it
-
-
-def prefer_sleeping_threads() -> None:
-    """Ask OpenMP threads to sleep rather than spin while waiting (before torch is imported; the user's own
-    setting wins)."""
-    os.environ.setdefault(WAIT_POLICY_VAR, "PASSIVE")
 
 
 def cpu_cores() -> int:
@@ -65,19 +64,23 @@ def free_cores(others_busy: float, cores: int) -> int:
 
 
 class AdaptiveThreads:
-    """A fit callback that sets torch's thread count to the free cores, checked every `interval` seconds.
+    """A fit callback that sets torch's thread count to the free cores, checked first after `first` seconds and
+    then every `interval` seconds.
 
     max_threads: the most threads to use (default: every core); min_threads: the fewest."""
 
-    def __init__(self, max_threads: int | None = None, min_threads: int = 1, interval: float = CHECK_SECONDS):
+    def __init__(self, max_threads: int | None = None, min_threads: int = 1, interval: float = CHECK_SECONDS,
+                 first: float = FIRST_CHECK_SECONDS):
         import torch
 
         self._torch = torch
         self.max_threads = max(1, max_threads or cpu_cores())
         self.min_threads = max(1, min(min_threads, self.max_threads))
         self.interval = interval
-        # It starts with torch's count (so a run shorter than `interval` is exactly what it was without this
-        # callback) and first looks at the machine after `interval` seconds.
+        # It starts with torch's count (so a run shorter than `first` is exactly what it was without this
+        # callback) and first looks at the machine after `first` seconds: beside a busy process, two threads
+        # run at half the speed of one, so the first look comes early.
+        self._wait = first
         self.threads = torch.get_num_threads()
         self.changes: list[tuple[float, int]] = []    # (time.monotonic(), threads) each time the count changed
         self._last = self._sample()
@@ -100,5 +103,6 @@ class AdaptiveThreads:
         self.threads = n
 
     def on_step(self, info) -> None:
-        if time.monotonic() - self._last[2] >= self.interval:
+        if time.monotonic() - self._last[2] >= self._wait:
             self._set(self._decide())
+            self._wait = self.interval
