@@ -70,7 +70,7 @@ class AdaptiveThreads:
     max_threads: the most threads to use (default: every core); min_threads: the fewest."""
 
     def __init__(self, max_threads: int | None = None, min_threads: int = 1, interval: float = CHECK_SECONDS,
-                 first: float = FIRST_CHECK_SECONDS):
+                 first: float | None = None):
         import torch
 
         self._torch = torch
@@ -80,7 +80,7 @@ class AdaptiveThreads:
         # It starts with torch's count (so a run shorter than `first` is exactly what it was without this
         # callback) and first looks at the machine after `first` seconds: beside a busy process, two threads
         # run at half the speed of one, so the first look comes early.
-        self._wait = first
+        self._wait = FIRST_CHECK_SECONDS if first is None else first
         self.threads = torch.get_num_threads()
         self.changes: list[tuple[float, int]] = []    # (time.monotonic(), threads) each time the count changed
         self._last = self._sample()
