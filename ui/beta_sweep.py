@@ -66,17 +66,24 @@ def beta_slider(record: CheckpointRecord, *, on_move: Callable[[str, str], None]
     if sweep is None:
         return None
     paths = {r.beta: r.path for r in sweep}
-    st.session_state[key] = record.beta          # the slider always shows the model the page shows
+    # A browser can send back the slider's old value after the model was changed elsewhere (the presenter's b / B,
+    # the picker), which would move the model back (a chromium test caught it once in a CI run): as the model
+    # picker does, the slider is a new widget for each model it shows, so an old value reaches no callback.
+    if st.session_state.get(f"_{key}_shows") != record.path:
+        st.session_state[f"_{key}_version"] = st.session_state.get(f"_{key}_version", 0) + 1
+        st.session_state[f"_{key}_shows"] = record.path
+    widget = f"{key}_{st.session_state[f'_{key}_version']}"
+    st.session_state[widget] = record.beta       # the slider always shows the model the page shows
 
     def move() -> None:
-        new = paths.get(st.session_state.get(key))
+        new = paths.get(st.session_state.get(widget))
         if new is None or new == record.path:
             return
         if on_move is not None:
             on_move(record.path, new)
         choose_model(new)
 
-    st.select_slider("β, the weight of the KL term", options=list(paths), key=key, on_change=move,
+    st.select_slider("β, the weight of the KL term", options=list(paths), key=widget, on_change=move,
                      format_func=beta_text,
                      help="Models trained alike but for β: the loss is reconstruction + β × KL. A small β lets the "
                           "encoder spread the digits apart (more rate, sharper pictures); a large one pulls every "

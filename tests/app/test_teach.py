@@ -10,7 +10,15 @@ import pytest
 
 from apptest_helpers import FIXTURE_BETAS, errors_of, run_a_tiny_job, texts_of
 
-SLIDER = "beta_sweep_beta"
+SLIDER = "beta_sweep_beta"   # the β slider's key, and a version for each model it shows (ui/beta_sweep.py)
+
+
+def beta_of_slider(app):
+    """The page's β slider (its key changes with the model it shows)."""
+    [slider] = [s for s in app.select_slider if s.key and s.key.startswith(SLIDER + "_")]
+    return slider
+
+
 RD_CHART = "beta_sweep_chart"
 MAP = "latent_map_chart"
 
@@ -42,26 +50,26 @@ def traces_named(fig: dict, start: str) -> list[dict]:
 # ----------------------------------------------------------------------------- the β slider
 def test_no_beta_slider_for_a_model_outside_a_sweep(app):
     open_page(app, "pages/latent_map.py", "vae_2d")
-    assert not [s for s in app.select_slider if s.key == SLIDER]
+    assert not [s for s in app.select_slider if s.key and s.key.startswith(SLIDER)]
     assert not [c for c in app.get("plotly_chart") if RD_CHART in c.proto.id]
 
 
 def test_the_slider_offers_the_sweeps_betas_and_moves_the_map(app):
     open_page(app, "pages/latent_map.py", "vae_2d_beta2")
-    slider = app.select_slider(key=SLIDER)
+    slider = beta_of_slider(app)
     assert [float(o) for o in slider.options] == sorted(FIXTURE_BETAS.values())
     assert float(slider.value) == 2.0
     before = chart(app, MAP)["data"][0]["x"]
-    app.select_slider(key=SLIDER).set_value(8.0).run()
+    beta_of_slider(app).set_value(8.0).run()
     assert not errors_of(app)
     assert picked(app).endswith(".safetensors") and "vae_2d_beta8" in picked(app)
-    assert float(app.select_slider(key=SLIDER).value) == 8.0
+    assert float(beta_of_slider(app).value) == 8.0
     after = chart(app, MAP)["data"][0]["x"]
     assert after != before, "the map shows the other model's latent means"
     # the choice is the session's: the Decoder opens on the same model, with the slider at the same β
     app.switch_page("pages/decoder.py").run()
     assert not errors_of(app)
-    assert "vae_2d_beta8" in picked(app) and float(app.select_slider(key=SLIDER).value) == 8.0
+    assert "vae_2d_beta8" in picked(app) and float(beta_of_slider(app).value) == 8.0
 
 
 def test_a_selection_survives_a_move_of_the_slider(app):
@@ -69,7 +77,7 @@ def test_a_selection_survives_a_move_of_the_slider(app):
     app.session_state[MAP] = {"selection": {"points": [{"customdata": 7}], "box": [], "lasso": []}}
     app.run()
     assert "Test image #7" in texts_of(app)
-    app.select_slider(key=SLIDER).set_value(2.0).run()
+    beta_of_slider(app).set_value(2.0).run()
     assert not errors_of(app) and "vae_2d_beta2" in picked(app)
     assert "Test image #7" in texts_of(app)
 
@@ -100,7 +108,7 @@ def test_the_decoder_slider_keeps_the_latent_code(app):
         t.key == "decode_in_browser" for t in app.toggle) else None
     app.session_state["decoder_z"] = [1.25, -0.5]
     app.run()
-    app.select_slider(key=SLIDER).set_value(8.0).run()
+    beta_of_slider(app).set_value(8.0).run()
     assert not errors_of(app) and "vae_2d_beta8" in picked(app)
     assert app.session_state["decoder_z"] == [1.25, -0.5]
 
