@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ CURVE_SPOT_JS = """(gd, prefix) => {
 SIGNED_IN_OR_TOLD_WHY = """() => { const h = document.querySelector('h1');
     return (h && !h.textContent.includes('Sign in to Latent Lab'))
         || !!document.querySelector("[data-testid='stMain'] [data-testid='stAlert']"); }"""
+
+
+def spot_on_curve(page, prefix: str, timeout: float = 60.0) -> tuple[float, float, float]:
+    """CURVE_SPOT_JS's spot on the curve of `prefix`, once its line has two points: the board redraws its curves
+    at most every CURVES_SECONDS (pages/board.py), so a chart drawn at a run's start may show one point for a while
+    (in a fast run the teacher stopped Ada's run before the chart had her second point)."""
+    end = time.monotonic() + timeout
+    while (spot := plot_eval(page, CURVES, CURVE_SPOT_JS, prefix)) is None:
+        assert time.monotonic() < end, f"the curve of {prefix!r} kept fewer than two points for {timeout:.0f} s"
+        time.sleep(0.5)
+    return spot
 
 
 def sign_in(page, url: str, name: str, code: str, path: str = "train") -> None:
@@ -154,7 +166,7 @@ def test_two_students_and_the_teacher(browser, class_server):
     t.locator(".st-key-board_curves .js-plotly-plot").wait_for()
     names = plot_eval(t, CURVES, "(gd) => gd._fullData.filter(d => d.showlegend !== false).map(d => d.name)")
     assert any(n.startswith("Ada · ") for n in names) and any(n.startswith("Ben · ") for n in names), names
-    x, y, gap = plot_eval(t, CURVES, CURVE_SPOT_JS, "Ada · ")
+    x, y, gap = spot_on_curve(t, "Ada · ")
     assert gap > 25, f"no spot on Ada's curve away from Ben's ({gap:.0f} px)"
     t.mouse.click(x, y)
     t.get_by_text(re.compile(r"^Opened: Ada")).first.wait_for()

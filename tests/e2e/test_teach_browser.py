@@ -86,6 +86,11 @@ def test_the_beta_slider_moves_the_map_and_the_manifold(page, server):
     if toggle.is_checked():
         page.get_by_test_id("stSidebar").get_by_text("Decode in the browser").click()
         wait_idle(page)
+    # the server's explorer is drawn (its sliders and its decoded image with the z it shows): a box typed into
+    # while the switch's rerun was still to come was replaced by it, and the typed z was lost (under load)
+    page.locator(".st-key-decoder_slider_0").wait_for(timeout=60_000)
+    page.locator("[data-testid='stMain'] [data-testid='stImage']", has_text="z = (").first.wait_for(timeout=60_000)
+    wait_idle(page)
     grid = "[class*='st-key-decoder_grid_'] .js-plotly-plot"
     page.locator(grid).first.wait_for(timeout=60_000)
     box = page.get_by_label("z1 exactly")
