@@ -164,12 +164,17 @@ async def decoder_session(browser, url, deadline, record, errors):
         # the server's sliders ("Decode in the browser" off): every step is a script run that decodes on the server
         t0 = time.perf_counter()
         page = await open_app(context, url, "decoder", ".st-key-browser_decode input")
-        if await page.locator(".st-key-browser_decode input").is_checked():
+        toggle = page.locator(".st-key-browser_decode input")
+        for _ in range(30):   # a click before the page's script has hydrated the switch is lost: until it is off
+            if not await toggle.is_checked():
+                break
             await page.get_by_test_id("stSidebar").get_by_text("Decode in the browser").click()
-        await page.get_by_test_id("stSlider").first.wait_for(timeout=90_000)
-        await page.locator(DECODED).first.wait_for(timeout=90_000)
+            await asyncio.sleep(1.0)
+        # the server's decoded image, its caption the z it shows (the in-browser pad draws on a canvas instead)
+        await page.locator(DECODED, has_text="z = (").first.wait_for(timeout=90_000)
+        await page.locator(".st-key-decoder_slider_0").wait_for(timeout=90_000)
         record("decoder page opened, server sliders on", (time.perf_counter() - t0) * 1000)
-        await page.get_by_role("slider").first.focus()
+        await page.locator(".st-key-decoder_slider_0").get_by_role("slider").focus()   # z1
         i = 0
         while time.monotonic() < deadline:
             await page.evaluate(ARM_JS, DECODED)
