@@ -157,7 +157,7 @@ DRAWN_Z = """async (sel) => {
     while (host && !host.__latentPad) host = host.parentElement;
     await frame();
     for (let k = 0; k < 600 && host && host.__latentPad.pending; k++) await frame();
-    return document.querySelector(sel).dataset.z; }"""
+    return document.querySelector(sel)?.dataset.z; }"""
 
 
 def drawn_z(page) -> list[float]:
@@ -266,13 +266,13 @@ def test_typed_numbers_move_the_pad_and_a_far_one_widens_the_sliders_with_a_note
     box = page.get_by_label("z1 exactly")
     box.fill("-1.25")
     box.press("Enter")
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.z === '-1.25,0'", arg=PAD)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.dataset.z === '-1.25,0'", arg=PAD)
     wait_idle(page)
     assert assert_agree(page, models["vae_2d"]) == [-1.25, 0.0]
     box = page.get_by_label("z2 exactly")
     box.fill("7.5")
     box.press("Enter")
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.z === '-1.25,7.5'", arg=PAD)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.dataset.z === '-1.25,7.5'", arg=PAD)
     wait_idle(page)
     assert assert_agree(page, models["vae_2d"]) == [-1.25, 7.5]
     assert float(page.get_by_role("slider", name="z2").get_attribute("aria-valuemax")) >= 7.5
@@ -295,7 +295,7 @@ def draw_a_stroke(page) -> None:
 def test_a_label_model_decodes_the_chosen_class(page, server, models):
     open_decoder(page, server, "cvae_label")
     page.locator(".st-key-decoder_label").get_by_text("3", exact=True).click()
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.frames > 1", arg=PAD)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.dataset.frames > 1", arg=PAD)
     wait_idle(page)
     assert_agree(page, models["cvae_label"], label=3)
     before = pad_z(page)
@@ -312,7 +312,7 @@ def test_weights_the_browser_lost_are_sent_again(page, server, models):
     box = page.get_by_label("z1 exactly")
     box.fill("0.5")
     box.press("Enter")
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.z === '0.5,0'", arg=PAD, timeout=30_000)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.dataset.z === '0.5,0'", arg=PAD, timeout=30_000)
     wait_idle(page)
     assert assert_agree(page, models["vae_2d"]) == [0.5, 0.0]
     assert page.locator(".lp-padimg").evaluate("i => i.complete && i.naturalWidth > 0")
@@ -393,7 +393,7 @@ def test_hovering_the_latent_map_decodes_under_the_cursor(page, server, models):
                            [gd, fx, fy])
         before = int(page.get_attribute(PAD, "data-frames") or 0)
         page.mouse.move(target[0], target[1])
-        page.wait_for_function("([sel, n]) => +document.querySelector(sel).dataset.frames > n", arg=[PAD, before])
+        page.wait_for_function("([sel, n]) => +document.querySelector(sel)?.dataset.frames > n", arg=[PAD, before])
         z = pad_z(page)
         assert z == pytest.approx(target[2:], abs=0.02)
         hover = "canvas[aria-label='Decoded digit']"

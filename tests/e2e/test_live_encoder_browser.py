@@ -41,7 +41,7 @@ def updates(page) -> int:
 
 
 def wait_updates_above(page, n: int) -> None:
-    page.wait_for_function("([sel, n]) => +(document.querySelector(sel).dataset.updates || 0) > n",
+    page.wait_for_function("([sel, n]) => +(document.querySelector(sel)?.dataset.updates || 0) > n",
                            arg=[ROOT_SEL, n], timeout=30_000)
 
 
@@ -199,7 +199,7 @@ def test_send_to_the_sliders_moves_the_explorer_and_says_so(page, server, models
     want = [round(v, 3) for v in mu]           # the browser sends 3 decimals; the server keeps 3 (set_z)
     feedback = "Sent z = (" + ", ".join(f"{v:.2f}" for v in want) + ") to the sliders above."
     page.locator(".le-feedback", has_text=feedback).wait_for(timeout=30_000)
-    page.wait_for_function("""([sel, z]) => { const got = (document.querySelector(sel).dataset.z || '').split(',');
+    page.wait_for_function("""([sel, z]) => { const got = (document.querySelector(sel)?.dataset.z || '').split(',');
         return got.length === z.length && z.every((v, i) => Math.abs(+got[i] - v) < 1.5e-3); }""",
                            arg=[PAD, want], timeout=30_000)
     wait_idle(page)

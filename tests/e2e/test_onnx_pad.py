@@ -94,7 +94,7 @@ SETTLED = """async (sel) => {
     while (host && !host.__latentPad) host = host.parentElement;
     await frame();
     for (let k = 0; k < 3000 && host.__latentPad.busy; k++) await frame();
-    return host.__latentPad.busy ? null : document.querySelector(sel).dataset.z; }"""
+    return host.__latentPad.busy ? null : document.querySelector(sel)?.dataset.z; }"""
 
 
 def drawn_z(page) -> list[float]:
@@ -295,7 +295,7 @@ def test_hovering_a_map_decodes_every_class_under_the_cursor(new_page, pad_serve
                                      [gd, fx, fy])
         before = frames(page)
         page.mouse.move(x, y)
-        page.wait_for_function("([sel, n]) => +document.querySelector(sel).dataset.frames > n", arg=[PAD, before])
+        page.wait_for_function("([sel, n]) => +document.querySelector(sel)?.dataset.frames > n", arg=[PAD, before])
         z = drawn_z(page)
         assert z == pytest.approx([z1, z2], abs=0.02)
         probs = server_decode(vae, [z] * 10, list(range(10)))

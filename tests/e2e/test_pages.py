@@ -179,17 +179,18 @@ def test_decoder_slider_changes_the_image(page, server):
     go_to(page, "Decoder")
     digit = page.locator("canvas[aria-label='Decoded digit']")
     digit.wait_for()
-    page.wait_for_function("() => document.querySelector('.lp-root').dataset.frames", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.lp-root')?.dataset.frames", timeout=60_000)
     wait_idle(page)
     before = digit.evaluate("c => c.toDataURL()")
     caption = page.get_by_text(re.compile(r"^z = \(")).first.inner_text()
     page.get_by_role("slider", name="z1").focus()
     for _ in range(30):
         page.keyboard.press("ArrowRight")
-    page.wait_for_function("(src) => document.querySelector(\"canvas[aria-label='Decoded digit']\").toDataURL() !== src",
+    page.wait_for_function("(src) => { const c = document.querySelector(\"canvas[aria-label='Decoded digit']\");"
+                           " return c !== null && c.toDataURL() !== src; }",
                            arg=before)
     assert page.get_by_text(re.compile(r"^z = \(")).first.inner_text() != caption
-    page.wait_for_function("() => document.querySelector(\"input[aria-label='z1 exactly']\").value === '1.500'",
+    page.wait_for_function("() => document.querySelector(\"input[aria-label='z1 exactly']\")?.value === '1.500'",
                            timeout=30_000)
     wait_idle(page)
     assert not exceptions_on(page)

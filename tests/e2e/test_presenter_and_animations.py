@@ -78,7 +78,7 @@ def pad_ready(page) -> None:
 
 
 def wait_z(page, z) -> list[float]:
-    page.wait_for_function("""([sel, z]) => { const got = (document.querySelector(sel).dataset.z || '').split(',');
+    page.wait_for_function("""([sel, z]) => { const got = (document.querySelector(sel)?.dataset.z || '').split(',');
         return got.length === z.length && z.every((v, i) => Math.abs(+got[i] - v) < 1e-6); }""", arg=[PAD, z],
                            timeout=30_000)
     wait_idle(page)
@@ -115,7 +115,7 @@ def test_presenter_view_keys_move_z_sample_and_walk_the_sweep(page, sweep_server
 
     count = int(page.get_attribute(".pv-root", "data-count"))
     key_on_page(page, " ")
-    page.wait_for_function("(n) => +document.querySelector('.pv-root').dataset.count > n", arg=count)
+    page.wait_for_function("(n) => +document.querySelector('.pv-root')?.dataset.count > n", arg=count)
     page.locator(".pv-root", has_text="A sample: z = (").wait_for()
     wait_idle(page)
     z = [float(v) for v in page.get_attribute(PAD, "data-z").split(",")]

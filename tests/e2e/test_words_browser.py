@@ -162,7 +162,7 @@ def test_the_hover_digit_has_no_black_box_before_the_first_hover_and_readable_te
         r = g.getBoundingClientRect(); return [r.left + L.xaxis._offset + L.xaxis.l2p(t.x[0]),
                                               r.top + L.yaxis._offset + L.yaxis.l2p(t.y[0])]; }""", gd)
     page.mouse.move(target[0], target[1])
-    page.wait_for_function("(sel) => document.querySelector(sel).dataset.hovered === '1'", arg=PAD)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.dataset.hovered === '1'", arg=PAD)
     assert digit.is_visible()
     label = page.locator(f"{gd} .hoverlayer .hovertext").first
     label.wait_for(timeout=10_000)
