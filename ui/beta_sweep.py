@@ -77,8 +77,8 @@ def beta_slider(record: CheckpointRecord, *, on_move: Callable[[str, str], None]
 
     def move() -> None:
         new = paths.get(st.session_state.get(widget))
-        if new is None or new == record.path:
-            return
+        if new is None or new == record.path or st.session_state.get(f"_{key}_shows") != record.path:
+            return      # (the last: a slider drawn for a model that is no longer the page's, sending late)
         if on_move is not None:
             on_move(record.path, new)
         choose_model(new)

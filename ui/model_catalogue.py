@@ -321,7 +321,10 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
     options = list(by_path)
 
     def remember() -> None:
-        choose_model(st.session_state[widget], key)
+        # a value the browser sends for a picker of an older version (a model chosen since, by a key or the β
+        # slider) is stale: it must not take the model back
+        if widget == f"_{key}_picker_{st.session_state.get(_version_key(key), 0)}":
+            choose_model(st.session_state[widget], key)
 
     picked = st.sidebar.selectbox(label, options, index=options.index(choice), key=widget, on_change=remember,
                                   format_func=lambda p: by_path[p].label if p in by_path else p, help=help)
