@@ -699,7 +699,7 @@ class JobService:
 
     def _write_losses_now(self, job_id: str, live: LiveJob, final: bool) -> None:
         """The newest losses (jobs.loss, eval_loss) and a thinned curve (job_points: about BOARD_POINTS points a
-        run, and one at each epoch's end with its test loss), so that the teacher's board on any server can draw
+        run from its first step, and one at each epoch's end with its test loss), so that the teacher's board on any server can draw
         them. Called from the collect step, about once a second per running job, and once at its end."""
         import bisect
 
@@ -721,7 +721,9 @@ class JobService:
         if not self.table.update_held(job_id, self.server_id, loss=float(loss),
                                       eval_loss=None if eval_loss is None else float(eval_loss)):
             return   # another server holds the row now (or it ended): its curve is no longer ours to write
-        now_due = step != last_step and (final or step - last_step >= max(1, total // BOARD_POINTS))
+        # the first step seen starts the curve: a run stopped inside its first 1/BOARD_POINTS (an epoch of a
+        # 200-epoch run) still draws a line from its start to its end, not a lone dot
+        now_due = step != last_step and (final or last_step < 0 or step - last_step >= max(1, total // BOARD_POINTS))
         if now_due:
             points.append((int(step), float(loss), None))   # merged with an epoch's point at the same step
         if points:

@@ -48,8 +48,8 @@ SIGNED_IN_OR_TOLD_WHY = """() => { const h = document.querySelector('h1');
 
 def spot_on_curve(page, prefix: str, timeout: float = 60.0) -> tuple[float, float, float]:
     """CURVE_SPOT_JS's spot on the curve of `prefix`, once its line has two points: the board redraws its curves
-    at most every CURVES_SECONDS (pages/board.py), so a chart drawn at a run's start may show one point for a while
-    (in a fast run the teacher stopped Ada's run before the chart had her second point)."""
+    at most every CURVES_SECONDS (pages/board.py), so a chart drawn at a run's start may show one point for a while.
+    (A run's stored curve starts at its first step, jobs/api.py, so a run stopped in its first epoch has two.)"""
     end = time.monotonic() + timeout
     while (spot := plot_eval(page, CURVES, CURVE_SPOT_JS, prefix)) is None:
         assert time.monotonic() < end, f"the curve of {prefix!r} kept fewer than two points for {timeout:.0f} s"

@@ -285,3 +285,31 @@ def test_the_board_reads_every_run_with_its_losses_curve_and_place(make_service)
     snap = service.wait(late, 60)
     assert snap.status == "stopped" and "Stopped by the teacher (T)" in snap.message
     service.stop(queued)
+
+
+def test_a_run_s_board_curve_starts_at_its_first_step():
+    """The board's curve of a run begins at the first step the server collects: a 200-epoch run writes a point
+    about every epoch after that, so a run stopped inside its first epoch still has a line, from its start to its
+    end (CI stop 25: the teacher stopped Ada in her first epoch and the board had one dot to click)."""
+    from types import SimpleNamespace
+
+    from jobs.api import JobService, LiveJob
+
+    written = []
+    server = SimpleNamespace(server_id="s", table=SimpleNamespace(
+        update_held=lambda *a, **k: True, add_points=lambda job_id, points: written.extend(points)))
+    live = LiveJob()
+    live.apply("started", {"steps_per_epoch": 469, "total_steps": 200 * 469})
+
+    def collect(first: int, last: int, final: bool = False) -> list[int]:
+        n = last - first + 1
+        live.apply("steps", {"steps": {"step": list(range(first, last + 1)), "loss": [300.0] * n,
+                                       "recon": [290.0] * n, "kl": [10.0] * n},
+                             "progress": {"global_step": last}})
+        JobService._write_losses_now(server, "job", live, final)
+        return [step for step, _, _ in written]
+
+    assert collect(1, 19) == [19]                 # the first collect starts the curve
+    assert collect(20, 40) == [19]                # the next point is due 469 steps later
+    assert collect(41, 60, final=True) == [19, 60]
+    assert all(loss == pytest.approx(300.0) for _, loss, _ in written)
