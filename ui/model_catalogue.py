@@ -313,7 +313,10 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
 
     # Streamlit forgets the state of a widget that a page does not draw, and a browser can send back a
     # stale value for a widget id it saw before: so the widget is rebuilt from the choice, under a new key
-    # after every change (the key never repeats within a session).
+    # after every change made elsewhere (a key, the β slider, a button; the key never repeats within a
+    # session). A pick in the picker itself keeps its widget: a new one would stand beside the old for the
+    # whole script run, the old one (which holds the focus) lingering until the next click, and that click,
+    # which removes it, moved the sidebar's switches under the pointer (a click on Presenter view was lost).
     version = st.session_state.get(_version_key(key), 0)
     if st.session_state.get(f"_{key}_picker_{version}", choice) != choice:  # the choice was set elsewhere
         version = st.session_state[_version_key(key)] = version + 1
@@ -324,7 +327,7 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
         # a value the browser sends for a picker of an older version (a model chosen since, by a key or the β
         # slider) is stale: it must not take the model back
         if widget == f"_{key}_picker_{st.session_state.get(_version_key(key), 0)}":
-            choose_model(st.session_state[widget], key)
+            st.session_state[key] = str(st.session_state[widget])
 
     picked = st.sidebar.selectbox(label, options, index=options.index(choice), key=widget, on_change=remember,
                                   format_func=lambda p: by_path[p].label if p in by_path else p, help=help)
