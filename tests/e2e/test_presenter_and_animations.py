@@ -147,6 +147,7 @@ def test_b_without_a_sweep_says_nothing_happens(page, sweep_server):
     select_option(page, page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox'] input[aria-label='Model']").first,
                   "vae_2d")
     wait_picker(page, "vae_2d")
+    page.get_by_test_id("stSidebar").get_by_text("vae_2d.safetensors").wait_for()   # the server drew the new model
     wait_idle(page)
     page.locator(".st-key-presenter_view").get_by_text("Presenter view").click()   # the sidebar's switch
     page.get_by_test_id("stSidebar").wait_for(state="hidden", timeout=30_000)
