@@ -68,7 +68,9 @@ def beta_slider(record: CheckpointRecord, *, on_move: Callable[[str, str], None]
     paths = {r.beta: r.path for r in sweep}
     # A browser can send back the slider's old value after the model was changed elsewhere (the presenter's b / B,
     # the picker), which would move the model back (a chromium test caught it once in a CI run): as the model
-    # picker does, the slider is a new widget for each model it shows, so an old value reaches no callback.
+    # picker does, the slider is a new widget for each model chosen elsewhere, so an old value reaches no
+    # callback. A move of the slider itself keeps its widget (move() notes the model it now shows): a new one
+    # stood beside the old for the whole script run, shifting the page below it by a slider's height.
     if st.session_state.get(f"_{key}_shows") != record.path:
         st.session_state[f"_{key}_version"] = st.session_state.get(f"_{key}_version", 0) + 1
         st.session_state[f"_{key}_shows"] = record.path
@@ -82,6 +84,7 @@ def beta_slider(record: CheckpointRecord, *, on_move: Callable[[str, str], None]
         if on_move is not None:
             on_move(record.path, new)
         choose_model(new)
+        st.session_state[f"_{key}_shows"] = new
 
     st.select_slider("β, the weight of the KL term", options=list(paths), key=widget, on_change=move,
                      format_func=beta_text,

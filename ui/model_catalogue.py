@@ -314,9 +314,9 @@ def model_picker(*, where: Callable[[ModelConfig], bool] | None = None,
     # Streamlit forgets the state of a widget that a page does not draw, and a browser can send back a
     # stale value for a widget id it saw before: so the widget is rebuilt from the choice, under a new key
     # after every change made elsewhere (a key, the β slider, a button; the key never repeats within a
-    # session). A pick in the picker itself keeps its widget: a new one would stand beside the old for the
-    # whole script run, the old one (which holds the focus) lingering until the next click, and that click,
-    # which removes it, moved the sidebar's switches under the pointer (a click on Presenter view was lost).
+    # session). A pick in the picker itself keeps its widget: a new one stood beside the old (which held the
+    # focus) while the script ran, and a click in that time, taking the focus, removed the old one and so
+    # moved the sidebar's switches under the pointer (a click on Presenter view was lost).
     version = st.session_state.get(_version_key(key), 0)
     if st.session_state.get(f"_{key}_picker_{version}", choice) != choice:  # the choice was set elsewhere
         version = st.session_state[_version_key(key)] = version + 1

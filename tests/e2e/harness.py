@@ -133,6 +133,20 @@ def wait_idle(page, timeout: float = 30_000) -> None:
                            timeout=timeout)
 
 
+def watch_most(page, selector: str) -> None:
+    """From now on, note the most elements matching `selector` the page showed at once (most_seen): a widget
+    rebuilt under a new key stands beside its old self while the script run lasts, shifting what lies below."""
+    page.evaluate("""(sel) => {
+        window.__mostSeen = document.querySelectorAll(sel).length;
+        new MutationObserver(() => {
+            window.__mostSeen = Math.max(window.__mostSeen, document.querySelectorAll(sel).length);
+        }).observe(document.body, {childList: true, subtree: true}); }""", selector)
+
+
+def most_seen(page) -> int:
+    return page.evaluate("() => window.__mostSeen")
+
+
 def plot_eval(page, chart_js: str, body: str, arg=None, timeout: float = 30_000):
     """The value of `body`, a JS function of (gd, arg), on the Plotly chart the JS expression `chart_js` finds.
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from harness import (PICKER, ROOT, choose_in_picker, cut_off_options, cut_off_texts, exceptions_on, go_to,
-                     open_options, open_page, picker_value, wait_idle, wait_picker)
+                     most_seen, open_options, open_page, picker_value, wait_idle, wait_picker, watch_most)
 from vae_core import list_checkpoints, read_record
 
 pytestmark = pytest.mark.e2e
@@ -111,27 +111,18 @@ def test_saving_a_trained_model_does_not_move_the_picker(page, server):
     assert not exceptions_on(page)
 
 
-# counts the sidebar's model pickers on every change of the page, keeping the most seen at once
-COUNT_PICKERS_JS = """(sel) => {
-    window.__mostPickers = document.querySelectorAll(sel).length;
-    new MutationObserver(() => {
-        window.__mostPickers = Math.max(window.__mostPickers, document.querySelectorAll(sel).length);
-    }).observe(document.body, {childList: true, subtree: true});
-}"""
-
-
 def test_a_pick_keeps_one_picker_and_the_next_click_takes(page, server):
-    """A model picked in the picker keeps the picker's widget: a new one stood beside the old for the whole run,
-    the old one lingering (it held the focus) until the next click, which removed it and moved the sidebar's
-    switches under the pointer, so a click on Presenter view right after a pick did nothing (CI, stop 26)."""
+    """A model picked in the picker keeps the picker's widget: a new one stood beside the old (which held the
+    focus) while the script ran, and a click in that time took the focus, removed the old one and so moved the
+    sidebar's switches under the pointer: a click on Presenter view right after a pick did nothing (CI, stop 26)."""
     open_page(page, server.url, "decoder")
     wait_idle(page)
-    page.evaluate(COUNT_PICKERS_JS, PICKER)
+    watch_most(page, PICKER)
     open_options(page, page.locator(PICKER).first)
     page.get_by_role("option", name="cvae_label", exact=True).click()
     page.locator(".st-key-presenter_view").get_by_text("Presenter view").click()    # at once, as a hand may
     page.get_by_test_id("stSidebar").wait_for(state="hidden", timeout=30_000)
-    assert page.evaluate("() => window.__mostPickers") == 1
+    assert most_seen(page) == 1
     assert "present=1" in page.url and not exceptions_on(page)
     page.get_by_role("button", name="Leave presenter view").click()
     wait_picker(page, "cvae_label")

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from harness import choose_in_picker, exceptions_on, go_to, open_page, picker_value, plot_eval, wait_idle, wait_picker
+from harness import (choose_in_picker, exceptions_on, go_to, most_seen, open_page, picker_value, plot_eval, wait_idle,
+                     wait_picker, watch_most)
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +40,15 @@ def open_on(page, server, title: str, model: str) -> None:
 
 def move_beta(page, key: str, want_model: str) -> None:
     """Step the β slider with the keyboard (as a hand on a keyboard, or a drag of one notch) and wait for the page
-    to show the sweep's model of that β."""
+    to show the sweep's model of that β. The slider stays one widget: a new one stood beside the old while the
+    script ran, shifting the page below by a slider's height."""
+    watch_most(page, "[class*='st-key-beta_sweep_beta_']")
     slider = page.get_by_role("slider", name=BETA)
     slider.focus()
     page.keyboard.press(key)
     wait_picker(page, want_model, timeout=60_000)
     wait_idle(page)
+    assert most_seen(page) == 1, "two β sliders at once"
 
 
 def first_points(page) -> list[float]:
