@@ -213,10 +213,22 @@ def open_options(page, combobox, tries: int = 3) -> None:
                 raise
 
 
-def select_option(page, combobox, option: str, timeout: float = 30_000) -> None:
-    """Open a select box (its input) and click one option by its exact text; wait for the script run to end."""
-    open_options(page, combobox)
-    page.get_by_role("option", name=option, exact=True).click(timeout=timeout)
+def select_option(page, combobox, option: str, timeout: float = 30_000, tries: int = 3) -> None:
+    """Open a select box (its input) and click one option by its exact text; wait for the script run to end.
+
+    An open list closes when the page scrolls under it (react-aria closes a list whose box moves: a scroll of
+    60 px closed the Animations box's list), and a page still laying out (a chart drawn late above the box) can
+    move the box or make playwright scroll to reach the option: CI under load saw the option "detached from the
+    DOM" for 30 s. As a hand would, open the list again and choose again."""
+    for attempt in range(tries):
+        open_options(page, combobox)
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except Exception:  # noqa: BLE001 - the list closed before the click
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
     wait_idle(page, timeout)
 
 
