@@ -226,6 +226,16 @@ def rate_distortion_figure(sweep: list[CheckpointRecord], current_path: str | No
     return fig
 
 
+def sweep_caption(sweep: list[CheckpointRecord], record: CheckpointRecord) -> str:
+    """What the sweep is, and this model's rate and distortion (or that its file does not store them)."""
+    figures = record.rate_distortion()
+    this = (f"rate {figures[0]:.1f} nats, distortion {figures[1]:.1f} nats ({images_text(record.test_images)})"
+            if figures else "its file stores no test figures, so it has no point on the chart")
+    return (f"**{len(sweep)} models that differ only in β** (the loss is reconstruction + β × KL). This one, "
+            f"β = {beta_text(record.beta)}: {this}. Small β: the codes spread out and the digits sharpen; large β: "
+            "the codes collapse towards N(0, I) and the digits blur.")
+
+
 def sweep_panel(record: CheckpointRecord, *, on_move: Callable[[str, str], None] | None = None) -> bool:
     """The β slider and, beside it, the rate-distortion chart, when the picked model belongs to a sweep.
     Returns whether it drew them."""
@@ -234,13 +244,13 @@ def sweep_panel(record: CheckpointRecord, *, on_move: Callable[[str, str], None]
         sweep = beta_slider(record, on_move=on_move)
         if sweep is None:
             return False
-        rate, distortion = record.rate_distortion() or (math.nan, math.nan)
-        st.caption(f"**{len(sweep)} models that differ only in β** (the loss is reconstruction + β × KL). "
-                   f"This one, β = {beta_text(record.beta)}: rate {rate:.1f} nats, distortion {distortion:.1f} "
-                   f"nats ({images_text(record.test_images)}). Small β: the codes spread out and the digits "
-                   "sharpen; large β: the codes collapse towards N(0, I) and the digits blur.")
+        st.caption(sweep_caption(sweep, record))
     runs = your_runs(record)
     with chart_col:
+        if not runs and all(r.rate_distortion() is None for r in sweep):
+            st.caption("No model of this sweep stores its test figures (rate and distortion), so there is no "
+                       "rate-distortion chart to draw.")
+            return True
         fig = rate_distortion_figure(sweep, record.path, runs)
         st.plotly_chart(fig, key=CHART_KEY, config={"displayModeBar": False}, width="stretch")
         mixed = bool(runs) and {r.test_images for r in sweep} != {p.test_images for p in runs}

@@ -278,3 +278,20 @@ def test_sprite_png_keeps_each_class_colour_and_its_ink():
         want = [int(int(CLASS_COLORS[k][i:i + 2], 16) * 0.7) for i in (1, 3, 5)]
         assert list(rgba[r, c, :3]) == want and rgba[r, c, 3] == 255
     assert abs(rgba[0, 1, 3] - 100) <= 255 / 15 and rgba[1, 1, 3] == 0      # 16 levels of ink
+
+
+def test_a_sweep_without_test_figures_says_so_rather_than_nan(model_dir):
+    """A sweep whose files store no test figures (trained without an evaluation, as the browser tests' tiny sweep):
+    the sentence says so (it said "rate nan nats, distortion nan nats") and no empty chart is drawn."""
+    import dataclasses
+
+    from ui.beta_sweep import sweep_caption, sweep_of
+    from vae_core import read_record
+
+    sweep = sweep_of(str(model_dir / "vae_2d_beta2.safetensors"))
+    record = next(r for r in sweep if r.beta == 2.0)
+    assert "rate " in sweep_caption(sweep, record) and "nan" not in sweep_caption(sweep, record)
+    bare = [dataclasses.replace(r, metrics={}) for r in sweep]
+    caption = sweep_caption(bare, next(r for r in bare if r.beta == 2.0))
+    assert "nan" not in caption and "its file stores no test figures, so it has no point on the chart" in caption
+    assert read_record(model_dir / "vae_2d_beta2.safetensors").rate_distortion() is not None

@@ -181,6 +181,9 @@ def make_and_download(page, what: str, fmt: str, tmp_path) -> np.ndarray:
 def test_animations_download_and_open(page, sweep_server, tmp_path):
     open_page(page, sweep_server.url, "decoder")
     pad_ready(page)
+    # the tiny sweep's files store no test figures: a sentence, not "rate nan nats" and an empty chart
+    page.get_by_text("so there is no rate-distortion chart to draw").wait_for()
+    assert "nan nats" not in page.get_by_test_id("stMain").inner_text()
     walk = make_and_download(page, "Interpolation walk", "gif", tmp_path)
     assert walk.shape[0] == 46 and max(walk.shape[1:3]) <= 640
     page.get_by_text(re.compile(r"^Interpolation walk: 46 frames, 336 × 336 px")).wait_for()
