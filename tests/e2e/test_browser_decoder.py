@@ -51,6 +51,18 @@ def choose_model(page, name: str) -> None:
     wait_idle(page)
 
 
+def wait_pad_holds(page, server, model: str) -> None:
+    """Wait until the pad holds `model`'s file (its data-model is that file's key). The waits after a pick can end
+    before the model change's script run has begun (the picker shows the new name at once), and the pad then
+    still holds the model before: CI run 13 decoded vae_2d where it meant cvae_label (pixels 0.48 apart)."""
+    from ui.latent_pad import model_key
+
+    path = Path(server.env["LATENT_LAB_MODEL_DIRS"].split(os.pathsep)[0]) / f"{model}.safetensors"
+    if path.is_file():   # (docs/make_screenshots.py serves the shipped checkpoints under other names)
+        page.wait_for_function("([sel, key]) => document.querySelector(sel)?.dataset.model === key",
+                               arg=[PAD, model_key(str(path))], timeout=60_000)
+
+
 def open_decoder(page, server, model: str = "vae_2d", browser: bool = True) -> None:
     open_page(page, server.url)
     go_to(page, "Decoder")
@@ -62,6 +74,7 @@ def open_decoder(page, server, model: str = "vae_2d", browser: bool = True) -> N
     if browser:
         page.wait_for_function("(sel) => { const r = document.querySelector(sel); return r && r.dataset.frames; }",
                                arg=PAD, timeout=60_000)
+        wait_pad_holds(page, server, model)
     else:
         page.get_by_test_id("stSlider").first.wait_for()
     wait_idle(page)
