@@ -699,8 +699,9 @@ class JobService:
 
     def _write_losses_now(self, job_id: str, live: LiveJob, final: bool) -> None:
         """The newest losses (jobs.loss, eval_loss) and a thinned curve (job_points: about BOARD_POINTS points a
-        run from its first step, and one at each epoch's end with its test loss), so that the teacher's board on any server can draw
-        them. Called from the collect step, about once a second per running job, and once at its end."""
+        run from its first step, and one at each epoch's end with its test loss), so that the teacher's board on
+        any server can draw them. Called from the collect step, about once a second per running job, and once at
+        its end."""
         import bisect
 
         with live.lock:
